@@ -1,0 +1,72 @@
+# vault-plugin-secrets-litellm: developer and CI entry points. `make help` lists the targets.
+#
+# Integration tests run against real servers: e2e/run-with-stack.sh brings up LiteLLM (shared kit,
+# or your own via LITELLM_URL + LITELLM_MASTER_KEY) and finds OpenBao/Vault, runs the tests with
+# that environment, and always takes down what it started (KEEP_STACK=1 keeps it).
+# Engines: ENGINES="vault openbao" by default; a missing one is skipped with a loud SKIPPED line,
+# unless REQUIRE_ENGINES names it.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+BIN := vault-plugin-secrets-litellm
+# Unit tests live in the library and the binary; `--lib` only when there is a library target.
+UNIT_TARGETS := $(if $(wildcard src/lib.rs),--lib) --bins
+# Integration-test output is not captured, so SKIPPED lines and step timings are visible.
+IT_ARGS := -- --nocapture --test-threads=1
+
+.PHONY: help build fmt lint unit test e2e e2e-openbao e2e-vault up down status demo bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "; print "Targets:"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Release build; copies the binary and its sha256 into ./dist
+	$(CARGO) build --release
+	mkdir -p dist
+	cp target/release/$(BIN) dist/
+	cd dist && sha256sum $(BIN) > $(BIN).sha256 && cat $(BIN).sha256
+
+fmt: ## Format the code (cargo fmt)
+	$(CARGO) fmt
+
+lint: ## cargo fmt --check and cargo clippy --all-targets -D warnings
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit: ## Unit tests only (no servers needed)
+	$(CARGO) test $(UNIT_TARGETS)
+
+test: lint unit ## Lint, unit tests, then all integration tests (tests/*.rs) against the e2e stack
+	e2e/run-with-stack.sh $(CARGO) test --test '*' $(IT_ARGS)
+
+e2e: ## End-to-end lifecycle test (tests/e2e.rs) on every engine in ENGINES
+	e2e/run-with-stack.sh $(CARGO) test --test e2e $(IT_ARGS)
+
+e2e-openbao: ## End-to-end test on OpenBao only (fails if OpenBao is missing)
+	ENGINES=openbao REQUIRE_ENGINES=openbao e2e/run-with-stack.sh $(CARGO) test --test e2e $(IT_ARGS)
+
+e2e-vault: ## End-to-end test on Vault only (fails if Vault is missing: set VAULT_BIN)
+	@if [ -z "$${VAULT_BIN:-}" ] && ! command -v vault >/dev/null; then \
+	  echo "e2e-vault: no Vault binary: set VAULT_BIN=/path/to/vault or put vault on PATH" >&2; exit 1; fi
+	ENGINES=vault REQUIRE_ENGINES=vault e2e/run-with-stack.sh $(CARGO) test --test e2e $(IT_ARGS)
+
+up: ## Bring the e2e stack up and leave it running (e2e/stack.sh up)
+	e2e/stack.sh up
+
+down: ## Stop what the e2e stack started (e2e/stack.sh down)
+	e2e/stack.sh down
+
+status: ## Show the e2e stack (e2e/stack.sh status)
+	e2e/stack.sh status
+
+demo: ## Guided demo (not yet implemented)
+	@echo "make demo: not yet implemented" >&2; exit 1
+
+bench: ## Benchmarks (not yet implemented)
+	@echo "make bench: not yet implemented" >&2; exit 1
+
+clean: ## Remove build outputs, ./dist and the e2e state in ./.e2e (the .venv stays)
+	$(CARGO) clean
+	rm -rf dist .e2e

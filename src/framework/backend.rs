@@ -1,0 +1,391 @@
+//! A backend: the engine's paths and secret types, and the dispatch from a
+//! host request to the right handler.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use super::error::{Error, Result};
+use super::field::FieldData;
+use super::path::{Callback, Handler, Path};
+use super::request::{Operation, Request};
+use super::response::Response;
+use super::{openapi, wal};
+
+/// A kind of leased secret and how to renew and revoke it.
+pub struct SecretType {
+    pub name: &'static str,
+    pub renew: Handler,
+    pub revoke: Handler,
+}
+
+/// How the engine undoes work recorded in the WAL that never reached a lease.
+pub struct WalRollback {
+    /// Younger entries may belong to a request still in flight: skip them.
+    pub min_age: Duration,
+    /// Older entries whose rollback still fails are dropped (with a log line).
+    pub max_age: Duration,
+    pub handler: Callback<(Request, wal::WalEntry), ()>,
+}
+
+/// Paths with special treatment by the host.
+#[derive(Debug, Clone, Default)]
+pub struct SpecialPaths {
+    pub root: Vec<String>,
+    pub unauthenticated: Vec<String>,
+    pub local_storage: Vec<String>,
+    pub seal_wrap_storage: Vec<String>,
+}
+
+/// Everything one mount of an engine is.
+pub struct Backend {
+    /// Overview shown by `path-help <mount>`.
+    pub help: &'static str,
+    pub paths: Vec<Path>,
+    pub secrets: Vec<SecretType>,
+    pub special_paths: SpecialPaths,
+    pub wal_rollback: Option<WalRollback>,
+    /// Called when a storage key changed under us (another node wrote it).
+    pub invalidate: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    /// Called before the mount goes away (unmount, reload).
+    pub cleanup: Option<Arc<dyn Fn() + Send + Sync>>,
+    rollback_running: Mutex<()>,
+}
+
+impl Backend {
+    pub fn new(help: &'static str) -> Self {
+        Self {
+            help,
+            paths: Vec::new(),
+            secrets: Vec::new(),
+            special_paths: SpecialPaths::default(),
+            wal_rollback: None,
+            invalidate: None,
+            cleanup: None,
+            rollback_running: Mutex::new(()),
+        }
+    }
+
+    pub fn path(mut self, path: Path) -> Self {
+        self.paths.push(path);
+        self
+    }
+
+    pub fn secret(mut self, secret: SecretType) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
+    /// Answers one request from the host. `Ok(None)` is "no response"
+    /// (a 404 for reads, 204 for writes).
+    pub async fn handle(&self, req: Request) -> Result<Option<Response>> {
+        match req.operation {
+            Operation::ResolvePath => Ok(None),
+            Operation::Help => self.help_response(&req.path).map(Some),
+            Operation::Renew | Operation::Revoke => self.handle_secret(req).await,
+            Operation::Rollback => {
+                self.rollback(req).await;
+                Ok(None)
+            }
+            _ => self.route(req).await,
+        }
+    }
+
+    /// `(check_found, exists)` for a write to `req.path`.
+    pub async fn existence_check(&self, mut req: Request) -> Result<(bool, bool)> {
+        let Some((path, captures)) = self.find(&req.path) else {
+            return Ok((false, false));
+        };
+        let Some(check) = &path.existence_check else {
+            return Ok((false, false));
+        };
+        req.fields = FieldData::parse(&path.fields, &captures, &Map::new())?;
+        Ok((true, check(req).await?))
+    }
+
+    pub fn invalidate_key(&self, key: &str) {
+        if let Some(f) = &self.invalidate {
+            f(key);
+        }
+    }
+
+    pub fn clean_up(&self) {
+        if let Some(f) = &self.cleanup {
+            f();
+        }
+    }
+
+    fn find(&self, request_path: &str) -> Option<(&Path, Vec<(&'static str, String)>)> {
+        self.paths.iter().find_map(|p| p.matches(request_path).map(|c| (p, c)))
+    }
+
+    async fn route(&self, mut req: Request) -> Result<Option<Response>> {
+        let (path, captures) = self.find(&req.path).ok_or(Error::UnsupportedPath)?;
+        // Without an existence check the host sends every write as update;
+        // with one, a create may fall back to the update handler.
+        let handler = path
+            .handler(&req.operation)
+            .or_else(|| (req.operation == Operation::Create).then(|| path.handler(&Operation::Update)).flatten())
+            .ok_or(Error::UnsupportedOperation)?;
+        req.fields = FieldData::parse(&path.fields, &captures, &req.data)?;
+        handler(req).await
+    }
+
+    async fn handle_secret(&self, req: Request) -> Result<Option<Response>> {
+        let secret = req
+            .secret
+            .as_ref()
+            .ok_or_else(|| Error::invalid(format!("{} request without a secret", req.operation)))?;
+        let name = secret
+            .secret_type()
+            .ok_or_else(|| Error::Internal("lease has no secret_type".into()))?;
+        let kind = self
+            .secrets
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::Internal(format!("unknown secret type {name:?}")))?;
+        if req.operation == Operation::Renew {
+            (kind.renew)(req).await
+        } else {
+            (kind.revoke)(req).await
+        }
+    }
+
+    /// Replays WAL entries old enough to be abandoned. Never fails: problems
+    /// are logged and the entry is retried on the next tick (every minute).
+    async fn rollback(&self, req: Request) {
+        let Some(rollback) = &self.wal_rollback else { return };
+        // Ticks can overlap when LiteLLM is slow; one pass at a time.
+        let Ok(_running) = self.rollback_running.try_lock() else { return };
+        let ids = match wal::list(req.storage.as_ref()).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "rollback: cannot list WAL entries");
+                return;
+            }
+        };
+        let now = SystemTime::now();
+        for id in ids {
+            let entry = match wal::get(req.storage.as_ref(), &id).await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(wal_id = %id, error = %e, "rollback: cannot read WAL entry");
+                    continue;
+                }
+            };
+            let age = entry.age(now);
+            if age < rollback.min_age {
+                continue;
+            }
+            let kind = entry.kind.clone();
+            match (rollback.handler)((req.clone(), entry)).await {
+                Ok(()) => {
+                    tracing::info!(wal_id = %id, kind = %kind, age_s = age.as_secs(), "rolled back abandoned operation");
+                    if let Err(e) = wal::delete(req.storage.as_ref(), &id).await {
+                        tracing::warn!(wal_id = %id, error = %e, "rollback: cannot delete WAL entry");
+                    }
+                }
+                Err(e) if age >= rollback.max_age => {
+                    tracing::error!(wal_id = %id, kind = %kind, error = %e, "rollback keeps failing; giving up on this WAL entry");
+                    let _ = wal::delete(req.storage.as_ref(), &id).await;
+                }
+                Err(e) => {
+                    tracing::warn!(wal_id = %id, kind = %kind, error = %e, "rollback failed; will retry");
+                }
+            }
+        }
+    }
+
+    fn help_response(&self, request_path: &str) -> Result<Response> {
+        let (text, doc) = if request_path.trim_matches('/').is_empty() {
+            (self.root_help(), openapi::document(self.help, self.paths.iter()))
+        } else {
+            let (path, _) = self.find(request_path).ok_or(Error::UnsupportedPath)?;
+            (
+                format!("{}\n\n{}", path.synopsis, path.description),
+                openapi::document(path.synopsis, std::iter::once(path)),
+            )
+        };
+        let mut data = Map::new();
+        data.insert("help".into(), Value::String(text));
+        data.insert("see_also".into(), Value::Null);
+        data.insert("openapi".into(), doc);
+        Ok(Response::with_data(data))
+    }
+
+    fn root_help(&self) -> String {
+        let mut text = format!("{}\n\n## PATHS\n", self.help.trim());
+        for p in &self.paths {
+            text.push_str(&format!("\n    {}\n        {}\n", p.pattern, p.synopsis));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::framework::field::{Field, FieldType};
+    use crate::framework::lease::Secret;
+    use crate::framework::path::callback;
+    use crate::framework::storage::{MemoryStorage, StaticSystemView, Storage, SystemView};
+
+    struct State {
+        revoked: AtomicUsize,
+        rolled_back: AtomicUsize,
+    }
+
+    async fn echo(_: Arc<State>, req: Request) -> Result<Option<Response>> {
+        let mut data = Map::new();
+        data.insert("name".into(), json!(req.fields.str("name")));
+        data.insert("n".into(), json!(req.fields.int("n")));
+        data.insert("op".into(), json!(req.operation.as_str()));
+        Ok(Some(Response::with_data(data)))
+    }
+
+    async fn revoke(state: Arc<State>, _: Request) -> Result<Option<Response>> {
+        state.revoked.fetch_add(1, Ordering::SeqCst);
+        Ok(None)
+    }
+
+    async fn exists(_: Arc<State>, req: Request) -> Result<bool> {
+        Ok(req.fields.str("name") == Some("old"))
+    }
+
+    async fn undo(state: Arc<State>, (_, entry): (Request, wal::WalEntry)) -> Result<()> {
+        if entry.data["fail"] == json!(true) {
+            return Err(Error::coded(502, "upstream down"));
+        }
+        state.rolled_back.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn backend(state: &Arc<State>, min_age: Duration) -> Backend {
+        let mut b = Backend::new("Test engine.")
+            .path(
+                Path::new("things/{name}")
+                    .field(Field::new("n", FieldType::Int, "a number"))
+                    .on(Operation::Read, callback(state, echo))
+                    .on(Operation::Update, callback(state, echo))
+                    .exists(callback(state, exists))
+                    .help("A thing.", "Things are things."),
+            )
+            .secret(SecretType {
+                name: "thing",
+                renew: callback(state, echo),
+                revoke: callback(state, revoke),
+            });
+        b.wal_rollback = Some(WalRollback {
+            min_age,
+            max_age: Duration::from_secs(3600),
+            handler: callback(state, undo),
+        });
+        b
+    }
+
+    fn state() -> Arc<State> {
+        Arc::new(State {
+            revoked: AtomicUsize::new(0),
+            rolled_back: AtomicUsize::new(0),
+        })
+    }
+
+    fn request(op: Operation, path: &str, storage: &Arc<MemoryStorage>) -> Request {
+        let storage: Arc<dyn Storage> = storage.clone();
+        let system: Arc<dyn SystemView> = Arc::new(StaticSystemView::default());
+        Request::new(op, path, storage, system)
+    }
+
+    #[tokio::test]
+    async fn routes_and_validates() {
+        let st = state();
+        let b = backend(&st, Duration::ZERO);
+        let s = Arc::new(MemoryStorage::default());
+        let resp = b.handle(request(Operation::Read, "things/a", &s)).await.unwrap().unwrap();
+        assert_eq!(resp.data["name"], "a");
+        // create falls back to the update handler
+        let resp = b
+            .handle(request(Operation::Create, "things/a", &s).with_data(json!({"n": "5"})))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.data["n"], 5);
+        let err = b.handle(request(Operation::Update, "things/a", &s).with_data(json!({"x": 1}))).await.unwrap_err();
+        assert_eq!(err.status(), 400);
+        let err = b.handle(request(Operation::Delete, "things/a", &s)).await.unwrap_err();
+        assert_eq!(err.status(), 405);
+        let err = b.handle(request(Operation::Read, "nothing/a", &s)).await.unwrap_err();
+        assert_eq!(err.status(), 404);
+        let err = b.handle(request(Operation::Other("scan".into()), "things/a", &s)).await.unwrap_err();
+        assert_eq!(err.status(), 405);
+        assert!(b.handle(request(Operation::ResolvePath, "things/a", &s)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn existence_checks() {
+        let st = state();
+        let b = backend(&st, Duration::ZERO);
+        let s = Arc::new(MemoryStorage::default());
+        assert_eq!(b.existence_check(request(Operation::Update, "things/old", &s)).await.unwrap(), (true, true));
+        assert_eq!(b.existence_check(request(Operation::Update, "things/new", &s)).await.unwrap(), (true, false));
+        assert_eq!(b.existence_check(request(Operation::Update, "other", &s)).await.unwrap(), (false, false));
+    }
+
+    #[tokio::test]
+    async fn dispatches_secrets_by_type() {
+        let st = state();
+        let b = backend(&st, Duration::ZERO);
+        let s = Arc::new(MemoryStorage::default());
+        let mut req = request(Operation::Revoke, "creds/x", &s);
+        req.secret = Some(Secret::new("thing", Map::new(), Duration::from_secs(1), Duration::ZERO));
+        assert!(b.handle(req.clone()).await.unwrap().is_none());
+        assert_eq!(st.revoked.load(Ordering::SeqCst), 1);
+        req.secret = Some(Secret::new("other", Map::new(), Duration::from_secs(1), Duration::ZERO));
+        assert_eq!(b.handle(req).await.unwrap_err().status(), 500);
+    }
+
+    #[tokio::test]
+    async fn rollback_replays_old_entries_and_keeps_failures() {
+        let st = state();
+        let b = backend(&st, Duration::ZERO);
+        let s = Arc::new(MemoryStorage::default());
+        wal::put(s.as_ref(), "k", json!({"fail": false})).await.unwrap();
+        let failing = wal::put(s.as_ref(), "k", json!({"fail": true})).await.unwrap();
+        b.handle(request(Operation::Rollback, "", &s)).await.unwrap();
+        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 1);
+        assert_eq!(wal::list(s.as_ref()).await.unwrap(), vec![failing]);
+    }
+
+    #[tokio::test]
+    async fn rollback_skips_young_entries() {
+        let st = state();
+        let b = backend(&st, Duration::from_secs(600));
+        let s = Arc::new(MemoryStorage::default());
+        wal::put(s.as_ref(), "k", json!({})).await.unwrap();
+        b.handle(request(Operation::Rollback, "", &s)).await.unwrap();
+        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
+        assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn root_help_has_openapi() {
+        let st = state();
+        let b = backend(&st, Duration::ZERO);
+        let s = Arc::new(MemoryStorage::default());
+        let resp = b.handle(request(Operation::Help, "", &s)).await.unwrap().unwrap();
+        assert!(resp.data["help"].as_str().unwrap().contains("things/{name}"));
+        let doc = &resp.data["openapi"];
+        assert_eq!(doc["openapi"], "3.0.2");
+        assert!(doc["paths"]["/things/{name}"]["get"].is_object());
+        assert!(doc["paths"]["/things/{name}"]["post"].is_object());
+        let resp = b.handle(request(Operation::Help, "things/x", &s)).await.unwrap().unwrap();
+        assert!(resp.data["help"].as_str().unwrap().contains("Things are things."));
+    }
+}

@@ -1,0 +1,85 @@
+//! The one error type engines return. Each variant knows how the host should
+//! present it (see `status`); the runtime turns it into the wire form.
+
+/// An error from an engine handler or from the framework around it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent something invalid: HTTP 400 with exactly this text.
+    /// The text names the field and the rule that failed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The path exists but does not support this operation: HTTP 405.
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    /// No path matches: HTTP 404.
+    #[error("unsupported path")]
+    UnsupportedPath,
+    /// HTTP 403.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// This node cannot persist the result (an HA standby). The host forwards
+    /// any request failing with this exact text to the active node, so it is
+    /// returned before any side effect outside the server.
+    #[error("cannot write to readonly storage")]
+    ReadOnly,
+    /// An error with a chosen HTTP status, e.g. 502 when the upstream service
+    /// rejected a call or 504 when it timed out.
+    #[error("{message}")]
+    Coded { status: u16, message: String },
+    /// The host's storage failed. The host's own text is kept verbatim, since
+    /// the host recognises some of it (read-only storage on a standby).
+    #[error("{0}")]
+    Storage(String),
+    /// A bug or an unexpected state: HTTP 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidRequest(message.into())
+    }
+
+    pub fn coded(status: u16, message: impl Into<String>) -> Self {
+        Self::Coded {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status the host answers with for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidRequest(_) => 400,
+            Self::UnsupportedOperation => 405,
+            Self::UnsupportedPath => 404,
+            Self::PermissionDenied => 403,
+            Self::Coded { status, .. } => *status,
+            Self::ReadOnly | Self::Storage(_) | Self::Internal(_) => 500,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(Error::invalid("x").status(), 400);
+        assert_eq!(Error::UnsupportedOperation.status(), 405);
+        assert_eq!(Error::UnsupportedPath.status(), 404);
+        assert_eq!(Error::PermissionDenied.status(), 403);
+        assert_eq!(Error::coded(502, "bad gateway").status(), 502);
+        assert_eq!(Error::Internal("bug".into()).status(), 500);
+    }
+
+    #[test]
+    fn read_only_text_is_what_the_host_forwards_on() {
+        assert!(Error::ReadOnly.to_string().contains("cannot write to readonly storage"));
+        let passed_through = Error::Storage("put failed: cannot write to readonly storage".into());
+        assert!(passed_through.to_string().contains("cannot write to readonly storage"));
+    }
+}

@@ -1,0 +1,471 @@
+//! Field schemas and their validation.
+//!
+//! Values arrive loosely typed: the CLI sends every `k=v` as a string, API
+//! clients send JSON. Each field type accepts both forms (as Vault's Go
+//! framework does), and everything else is a 400 that names the field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::{Error, Result};
+
+/// The type of a field, which decides what input is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    /// A single path segment captured from the URL (`roles/{name}`).
+    Name,
+    Bool,
+    Int,
+    Float,
+    /// Seconds as a number, or a string such as `90`, `90s`, `15m`, `1h30m`, `7d`.
+    Duration,
+    /// A JSON array of strings, or a comma-separated string.
+    StringList,
+    /// A JSON object of strings, or `k=v` pairs (comma-separated string or array).
+    StringMap,
+}
+
+impl FieldType {
+    /// OpenAPI `type` (and `format`) for help output.
+    pub fn openapi(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Self::String | Self::Name => ("string", None),
+            Self::Bool => ("boolean", None),
+            Self::Int => ("integer", None),
+            Self::Float => ("number", None),
+            Self::Duration => ("string", Some("duration")),
+            Self::StringList => ("array", None),
+            Self::StringMap => ("object", None),
+        }
+    }
+}
+
+/// One field of a path's schema.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub description: &'static str,
+    /// Shown as the default in help; the engine applies defaults itself so
+    /// that partial updates can tell "not given" from "given".
+    pub default: Option<Value>,
+    /// Marked as a password in help output (never echoed by the engine).
+    pub sensitive: bool,
+}
+
+impl Field {
+    pub fn new(name: &'static str, ty: FieldType, description: &'static str) -> Self {
+        Self {
+            name,
+            ty,
+            description,
+            default: None,
+            sensitive: false,
+        }
+    }
+
+    pub fn default_value(mut self, value: impl Into<Value>) -> Self {
+        self.default = Some(value.into());
+        self
+    }
+
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+
+    /// Parses one raw value for this field.
+    pub fn parse(&self, raw: &Value) -> Result<FieldValue> {
+        let bad = |expected: &str| {
+            Error::invalid(format!(
+                "field {:?}: expected {expected}, got {}",
+                self.name,
+                describe(raw)
+            ))
+        };
+        Ok(match self.ty {
+            FieldType::String | FieldType::Name => match raw {
+                Value::String(s) => FieldValue::Str(s.clone()),
+                Value::Number(n) => FieldValue::Str(n.to_string()),
+                _ => return Err(bad("a string")),
+            },
+            FieldType::Bool => match raw {
+                Value::Bool(b) => FieldValue::Bool(*b),
+                Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "t" | "yes" => FieldValue::Bool(true),
+                    "false" | "0" | "f" | "no" => FieldValue::Bool(false),
+                    _ => return Err(bad("true or false")),
+                },
+                _ => return Err(bad("true or false")),
+            },
+            FieldType::Int => {
+                let n = match raw {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s.trim().parse::<i64>().ok(),
+                    _ => None,
+                };
+                FieldValue::Int(n.ok_or_else(|| bad("an integer"))?)
+            }
+            FieldType::Float => {
+                let f = match raw {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                };
+                match f {
+                    Some(f) if f.is_finite() => FieldValue::Float(f),
+                    _ => return Err(bad("a number")),
+                }
+            }
+            FieldType::Duration => {
+                let d = match raw {
+                    Value::Number(n) => n.as_u64().map(Duration::from_secs),
+                    Value::String(s) => parse_duration(s),
+                    _ => None,
+                };
+                FieldValue::Duration(d.ok_or_else(|| {
+                    bad("a non-negative duration such as 3600, \"90s\", \"15m\", \"1h30m\" or \"7d\"")
+                })?)
+            }
+            FieldType::StringList => match raw {
+                Value::Array(items) => {
+                    let mut out = Vec::with_capacity(items.len());
+                    for item in items {
+                        match item {
+                            Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
+                            Value::String(_) => {}
+                            _ => return Err(bad("a list of strings")),
+                        }
+                    }
+                    FieldValue::List(out)
+                }
+                Value::String(s) => FieldValue::List(split_list(s)),
+                _ => return Err(bad("a list of strings")),
+            },
+            FieldType::StringMap => {
+                let mut out = BTreeMap::new();
+                let pairs: Vec<String> = match raw {
+                    Value::Object(map) => {
+                        for (k, v) in map {
+                            let v = match v {
+                                Value::String(s) => s.clone(),
+                                Value::Number(_) | Value::Bool(_) => v.to_string(),
+                                _ => return Err(bad("an object of string values")),
+                            };
+                            out.insert(k.clone(), v);
+                        }
+                        Vec::new()
+                    }
+                    Value::String(s) => split_list(s),
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string).ok_or_else(|| bad("key=value strings")))
+                        .collect::<Result<_>>()?,
+                    _ => return Err(bad("an object of string values or key=value pairs")),
+                };
+                for pair in pairs {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .filter(|(k, _)| !k.trim().is_empty())
+                        .ok_or_else(|| bad("key=value pairs"))?;
+                    out.insert(k.trim().to_string(), v.trim().to_string());
+                }
+                FieldValue::Map(out)
+            }
+        })
+    }
+}
+
+/// A validated field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Duration(Duration),
+    List(Vec<String>),
+    Map(BTreeMap<String, String>),
+}
+
+/// The validated fields of one request: path captures and body fields that
+/// were actually given.
+#[derive(Debug, Clone, Default)]
+pub struct FieldData {
+    values: HashMap<&'static str, FieldValue>,
+}
+
+impl FieldData {
+    /// Validates a request body (and the path captures) against a schema.
+    /// Unknown fields are rejected rather than ignored, so a typo never
+    /// silently drops a limit.
+    pub fn parse(
+        schema: &[Field],
+        captures: &[(&'static str, String)],
+        body: &Map<String, Value>,
+    ) -> Result<Self> {
+        let mut values = HashMap::new();
+        let mut unknown: Vec<&str> = body
+            .keys()
+            .filter(|k| !schema.iter().any(|f| f.name == k.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            let allowed: Vec<&str> = schema
+                .iter()
+                .filter(|f| f.ty != FieldType::Name)
+                .map(|f| f.name)
+                .collect();
+            return Err(Error::invalid(format!(
+                "unknown field{} {}; this path accepts: {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", "),
+                if allowed.is_empty() { "no fields".to_string() } else { allowed.join(", ") }
+            )));
+        }
+        for field in schema {
+            if let Some((_, v)) = captures.iter().find(|(n, _)| *n == field.name) {
+                values.insert(field.name, FieldValue::Str(v.clone()));
+            } else if let Some(raw) = body.get(field.name) {
+                if field.ty == FieldType::Name {
+                    return Err(Error::invalid(format!(
+                        "field {:?} is part of the path and cannot be set in the body",
+                        field.name
+                    )));
+                }
+                if !raw.is_null() {
+                    values.insert(field.name, field.parse(raw)?);
+                }
+            }
+        }
+        Ok(Self { values })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn str(&self, name: &str) -> Option<&str> {
+        match self.values.get(name) {
+            Some(FieldValue::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        match self.values.get(name) {
+            Some(FieldValue::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Option<i64> {
+        match self.values.get(name) {
+            Some(FieldValue::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn float(&self, name: &str) -> Option<f64> {
+        match self.values.get(name) {
+            Some(FieldValue::Float(f)) => Some(*f),
+            _ => None,
+        }
+    }
+
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        match self.values.get(name) {
+            Some(FieldValue::Duration(d)) => Some(*d),
+            _ => None,
+        }
+    }
+
+    pub fn list(&self, name: &str) -> Option<&[String]> {
+        match self.values.get(name) {
+            Some(FieldValue::List(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn map(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        match self.values.get(name) {
+            Some(FieldValue::Map(m)) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `90`, `90s`, `15m`, `1h30m`, `2d`, `1w`; `None` for anything else.
+pub fn parse_duration(input: &str) -> Option<Duration> {
+    let s = input.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 604_800,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(factor)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_secs(total))
+}
+
+/// Formats a duration the way Vault prints TTLs (`1h30m0s`, `45s`).
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn describe(raw: &Value) -> String {
+    let text = raw.to_string();
+    if text.chars().count() > 40 {
+        format!("{}...", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn schema() -> Vec<Field> {
+        vec![
+            Field::new("name", FieldType::Name, "name"),
+            Field::new("s", FieldType::String, ""),
+            Field::new("b", FieldType::Bool, ""),
+            Field::new("i", FieldType::Int, ""),
+            Field::new("f", FieldType::Float, ""),
+            Field::new("d", FieldType::Duration, ""),
+            Field::new("l", FieldType::StringList, ""),
+            Field::new("m", FieldType::StringMap, ""),
+        ]
+    }
+
+    fn parse(body: Value) -> Result<FieldData> {
+        FieldData::parse(&schema(), &[("name", "dev".into())], body.as_object().unwrap())
+    }
+
+    #[test]
+    fn accepts_json_types() {
+        let d = parse(json!({"s":"x","b":true,"i":7,"f":1.5,"d":60,"l":["a"," b ",""],"m":{"k":"v","n":1}})).unwrap();
+        assert_eq!(d.str("name"), Some("dev"));
+        assert_eq!(d.str("s"), Some("x"));
+        assert_eq!(d.bool("b"), Some(true));
+        assert_eq!(d.int("i"), Some(7));
+        assert_eq!(d.float("f"), Some(1.5));
+        assert_eq!(d.duration("d"), Some(Duration::from_secs(60)));
+        assert_eq!(d.list("l").unwrap(), ["a", "b"]);
+        assert_eq!(d.map("m").unwrap().get("n").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn accepts_cli_strings() {
+        let d = parse(json!({"b":"false","i":"42","f":"0.25","d":"1h30m","l":"a, b,,c","m":"x=1,y=2"})).unwrap();
+        assert_eq!(d.bool("b"), Some(false));
+        assert_eq!(d.int("i"), Some(42));
+        assert_eq!(d.float("f"), Some(0.25));
+        assert_eq!(d.duration("d"), Some(Duration::from_secs(5400)));
+        assert_eq!(d.list("l").unwrap(), ["a", "b", "c"]);
+        assert_eq!(d.map("m").unwrap().len(), 2);
+        let d = parse(json!({"m":["a=b","c=d=e"]})).unwrap();
+        assert_eq!(d.map("m").unwrap()["c"], "d=e");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = parse(json!({"max_budgte": 1, "zzz": 2})).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown fields \"max_budgte\", \"zzz\""), "{msg}");
+        assert!(msg.contains("this path accepts: s, b, i"), "{msg}");
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        for (body, field) in [
+            (json!({"b":"maybe"}), "\"b\""),
+            (json!({"i":1.5}), "\"i\""),
+            (json!({"i":"ten"}), "\"i\""),
+            (json!({"f":"NaN"}), "\"f\""),
+            (json!({"f":[1]}), "\"f\""),
+            (json!({"d":"-5s"}), "\"d\""),
+            (json!({"d":-5}), "\"d\""),
+            (json!({"d":"5 parsecs"}), "\"d\""),
+            (json!({"l":[1,2]}), "\"l\""),
+            (json!({"m":"novalue"}), "\"m\""),
+            (json!({"m":{"k":{"nested":true}}}), "\"m\""),
+            (json!({"s":{"x":1}}), "\"s\""),
+        ] {
+            let err = parse(body.clone()).unwrap_err();
+            assert!(err.to_string().contains(field), "{body}: {err}");
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn path_fields_cannot_come_from_the_body() {
+        let err = parse(json!({"name":"other"})).unwrap_err();
+        assert!(err.to_string().contains("part of the path"));
+    }
+
+    #[test]
+    fn null_means_not_given() {
+        let d = parse(json!({"s": null})).unwrap();
+        assert!(!d.contains("s"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1w1d1h1m1s"), Some(Duration::from_secs(694_861)));
+        assert_eq!(parse_duration("1.5h"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+        assert_eq!(format_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m0s");
+    }
+}

@@ -1,0 +1,23 @@
+//! What an engine is written against: typed requests and responses, paths
+//! with field schemas, leased secrets, storage and the WAL. Nothing here
+//! knows about the wire protocol or about any particular engine.
+
+pub mod backend;
+pub mod error;
+pub mod field;
+pub mod lease;
+pub mod openapi;
+pub mod path;
+pub mod request;
+pub mod response;
+pub mod storage;
+pub mod wal;
+
+pub use backend::{Backend, SecretType, SpecialPaths, WalRollback};
+pub use error::{Error, Result};
+pub use field::{Field, FieldData, FieldType};
+pub use lease::{calculate_ttl, Secret, TtlGrant, TtlRequest};
+pub use path::{callback, Callback, Handler, Path};
+pub use request::{Operation, Request};
+pub use response::Response;
+pub use storage::{Storage, SystemView};

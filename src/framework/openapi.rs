@@ -1,0 +1,135 @@
+//! OpenAPI 3 documents generated from path schemas, for `path-help` and the
+//! host's `sys/internal/specs/openapi`.
+
+use serde_json::{json, Map, Value};
+
+use super::field::{Field, FieldType};
+use super::path::Path;
+use super::request::Operation;
+
+/// A document describing `paths`. The host merges it into its own, prefixing
+/// each path with the mount.
+pub fn document<'a>(description: &str, paths: impl Iterator<Item = &'a Path>) -> Value {
+    let mut out = Map::new();
+    let mut schemas = Map::new();
+    for path in paths {
+        let (item, schema) = path_item(path);
+        if let Some((name, schema)) = schema {
+            schemas.insert(name, schema);
+        }
+        out.insert(path.openapi_path(), item);
+    }
+    json!({
+        "openapi": "3.0.2",
+        "info": {
+            "title": "vault-plugin-secrets-litellm",
+            "description": description.trim(),
+            "version": concat!("v", env!("CARGO_PKG_VERSION")),
+            "license": {"name": "MPL-2.0", "url": "https://www.mozilla.org/en-US/MPL/2.0/"},
+        },
+        "paths": out,
+        "components": {"schemas": schemas},
+    })
+}
+
+fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
+    let id = operation_id_base(path);
+    let mut item = Map::new();
+    item.insert("description".into(), json!(path.synopsis));
+    let params: Vec<Value> = path
+        .fields
+        .iter()
+        .filter(|f| f.ty == FieldType::Name)
+        .map(|f| json!({"name": f.name, "description": f.description, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    if !params.is_empty() {
+        item.insert("parameters".into(), Value::Array(params));
+    }
+    let body_fields: Vec<&Field> = path.fields.iter().filter(|f| f.ty != FieldType::Name).collect();
+    let schema_name = format!("{}Request", pascal_case(&id));
+    let mut schema = None;
+    let ops = |o: &Operation| path.operations.iter().any(|(op, _)| op == o);
+    if ops(&Operation::Read) {
+        item.insert("get".into(), operation(path, &format!("read-{id}"), None));
+    }
+    if ops(&Operation::List) {
+        let mut op = operation(path, &format!("list-{id}"), None);
+        op["parameters"] = json!([{"name": "list", "description": "Must be set to `true`", "in": "query", "required": true, "schema": {"type": "string", "enum": ["true"]}}]);
+        item.insert("get".into(), op);
+    }
+    if ops(&Operation::Create) || ops(&Operation::Update) {
+        let body = (!body_fields.is_empty()).then_some(schema_name.as_str());
+        item.insert("post".into(), operation(path, &format!("write-{id}"), body));
+        if !body_fields.is_empty() {
+            schema = Some((schema_name.clone(), object_schema(&body_fields)));
+        }
+    }
+    if ops(&Operation::Delete) {
+        item.insert("delete".into(), operation(path, &format!("delete-{id}"), None));
+    }
+    (Value::Object(item), schema)
+}
+
+fn operation(path: &Path, operation_id: &str, body_schema: Option<&str>) -> Value {
+    let mut op = json!({
+        "summary": path.synopsis,
+        "description": path.description,
+        "operationId": operation_id,
+        "tags": ["secrets"],
+        "responses": {"200": {"description": "OK"}},
+    });
+    if let Some(name) = body_schema {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}},
+        });
+    }
+    op
+}
+
+fn object_schema(fields: &[&Field]) -> Value {
+    let mut props = Map::new();
+    for f in fields {
+        let (ty, format) = f.ty.openapi();
+        let mut p = json!({"type": ty, "description": f.description});
+        if let Some(format) = format {
+            p["format"] = json!(format);
+        }
+        if f.sensitive {
+            p["format"] = json!("password");
+        }
+        match f.ty {
+            FieldType::StringList => p["items"] = json!({"type": "string"}),
+            FieldType::StringMap => p["additionalProperties"] = json!({"type": "string"}),
+            _ => {}
+        }
+        if let Some(d) = &f.default {
+            p["default"] = d.clone();
+        }
+        props.insert(f.name.to_string(), p);
+    }
+    json!({"type": "object", "properties": props})
+}
+
+fn operation_id_base(path: &Path) -> String {
+    let s: String = path
+        .pattern
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let parts: Vec<&str> = s.split('-').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        "root".into()
+    } else {
+        parts.join("-")
+    }
+}
+
+fn pascal_case(s: &str) -> String {
+    s.split('-')
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}

@@ -1,0 +1,126 @@
+//! What a handler receives.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::field::FieldData;
+use super::lease::Secret;
+use super::storage::{Storage, SystemView};
+
+/// The operation the host asks for. Unknown strings are kept so that newer
+/// hosts' operations can be refused politely (405) instead of crashing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Create,
+    Read,
+    Update,
+    Patch,
+    Delete,
+    List,
+    Help,
+    Renew,
+    Revoke,
+    Rollback,
+    /// OpenBao 2.7 asks this before every request; no answer is a fine answer.
+    ResolvePath,
+    Other(String),
+}
+
+impl Operation {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "create" => Self::Create,
+            "read" => Self::Read,
+            "update" => Self::Update,
+            "patch" => Self::Patch,
+            "delete" => Self::Delete,
+            "list" => Self::List,
+            "help" => Self::Help,
+            "renew" => Self::Renew,
+            "revoke" => Self::Revoke,
+            "rollback" => Self::Rollback,
+            "resolve-path" => Self::ResolvePath,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Create => "create",
+            Self::Read => "read",
+            Self::Update => "update",
+            Self::Patch => "patch",
+            Self::Delete => "delete",
+            Self::List => "list",
+            Self::Help => "help",
+            Self::Renew => "renew",
+            Self::Revoke => "revoke",
+            Self::Rollback => "rollback",
+            Self::ResolvePath => "resolve-path",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One request from the host, with the mount's storage and system view.
+#[derive(Clone)]
+pub struct Request {
+    pub operation: Operation,
+    /// Path relative to the mount (`roles/dev`).
+    pub path: String,
+    /// The host's request id (empty for internal requests).
+    pub id: String,
+    pub mount_point: String,
+    pub display_name: String,
+    /// The raw JSON body.
+    pub data: Map<String, Value>,
+    /// Validated body and path fields (filled by the router).
+    pub fields: FieldData,
+    /// The lease being renewed or revoked.
+    pub secret: Option<Secret>,
+    pub storage: Arc<dyn Storage>,
+    pub system: Arc<dyn SystemView>,
+}
+
+impl Request {
+    pub fn new(operation: Operation, path: impl Into<String>, storage: Arc<dyn Storage>, system: Arc<dyn SystemView>) -> Self {
+        Self {
+            operation,
+            path: path.into(),
+            id: String::new(),
+            mount_point: String::new(),
+            display_name: String::new(),
+            data: Map::new(),
+            fields: FieldData::default(),
+            secret: None,
+            storage,
+            system,
+        }
+    }
+
+    pub fn with_data(mut self, data: Value) -> Self {
+        if let Value::Object(map) = data {
+            self.data = map;
+        }
+        self
+    }
+}
+
+impl fmt::Debug for Request {
+    // Bodies may hold credentials: never print them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("operation", &self.operation)
+            .field("path", &self.path)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}

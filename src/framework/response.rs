@@ -1,0 +1,44 @@
+//! What a handler returns.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::lease::Secret;
+
+/// A successful answer: data for the caller, optionally a leased secret and
+/// warnings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Response {
+    pub data: Map<String, Value>,
+    pub secret: Option<Secret>,
+    pub warnings: Vec<String>,
+}
+
+impl Response {
+    pub fn with_data(data: Map<String, Value>) -> Self {
+        Self {
+            data,
+            ..Self::default()
+        }
+    }
+
+    /// Data from any serialisable struct (must serialise to an object).
+    pub fn from_serialize(value: &impl Serialize) -> Self {
+        match serde_json::to_value(value) {
+            Ok(Value::Object(map)) => Self::with_data(map),
+            _ => Self::default(),
+        }
+    }
+
+    /// A list answer: `{"keys": [...]}`.
+    pub fn list(keys: Vec<String>) -> Self {
+        let mut data = Map::new();
+        data.insert("keys".into(), Value::from(keys));
+        Self::with_data(data)
+    }
+
+    pub fn warn(mut self, warning: impl Into<String>) -> Self {
+        self.warnings.push(warning.into());
+        self
+    }
+}

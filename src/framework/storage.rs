@@ -1,0 +1,172 @@
+//! The mount's private storage and the host's system view, as engines see
+//! them. The runtime implements both over the broker; `MemoryStorage` and
+//! `StaticSystemView` serve unit tests.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::{Error, Result};
+
+/// Key/value storage scoped to the mount.
+#[async_trait]
+pub trait Storage: Send + Sync {
+    /// Direct children of `prefix`; sub-folders end with `/`.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Reads a JSON document; `None` when the key does not exist.
+pub async fn get_json<T: DeserializeOwned>(storage: &dyn Storage, key: &str) -> Result<Option<T>> {
+    match storage.get(key).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("stored entry {key:?} is not valid: {e}"))),
+    }
+}
+
+pub async fn put_json<T: Serialize>(storage: &dyn Storage, key: &str, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
+    storage.put(key, bytes).await
+}
+
+/// What the host tells a mount about itself.
+#[async_trait]
+pub trait SystemView: Send + Sync {
+    /// The mount's default lease TTL.
+    async fn default_lease_ttl(&self) -> Result<Duration>;
+    /// The mount's maximum lease TTL.
+    async fn max_lease_ttl(&self) -> Result<Duration>;
+    /// True while the mount is being torn down.
+    async fn tainted(&self) -> Result<bool>;
+    /// Bit set of replication/HA states (`PERFORMANCE_STANDBY`, ...).
+    async fn replication_state(&self) -> Result<u32>;
+}
+
+/// Replication state bit set on standby nodes that serve reads locally.
+pub const PERFORMANCE_STANDBY: u32 = 1 << 12;
+
+/// In-memory storage for tests.
+#[derive(Default)]
+pub struct MemoryStorage {
+    entries: Mutex<BTreeMap<String, Vec<u8>>>,
+    read_only: bool,
+}
+
+impl MemoryStorage {
+    /// Storage that fails every write the way a standby's does.
+    pub fn read_only() -> Self {
+        Self {
+            read_only: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.entries.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let entries = self.entries.lock().unwrap();
+        let mut children: Vec<String> = entries
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .map(|rest| match rest.find('/') {
+                Some(i) => rest[..=i].to_string(),
+                None => rest.to_string(),
+            })
+            .collect();
+        children.dedup();
+        Ok(children)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.entries.lock().unwrap().get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        if self.read_only {
+            return Err(Error::Storage("cannot write to readonly storage".into()));
+        }
+        self.entries.lock().unwrap().insert(key.to_string(), value);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        if self.read_only {
+            return Err(Error::Storage("cannot write to readonly storage".into()));
+        }
+        self.entries.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+/// A system view with fixed answers, for tests.
+#[derive(Debug, Clone)]
+pub struct StaticSystemView {
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub replication_state: u32,
+}
+
+impl Default for StaticSystemView {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(768 * 3600),
+            max_ttl: Duration::from_secs(768 * 3600),
+            replication_state: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl SystemView for StaticSystemView {
+    async fn default_lease_ttl(&self) -> Result<Duration> {
+        Ok(self.default_ttl)
+    }
+    async fn max_lease_ttl(&self) -> Result<Duration> {
+        Ok(self.max_ttl)
+    }
+    async fn tainted(&self) -> Result<bool> {
+        Ok(false)
+    }
+    async fn replication_state(&self) -> Result<u32> {
+        Ok(self.replication_state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_storage_lists_direct_children() {
+        let s = MemoryStorage::default();
+        for k in ["roles/a", "roles/b", "wal/x", "config"] {
+            s.put(k, b"{}".to_vec()).await.unwrap();
+        }
+        assert_eq!(s.list("").await.unwrap(), vec!["config", "roles/", "wal/"]);
+        assert_eq!(s.list("roles/").await.unwrap(), vec!["a", "b"]);
+        s.delete("roles/a").await.unwrap();
+        assert_eq!(s.list("roles/").await.unwrap(), vec!["b"]);
+    }
+
+    #[tokio::test]
+    async fn json_round_trip() {
+        let s = MemoryStorage::default();
+        put_json(&s, "k", &serde_json::json!({"a": 1})).await.unwrap();
+        let v: serde_json::Value = get_json(&s, "k").await.unwrap().unwrap();
+        assert_eq!(v["a"], 1);
+        assert!(get_json::<serde_json::Value>(&s, "missing").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,208 @@
+//! `pb.Backend`: the host's calls into the engine.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+use super::broker::{self, Broker, CONN_INFO_TIMEOUT};
+use super::host::{GrpcStorage, GrpcSystemView};
+use super::translate;
+use crate::framework::{Backend, Error, Request, Storage, SystemView};
+use crate::proto::pb;
+use crate::proto::pb::backend_server::Backend as BackendRpc;
+
+/// Builds a backend for one mount from its Setup config (mount options plus
+/// `plugin_name`, `plugin_version`, ...).
+pub type Factory = Arc<dyn Fn(&HashMap<String, String>) -> Result<Backend, String> + Send + Sync>;
+
+/// The mount, as built by `Setup`.
+struct Mount {
+    backend: Backend,
+    storage: Arc<dyn Storage>,
+    system: Arc<dyn SystemView>,
+}
+
+pub struct BackendService {
+    factory: Factory,
+    broker: Arc<Broker>,
+    tls: Arc<rustls::ClientConfig>,
+    mount: RwLock<Option<Arc<Mount>>>,
+}
+
+/// Backend type reported to the host: 1 = secrets engine.
+const TYPE_LOGICAL: u32 = 1;
+
+impl BackendService {
+    pub fn new(factory: Factory, broker: Arc<Broker>, tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            factory,
+            broker,
+            tls,
+            mount: RwLock::new(None),
+        }
+    }
+
+    fn mount(&self) -> Result<Arc<Mount>, Error> {
+        self.mount
+            .read()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| Error::Internal("plugin backend is not set up".into()))
+    }
+
+    fn request(&self, mount: &Mount, wire: Option<pb::Request>) -> Result<Request, Error> {
+        let wire = wire.ok_or_else(|| Error::invalid("empty request"))?;
+        let mut req = Request::new(
+            translate::operation(&wire.operation),
+            wire.path,
+            Arc::clone(&mount.storage),
+            Arc::clone(&mount.system),
+        );
+        req.id = wire.id;
+        req.mount_point = wire.mount_point;
+        req.display_name = wire.display_name;
+        req.data = translate::json_object(&wire.data, "request body")?;
+        req.secret = wire.secret.as_ref().map(translate::secret_from_wire).transpose()?;
+        Ok(req)
+    }
+}
+
+fn log_outcome(op: &str, path: &str, result: &Result<impl Sized, Error>) {
+    match result {
+        Ok(_) => tracing::debug!(operation = op, path, "request handled"),
+        Err(e) if e.status() >= 500 => tracing::error!(operation = op, path, error = %e, "request failed"),
+        Err(e) => tracing::debug!(operation = op, path, error = %e, status = e.status(), "request refused"),
+    }
+}
+
+#[tonic::async_trait]
+impl BackendRpc for BackendService {
+    async fn setup(&self, request: GrpcRequest<pb::SetupArgs>) -> Result<GrpcResponse<pb::SetupReply>, Status> {
+        let args = request.into_inner();
+        let result: Result<(), String> = async {
+            let info = self
+                .broker
+                .wait_for(args.broker_id, CONN_INFO_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let channel = broker::dial(&info, Arc::clone(&self.tls)).await.map_err(|e| e.to_string())?;
+            // No storage calls here: at registration time the host has none.
+            let backend = (self.factory)(&args.config)?;
+            let mount = Mount {
+                backend,
+                storage: Arc::new(GrpcStorage::new(channel.clone())),
+                system: Arc::new(GrpcSystemView::new(channel)),
+            };
+            *self.mount.write().unwrap() = Some(Arc::new(mount));
+            Ok(())
+        }
+        .await;
+        match &result {
+            Ok(()) => tracing::debug!(broker_id = args.broker_id, "backend set up"),
+            Err(e) => tracing::error!(broker_id = args.broker_id, error = %e, "backend setup failed"),
+        }
+        Ok(GrpcResponse::new(pb::SetupReply {
+            err: result.err().unwrap_or_default(),
+        }))
+    }
+
+    async fn r#type(&self, _: GrpcRequest<pb::Empty>) -> Result<GrpcResponse<pb::TypeReply>, Status> {
+        Ok(GrpcResponse::new(pb::TypeReply { r#type: TYPE_LOGICAL }))
+    }
+
+    async fn special_paths(&self, _: GrpcRequest<pb::Empty>) -> Result<GrpcResponse<pb::SpecialPathsReply>, Status> {
+        let paths = self.mount().ok().map(|m| {
+            let s = &m.backend.special_paths;
+            pb::Paths {
+                root: s.root.clone(),
+                unauthenticated: s.unauthenticated.clone(),
+                local_storage: s.local_storage.clone(),
+                seal_wrap_storage: s.seal_wrap_storage.clone(),
+                ..Default::default()
+            }
+        });
+        Ok(GrpcResponse::new(pb::SpecialPathsReply { paths }))
+    }
+
+    async fn initialize(
+        &self,
+        _: GrpcRequest<pb::InitializeArgs>,
+    ) -> Result<GrpcResponse<pb::InitializeReply>, Status> {
+        Ok(GrpcResponse::new(pb::InitializeReply { err: None }))
+    }
+
+    async fn handle_request(
+        &self,
+        request: GrpcRequest<pb::HandleRequestArgs>,
+    ) -> Result<GrpcResponse<pb::HandleRequestReply>, Status> {
+        let wire = request.into_inner().request;
+        let (op, path) = wire
+            .as_ref()
+            .map(|r| (r.operation.clone(), r.path.clone()))
+            .unwrap_or_default();
+        let result = match self.mount() {
+            Ok(mount) => match self.request(&mount, wire) {
+                Ok(req) => mount.backend.handle(req).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        log_outcome(&op, &path, &result);
+        let reply = match result {
+            Ok(response) => pb::HandleRequestReply {
+                response: response.as_ref().map(translate::response_to_wire),
+                err: None,
+            },
+            Err(e) => {
+                let (response, err) = translate::error_to_wire(&e);
+                pb::HandleRequestReply { response, err: Some(err) }
+            }
+        };
+        Ok(GrpcResponse::new(reply))
+    }
+
+    async fn handle_existence_check(
+        &self,
+        request: GrpcRequest<pb::HandleExistenceCheckArgs>,
+    ) -> Result<GrpcResponse<pb::HandleExistenceCheckReply>, Status> {
+        let wire = request.into_inner().request;
+        let result = match self.mount() {
+            Ok(mount) => match self.request(&mount, wire) {
+                Ok(req) => mount.backend.existence_check(req).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let reply = match result {
+            Ok((check_found, exists)) => pb::HandleExistenceCheckReply { check_found, exists, err: None },
+            Err(e) => pb::HandleExistenceCheckReply {
+                check_found: false,
+                exists: false,
+                err: Some(translate::error_to_wire(&e).1),
+            },
+        };
+        Ok(GrpcResponse::new(reply))
+    }
+
+    async fn cleanup(&self, _: GrpcRequest<pb::Empty>) -> Result<GrpcResponse<pb::Empty>, Status> {
+        // Dropping the mount closes the brokered connection.
+        if let Some(mount) = self.mount.write().unwrap().take() {
+            mount.backend.clean_up();
+        }
+        tracing::debug!("backend cleaned up");
+        Ok(GrpcResponse::new(pb::Empty {}))
+    }
+
+    async fn invalidate_key(
+        &self,
+        request: GrpcRequest<pb::InvalidateKeyArgs>,
+    ) -> Result<GrpcResponse<pb::Empty>, Status> {
+        let key = request.into_inner().key;
+        if let Ok(mount) = self.mount() {
+            tracing::debug!(key = %key, "storage key invalidated");
+            mount.backend.invalidate_key(&key);
+        }
+        Ok(GrpcResponse::new(pb::Empty {}))
+    }
+}

@@ -1,0 +1,135 @@
+//! hclog-compatible JSON lines on stderr.
+//!
+//! The host parses each stderr line that is a JSON object as an hclog record:
+//! `@level` (trace|debug|info|warn|error), `@message`, `@timestamp` with
+//! exactly six fractional digits, and any other key as a field. A line it
+//! cannot parse is logged raw at DEBUG, so the format is kept exact.
+
+use std::io::Write;
+
+use serde_json::{Map, Value};
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+
+const TIMESTAMP: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+const OUR_CRATE: &str = env!("CARGO_CRATE_NAME");
+
+/// Writes events at `max_level` and above; dependencies only from WARN up.
+pub struct HclogLayer {
+    max_level: Level,
+}
+
+/// Reads the level from `PLUGIN_LOG_LEVEL` (trace|debug|info|warn|error,
+/// default info). The host filters again by its own level.
+pub fn init() {
+    let max_level = std::env::var("PLUGIN_LOG_LEVEL")
+        .ok()
+        .and_then(|l| l.parse::<Level>().ok())
+        .unwrap_or(Level::INFO);
+    let _ = tracing_subscriber::registry().with(HclogLayer { max_level }).try_init();
+}
+
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::TRACE => "trace",
+        Level::DEBUG => "debug",
+        Level::INFO => "info",
+        Level::WARN => "warn",
+        Level::ERROR => "error",
+    }
+}
+
+/// One hclog record as a JSON line (without the newline).
+pub fn record(level: &Level, module: &str, message: &str, fields: Map<String, Value>, now: time::OffsetDateTime) -> String {
+    let mut obj = Map::new();
+    obj.insert("@level".into(), level_name(level).into());
+    obj.insert("@message".into(), message.into());
+    obj.insert("@timestamp".into(), now.format(TIMESTAMP).unwrap_or_default().into());
+    obj.insert("@module".into(), module.into());
+    for (k, v) in fields {
+        obj.entry(k).or_insert(v);
+    }
+    Value::Object(obj).to_string()
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    fields: Map<String, Value>,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.fields.insert(field.name().into(), format!("{value:?}").into());
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.into();
+        } else {
+            self.fields.insert(field.name().into(), value.into());
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+}
+
+impl<S: Subscriber> Layer<S> for HclogLayer {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        let level = metadata.level();
+        let ours = metadata.target().starts_with(OUR_CRATE);
+        *level <= self.max_level && (ours || *level <= Level::WARN)
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let module = meta
+            .target()
+            .strip_prefix(OUR_CRATE)
+            .map(|m| m.trim_start_matches("::"))
+            .filter(|m| !m.is_empty())
+            .unwrap_or(meta.target());
+        let line = record(meta.level(), module, &fields.message, fields.fields, time::OffsetDateTime::now_utc());
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_has_hclog_shape() {
+        let now = time::macros::datetime!(2026-11-27 13:34:32.471123456 UTC);
+        let mut fields = Map::new();
+        fields.insert("role".into(), "dev".into());
+        fields.insert("@level".into(), "error".into());
+        let line = record(&Level::WARN, "engine::creds", "issued", fields, now);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["@level"], "warn");
+        assert_eq!(v["@message"], "issued");
+        assert_eq!(v["@timestamp"], "2026-11-27T13:34:32.471123Z");
+        assert_eq!(v["@module"], "engine::creds");
+        assert_eq!(v["role"], "dev");
+        assert!(!line.contains('\n'));
+    }
+}

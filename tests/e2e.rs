@@ -1,0 +1,439 @@
+//! End-to-end tests: the plugin in a real OpenBao / Vault dev server, issuing real LiteLLM keys.
+//!
+//! Each test runs once per engine from `ENGINES` (see `support`): it starts a dev server, registers
+//! and mounts the plugin at `litellm/`, and checks the effect of every operation on the LiteLLM
+//! proxy from `LITELLM_URL`. Run with `make e2e` (or `make test`), which brings the stack up:
+//!
+//! ```text
+//! e2e/run-with-stack.sh cargo test --test e2e -- --nocapture --test-threads=1
+//! ```
+//!
+//! Every key a test issues gets an alias prefix unique to that test run, so the tests can count
+//! the keys alive in LiteLLM, and a janitor deletes whatever is left when the test ends.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{
+    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, LiteLlm,
+    Steps,
+};
+
+/// Mount path and plugin catalog name.
+const MOUNT: &str = "litellm";
+const PLUGIN: &str = "litellm";
+
+/// How long LiteLLM may take to refuse a key after it was revoked.
+const REVOKE_SETTLE: Duration = Duration::from_secs(15);
+
+const ALLOWED_MODEL: &str = "gpt-3.5-turbo";
+const OTHER_MODEL: &str = "gpt-4o";
+
+// ------------------------------------------------------------------------------------ fixture
+
+/// Deletes the LiteLLM keys of one test run when dropped, so a failed test leaves no key behind.
+struct Janitor {
+    litellm: LiteLlm,
+    prefix: String,
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        let left = self.litellm.delete_keys_with_alias_prefix(&self.prefix);
+        if left > 0 {
+            eprintln!(
+                "janitor: deleted {left} LiteLLM key(s) with alias prefix {:?} left by the test",
+                self.prefix
+            );
+        }
+    }
+}
+
+/// A dev server with the plugin mounted at `litellm/`, plus the LiteLLM proxy.
+struct Fixture {
+    steps: Steps,
+    litellm: LiteLlm,
+    /// Alias prefix unique to this test run (roles use it as `key_alias_prefix`).
+    prefix: String,
+    // Dropped last: the server is stopped before the janitor cleans up.
+    server: DevServer,
+    _janitor: Janitor,
+}
+
+/// A set of credentials read from `litellm/creds/<role>`.
+struct Creds {
+    key: String,
+    alias: String,
+    lease_id: String,
+    lease_duration: u64,
+    data: Value,
+}
+
+impl Fixture {
+    /// Starts `engine`, registers and mounts the plugin; with `configure`, also writes a valid
+    /// `litellm/config`.
+    fn new(engine: Engine, test: &str, configure: bool) -> Fixture {
+        let steps = Steps::new(format!("{engine} {test}"));
+        let litellm = LiteLlm::from_env();
+        let prefix = format!(
+            "e2e-{}-{}-{}-{:x}-",
+            engine,
+            test.replace('_', "-"),
+            std::process::id(),
+            (unix_now() * 1000.0) as u64
+        );
+        let server = DevServer::start(engine, &plugin_binary());
+        steps.step(format!("dev server up at {}", server.addr));
+        server.register_this_plugin(PLUGIN);
+        steps.step(format!("plugin registered as {PLUGIN} {}", plugin_version()));
+        server.enable(MOUNT, PLUGIN, &plugin_version());
+        steps.step(format!("plugin mounted at {MOUNT}/ (plugin pids {:?})", server.plugin_pids()));
+        let fixture = Fixture {
+            steps,
+            _janitor: Janitor {
+                litellm: LiteLlm::from_env(),
+                prefix: prefix.clone(),
+            },
+            litellm,
+            prefix,
+            server,
+        };
+        if configure {
+            let (status, body) = fixture.write_config(json!({}));
+            assert_ok(status, &body, "write litellm/config");
+            fixture.steps.step("litellm/config written (connection verified)");
+        }
+        fixture
+    }
+
+    fn step(&self, what: impl std::fmt::Display) {
+        self.steps.step(what);
+    }
+
+    /// Writes `litellm/config` with the real URL and master key, overridden by `extra`.
+    fn write_config(&self, extra: Value) -> (u16, Value) {
+        let mut body = json!({
+            "base_url": self.litellm.url,
+            "master_key": self.litellm.master_key,
+        });
+        merge(&mut body, extra);
+        self.server.post(&format!("{MOUNT}/config"), &body)
+    }
+
+    /// Creates role `name` from `body` (the alias prefix is added); panics unless 2xx.
+    fn create_role(&self, name: &str, mut body: Value) {
+        merge(&mut body, json!({"key_alias_prefix": self.prefix}));
+        let (status, response) = self.server.post(&format!("{MOUNT}/roles/{name}"), &body);
+        assert_ok(status, &response, &format!("create role {name}"));
+    }
+
+    /// Reads `litellm/creds/<role>` and checks the shape of the answer.
+    fn issue(&self, role: &str) -> Creds {
+        let (status, body) = self.server.get(&format!("{MOUNT}/creds/{role}"));
+        assert_eq!(status, 200, "read {MOUNT}/creds/{role}: {}", error_text(&body));
+        let lease_id = body["lease_id"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            lease_id.starts_with(&format!("{MOUNT}/creds/{role}/")),
+            "lease_id {lease_id:?} is not under {MOUNT}/creds/{role}/: {body}"
+        );
+        assert_eq!(body["renewable"], json!(true), "lease not renewable: {body}");
+        let lease_duration = body["lease_duration"].as_u64().unwrap_or(0);
+        assert!(lease_duration > 0, "lease_duration missing: {body}");
+        let data = body["data"].clone();
+        let key = data["key"].as_str().unwrap_or_default().to_owned();
+        assert!(key.starts_with("sk-"), "no LiteLLM key in creds: {body}");
+        let alias = data["key_alias"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            alias.starts_with(&self.prefix),
+            "key_alias {alias:?} does not start with the role's key_alias_prefix {:?}",
+            self.prefix
+        );
+        Creds {
+            key,
+            alias,
+            lease_id,
+            lease_duration,
+            data,
+        }
+    }
+
+    /// Waits until LiteLLM refuses `key` with 401.
+    fn wait_key_refused(&self, key: &str, why: &str) {
+        eventually(&format!("LiteLLM refusing a key ({why})"), REVOKE_SETTLE, || {
+            (self.litellm.chat(key, ALLOWED_MODEL) == 401).then_some(())
+        });
+    }
+}
+
+/// Shallow-merges the fields of `extra` into the object `base`.
+fn merge(base: &mut Value, extra: Value) {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+}
+
+fn assert_ok(status: u16, body: &Value, what: &str) {
+    assert!(
+        (200..300).contains(&status),
+        "{what}: HTTP {status}: {}",
+        error_text(body)
+    );
+}
+
+/// Asserts a 4xx answer whose error text names `needle` (case-insensitive).
+fn assert_rejected(status: u16, body: &Value, what: &str, needle: &str) {
+    let text = error_text(body);
+    assert!(
+        (400..500).contains(&status),
+        "{what}: expected 4xx, got HTTP {status}: {text}"
+    );
+    assert!(
+        text.to_lowercase().contains(&needle.to_lowercase()),
+        "{what}: HTTP {status}, but the error does not name {needle:?}: {text}"
+    );
+}
+
+fn for_each_engine(test: impl Fn(Engine)) {
+    for engine in Engine::from_env_list() {
+        test(engine);
+    }
+}
+
+// ------------------------------------------------------------------------------------ tests
+
+/// configure -> role -> creds -> chat (allowed 200, other model 403) -> renew moves LiteLLM's
+/// expiry -> revoke -> 401 -> revoking again is not an error.
+#[test]
+fn lifecycle_issue_use_renew_revoke() {
+    for_each_engine(|engine| {
+        let f = Fixture::new(engine, "lifecycle", true);
+        let (s, litellm) = (&f.server, &f.litellm);
+
+        let (status, config) = s.get(&format!("{MOUNT}/config"));
+        assert_eq!(status, 200, "read config: {config}");
+        assert_eq!(config["data"]["base_url"], json!(litellm.url), "{config}");
+        assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
+        assert!(
+            config["data"].get("master_key").is_none(),
+            "config read must never return master_key: {config}"
+        );
+        f.step("config read: base_url ok, master_key_set, no master_key");
+
+        let metadata = json!({"suite": "e2e", "engine": engine.name()});
+        f.create_role(
+            "app",
+            json!({
+                "models": [ALLOWED_MODEL],
+                "max_budget": 1.0,
+                "metadata": metadata,
+                "ttl": 300,
+                "max_ttl": 3600,
+                "budget_duration": "30d",
+                "tpm_limit": 100000,
+                "rpm_limit": 1000,
+                "max_parallel_requests": 10,
+            }),
+        );
+        let (status, roles) = s.list(&format!("{MOUNT}/roles"));
+        assert_eq!(status, 200, "list roles: {roles}");
+        assert_eq!(roles["data"]["keys"], json!(["app"]), "{roles}");
+        let (status, role) = s.get(&format!("{MOUNT}/roles/app"));
+        assert_eq!(status, 200, "read role: {role}");
+        assert_eq!(role["data"]["models"], json!([ALLOWED_MODEL]), "{role}");
+        assert_eq!(role["data"]["max_budget"], json!(1.0), "{role}");
+        f.step("role app created, listed and read back");
+
+        let creds = f.issue("app");
+        assert!(creds.lease_duration <= 300, "lease_duration above ttl: {}", creds.lease_duration);
+        assert_eq!(creds.data["models"], json!([ALLOWED_MODEL]), "{}", creds.data);
+        assert_eq!(creds.data["max_budget"], json!(1.0), "{}", creds.data);
+        assert!(creds.data["expires"].is_string(), "creds without expires: {}", creds.data);
+        assert_eq!(creds.data["tpm_limit"], json!(100000), "{}", creds.data);
+        assert_eq!(creds.data["rpm_limit"], json!(1000), "{}", creds.data);
+        f.step(format!(
+            "creds issued: alias {} lease {} ({} s)",
+            creds.alias, creds.lease_id, creds.lease_duration
+        ));
+
+        let (status, info) = litellm.key_info(&creds.key);
+        assert_eq!(status, 200, "key/info: {info}");
+        let info = &info["info"];
+        assert_eq!(info["key_alias"], json!(creds.alias), "{info}");
+        assert_eq!(info["models"], json!([ALLOWED_MODEL]), "{info}");
+        assert_eq!(info["max_budget"], json!(1.0), "{info}");
+        assert_eq!(info["tpm_limit"], json!(100000), "{info}");
+        assert_eq!(info["rpm_limit"], json!(1000), "{info}");
+        assert_eq!(info["max_parallel_requests"], json!(10), "{info}");
+        assert_eq!(info["budget_duration"], json!("30d"), "{info}");
+        assert_eq!(info["metadata"]["suite"], json!("e2e"), "metadata not passed on: {info}");
+        let expires_before = litellm.key_expires(&creds.key).expect("key without expiry");
+        let ttl_left = expires_before - unix_now();
+        assert!(
+            ttl_left > 0.0 && ttl_left <= 300.0 + 5.0,
+            "LiteLLM expiry {ttl_left:.0} s away, expected within the 300 s ttl"
+        );
+        f.step(format!("LiteLLM has the key with the role's settings, expires in {ttl_left:.0} s"));
+
+        assert_eq!(litellm.chat(&creds.key, ALLOWED_MODEL), 200, "chat with the allowed model");
+        f.step(format!("chat {ALLOWED_MODEL}: 200"));
+        assert_eq!(litellm.chat(&creds.key, OTHER_MODEL), 403, "chat with a model not in the role");
+        f.step(format!("chat {OTHER_MODEL}: 403"));
+
+        let (status, renewed) = s.lease_renew(&creds.lease_id, 600);
+        assert_eq!(status, 200, "renew: {}", error_text(&renewed));
+        let renewed_duration = renewed["lease_duration"].as_u64().unwrap_or(0);
+        assert!(
+            renewed_duration > creds.lease_duration,
+            "renew with increment 600 gave lease_duration {renewed_duration}: {renewed}"
+        );
+        let expires_after = eventually("LiteLLM expiry to move after renew", Duration::from_secs(10), || {
+            let expires = litellm.key_expires(&creds.key)?;
+            (expires > expires_before + 100.0).then_some(expires)
+        });
+        f.step(format!(
+            "lease renewed to {renewed_duration} s; LiteLLM expiry moved {:.0} s later",
+            expires_after - expires_before
+        ));
+        assert_eq!(litellm.chat(&creds.key, ALLOWED_MODEL), 200, "chat after renew");
+
+        let (status, body) = s.lease_revoke(&creds.lease_id);
+        assert_eq!(status, 204, "revoke: {}", error_text(&body));
+        f.wait_key_refused(&creds.key, "lease revoked");
+        assert_eq!(litellm.count_live_keys_with_alias_prefix(&creds.alias), 0);
+        f.step("lease revoked: chat 401, key gone from LiteLLM");
+
+        let (status, body) = s.lease_revoke(&creds.lease_id);
+        assert_eq!(status, 204, "revoking a lease that is already gone: {}", error_text(&body));
+        f.step("revoking again: 204");
+    });
+}
+
+/// Ten leases, one `revoke-prefix`: every key stops working.
+#[test]
+fn revoke_prefix_revokes_every_key() {
+    for_each_engine(|engine| {
+        let f = Fixture::new(engine, "revoke_prefix", true);
+        f.create_role("batch", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
+        let issued: Vec<Creds> = (0..10).map(|_| f.issue("batch")).collect();
+        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 10);
+        for creds in &issued {
+            assert_eq!(f.litellm.chat(&creds.key, ALLOWED_MODEL), 200, "fresh key {}", creds.alias);
+        }
+        f.step("10 keys issued, all live and working");
+
+        let (status, body) = f.server.revoke_prefix(&format!("{MOUNT}/creds/batch"));
+        assert_eq!(status, 204, "revoke-prefix: {}", error_text(&body));
+        f.step("revoke-prefix litellm/creds/batch: 204");
+        for creds in &issued {
+            f.wait_key_refused(&creds.key, "revoke-prefix");
+        }
+        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
+        f.step("all 10 keys refused (401) and gone from LiteLLM");
+    });
+}
+
+/// Unmounting the engine with live leases revokes them.
+#[test]
+fn disabling_the_mount_revokes_live_keys() {
+    for_each_engine(|engine| {
+        let f = Fixture::new(engine, "disable", true);
+        f.create_role("short", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
+        let issued: Vec<Creds> = (0..3).map(|_| f.issue("short")).collect();
+        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 3);
+        f.step(format!("3 keys issued (plugin pids {:?})", f.server.plugin_pids()));
+
+        f.server.disable(MOUNT);
+        f.step(format!("mount disabled (plugin pids now {:?})", f.server.plugin_pids()));
+        for creds in &issued {
+            f.wait_key_refused(&creds.key, "mount disabled");
+        }
+        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
+        f.step("all 3 keys refused (401) and gone from LiteLLM");
+    });
+}
+
+/// `verify_connection` (default true) rejects a wrong master key or an unreachable URL and
+/// stores nothing; the master key is required on create and never read back.
+#[test]
+fn config_is_verified_and_master_key_write_only() {
+    for_each_engine(|engine| {
+        let f = Fixture::new(engine, "config", false);
+        let s = &f.server;
+        let config_path = format!("{MOUNT}/config");
+        let stored_base_url = || s.get(&config_path).1["data"]["base_url"].clone();
+
+        let (status, body) = s.post(&config_path, &json!({"base_url": f.litellm.url}));
+        assert_rejected(status, &body, "config without master_key", "master_key");
+        f.step(format!("config without master_key: {status}"));
+
+        let (status, body) = f.write_config(json!({"master_key": "sk-wrong-master-key"}));
+        assert_eq!(status, 400, "wrong master key: {}", error_text(&body));
+        assert_eq!(stored_base_url(), Value::Null, "a rejected config was stored");
+        f.step(format!("wrong master key: 400 ({}), nothing stored", error_text(&body)));
+
+        let (status, body) = f.write_config(json!({"base_url": "http://127.0.0.1:9", "request_timeout": 5}));
+        assert_eq!(status, 400, "unreachable base_url: {}", error_text(&body));
+        assert_eq!(stored_base_url(), Value::Null, "a rejected config was stored");
+        f.step(format!("unreachable base_url: 400 ({}), nothing stored", error_text(&body)));
+
+        let (status, body) = f.write_config(json!({}));
+        assert_ok(status, &body, "valid config");
+        let (status, config) = s.get(&config_path);
+        assert_eq!(status, 200, "{config}");
+        assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
+        assert!(config["data"].get("master_key").is_none(), "master_key returned: {config}");
+        f.step("valid config stored; read shows master_key_set only");
+
+        let (status, body) = f.write_config(json!({"master_key": "sk-wrong-master-key"}));
+        assert_eq!(status, 400, "wrong master key over a good config: {}", error_text(&body));
+        f.create_role("after", json!({"models": [ALLOWED_MODEL], "ttl": 60}));
+        let creds = f.issue("after");
+        assert_eq!(f.litellm.chat(&creds.key, ALLOWED_MODEL), 200);
+        f.step("a rejected update kept the good config: creds still issued");
+
+        let (status, body) = f.write_config(json!({"master_key": "sk-unchecked", "verify_connection": false}));
+        assert_ok(status, &body, "config with verify_connection=false");
+        f.step("verify_connection=false stores without checking");
+    });
+}
+
+/// Bad input gets a 4xx whose message names the offending field.
+#[test]
+fn bad_inputs_are_rejected_with_the_field_named() {
+    for_each_engine(|engine| {
+        let f = Fixture::new(engine, "bad_inputs", true);
+        let s = &f.server;
+        let role = |name: &str, body: Value| s.post(&format!("{MOUNT}/roles/{name}"), &body);
+
+        let (status, body) = role("r1", json!({"models": [ALLOWED_MODEL], "bogus_field": 1}));
+        assert_rejected(status, &body, "unknown role field", "bogus_field");
+        f.step(format!("unknown field: {status} {}", error_text(&body)));
+
+        let (status, body) = role("r2", json!({"models": [ALLOWED_MODEL], "max_budget": -1.0}));
+        assert_rejected(status, &body, "negative max_budget", "max_budget");
+        f.step(format!("negative max_budget: {status} {}", error_text(&body)));
+
+        let (status, body) = role("r3", json!({"models": [ALLOWED_MODEL], "ttl": 7200, "max_ttl": 3600}));
+        assert_rejected(status, &body, "ttl > max_ttl", "ttl");
+        f.step(format!("ttl > max_ttl: {status} {}", error_text(&body)));
+
+        let (status, body) = f.write_config(json!({"base_url": "not a url"}));
+        assert_rejected(status, &body, "bad base_url", "base_url");
+        f.step(format!("bad base_url: {status} {}", error_text(&body)));
+
+        let (status, body) = s.get(&format!("{MOUNT}/creds/no-such-role"));
+        assert_rejected(status, &body, "creds for an unknown role", "no-such-role");
+        f.step(format!("creds for an unknown role: {status} {}", error_text(&body)));
+
+        let (status, roles) = s.list(&format!("{MOUNT}/roles"));
+        let listed = roles["data"]["keys"].as_array().cloned().unwrap_or_default();
+        assert!(
+            status == 404 || listed.is_empty(),
+            "rejected roles were stored: {roles}"
+        );
+        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
+        f.step("no role stored, no key issued");
+    });
+}
