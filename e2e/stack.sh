@@ -127,7 +127,9 @@ litellm_kit_up() {
   pid_before=$(kit_proxy_pid || true)
   port_open "$PGPORT" && pg_before=1
 
-  log "starting LiteLLM with $KIT up (LAB=$LAB PORT=$PORT PGPORT=$PGPORT; first run installs, ~3 min); log: $STATE_DIR/litellm-up.log"
+  local note="installed already, ~40 s to start"
+  [ -x "$LAB/venv/bin/litellm" ] || note="first run: installs, ~3 min"
+  log "starting LiteLLM with $KIT up (LAB=$LAB PORT=$PORT PGPORT=$PGPORT; $note); log: $STATE_DIR/litellm-up.log"
   if ! LAB=$LAB PORT=$PORT PGPORT=$PGPORT MASTER_KEY=$key LITELLM_CONFIG=$config \
        bash "$KIT" up > "$STATE_DIR/litellm-up.log" 2>&1; then
     tail -40 "$STATE_DIR/litellm-up.log" >&2

@@ -14,6 +14,9 @@ use super::request::{Operation, Request};
 use super::response::Response;
 use super::{openapi, wal};
 
+/// Called with a storage key.
+pub type KeyHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A kind of leased secret and how to renew and revoke it.
 pub struct SecretType {
     pub name: &'static str,
@@ -48,7 +51,7 @@ pub struct Backend {
     pub special_paths: SpecialPaths,
     pub wal_rollback: Option<WalRollback>,
     /// Called when a storage key changed under us (another node wrote it).
-    pub invalidate: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub invalidate: Option<KeyHook>,
     /// Called before the mount goes away (unmount, reload).
     pub cleanup: Option<Arc<dyn Fn() + Send + Sync>>,
     rollback_running: Mutex<()>,
@@ -118,7 +121,9 @@ impl Backend {
     }
 
     fn find(&self, request_path: &str) -> Option<(&Path, Vec<(&'static str, String)>)> {
-        self.paths.iter().find_map(|p| p.matches(request_path).map(|c| (p, c)))
+        self.paths
+            .iter()
+            .find_map(|p| p.matches(request_path).map(|c| (p, c)))
     }
 
     async fn route(&self, mut req: Request) -> Result<Option<Response>> {
@@ -127,7 +132,11 @@ impl Backend {
         // with one, a create may fall back to the update handler.
         let handler = path
             .handler(&req.operation)
-            .or_else(|| (req.operation == Operation::Create).then(|| path.handler(&Operation::Update)).flatten())
+            .or_else(|| {
+                (req.operation == Operation::Create)
+                    .then(|| path.handler(&Operation::Update))
+                    .flatten()
+            })
             .ok_or(Error::UnsupportedOperation)?;
         req.fields = FieldData::parse(&path.fields, &captures, &req.data)?;
         handler(req).await
@@ -156,9 +165,13 @@ impl Backend {
     /// Replays WAL entries old enough to be abandoned. Never fails: problems
     /// are logged and the entry is retried on the next tick (every minute).
     async fn rollback(&self, req: Request) {
-        let Some(rollback) = &self.wal_rollback else { return };
+        let Some(rollback) = &self.wal_rollback else {
+            return;
+        };
         // Ticks can overlap when LiteLLM is slow; one pass at a time.
-        let Ok(_running) = self.rollback_running.try_lock() else { return };
+        let Ok(_running) = self.rollback_running.try_lock() else {
+            return;
+        };
         let ids = match wal::list(req.storage.as_ref()).await {
             Ok(ids) => ids,
             Err(e) => {
@@ -201,7 +214,10 @@ impl Backend {
 
     fn help_response(&self, request_path: &str) -> Result<Response> {
         let (text, doc) = if request_path.trim_matches('/').is_empty() {
-            (self.root_help(), openapi::document(self.help, self.paths.iter()))
+            (
+                self.root_help(),
+                openapi::document(self.help, self.paths.iter()),
+            )
         } else {
             let (path, _) = self.find(request_path).ok_or(Error::UnsupportedPath)?;
             (
@@ -308,7 +324,11 @@ mod tests {
         let st = state();
         let b = backend(&st, Duration::ZERO);
         let s = Arc::new(MemoryStorage::default());
-        let resp = b.handle(request(Operation::Read, "things/a", &s)).await.unwrap().unwrap();
+        let resp = b
+            .handle(request(Operation::Read, "things/a", &s))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(resp.data["name"], "a");
         // create falls back to the update handler
         let resp = b
@@ -317,15 +337,31 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(resp.data["n"], 5);
-        let err = b.handle(request(Operation::Update, "things/a", &s).with_data(json!({"x": 1}))).await.unwrap_err();
+        let err = b
+            .handle(request(Operation::Update, "things/a", &s).with_data(json!({"x": 1})))
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), 400);
-        let err = b.handle(request(Operation::Delete, "things/a", &s)).await.unwrap_err();
+        let err = b
+            .handle(request(Operation::Delete, "things/a", &s))
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), 405);
-        let err = b.handle(request(Operation::Read, "nothing/a", &s)).await.unwrap_err();
+        let err = b
+            .handle(request(Operation::Read, "nothing/a", &s))
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), 404);
-        let err = b.handle(request(Operation::Other("scan".into()), "things/a", &s)).await.unwrap_err();
+        let err = b
+            .handle(request(Operation::Other("scan".into()), "things/a", &s))
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), 405);
-        assert!(b.handle(request(Operation::ResolvePath, "things/a", &s)).await.unwrap().is_none());
+        assert!(b
+            .handle(request(Operation::ResolvePath, "things/a", &s))
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]
@@ -333,9 +369,24 @@ mod tests {
         let st = state();
         let b = backend(&st, Duration::ZERO);
         let s = Arc::new(MemoryStorage::default());
-        assert_eq!(b.existence_check(request(Operation::Update, "things/old", &s)).await.unwrap(), (true, true));
-        assert_eq!(b.existence_check(request(Operation::Update, "things/new", &s)).await.unwrap(), (true, false));
-        assert_eq!(b.existence_check(request(Operation::Update, "other", &s)).await.unwrap(), (false, false));
+        assert_eq!(
+            b.existence_check(request(Operation::Update, "things/old", &s))
+                .await
+                .unwrap(),
+            (true, true)
+        );
+        assert_eq!(
+            b.existence_check(request(Operation::Update, "things/new", &s))
+                .await
+                .unwrap(),
+            (true, false)
+        );
+        assert_eq!(
+            b.existence_check(request(Operation::Update, "other", &s))
+                .await
+                .unwrap(),
+            (false, false)
+        );
     }
 
     #[tokio::test]
@@ -344,10 +395,20 @@ mod tests {
         let b = backend(&st, Duration::ZERO);
         let s = Arc::new(MemoryStorage::default());
         let mut req = request(Operation::Revoke, "creds/x", &s);
-        req.secret = Some(Secret::new("thing", Map::new(), Duration::from_secs(1), Duration::ZERO));
+        req.secret = Some(Secret::new(
+            "thing",
+            Map::new(),
+            Duration::from_secs(1),
+            Duration::ZERO,
+        ));
         assert!(b.handle(req.clone()).await.unwrap().is_none());
         assert_eq!(st.revoked.load(Ordering::SeqCst), 1);
-        req.secret = Some(Secret::new("other", Map::new(), Duration::from_secs(1), Duration::ZERO));
+        req.secret = Some(Secret::new(
+            "other",
+            Map::new(),
+            Duration::from_secs(1),
+            Duration::ZERO,
+        ));
         assert_eq!(b.handle(req).await.unwrap_err().status(), 500);
     }
 
@@ -356,9 +417,15 @@ mod tests {
         let st = state();
         let b = backend(&st, Duration::ZERO);
         let s = Arc::new(MemoryStorage::default());
-        wal::put(s.as_ref(), "k", json!({"fail": false})).await.unwrap();
-        let failing = wal::put(s.as_ref(), "k", json!({"fail": true})).await.unwrap();
-        b.handle(request(Operation::Rollback, "", &s)).await.unwrap();
+        wal::put(s.as_ref(), "k", json!({"fail": false}))
+            .await
+            .unwrap();
+        let failing = wal::put(s.as_ref(), "k", json!({"fail": true}))
+            .await
+            .unwrap();
+        b.handle(request(Operation::Rollback, "", &s))
+            .await
+            .unwrap();
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 1);
         assert_eq!(wal::list(s.as_ref()).await.unwrap(), vec![failing]);
     }
@@ -369,7 +436,9 @@ mod tests {
         let b = backend(&st, Duration::from_secs(600));
         let s = Arc::new(MemoryStorage::default());
         wal::put(s.as_ref(), "k", json!({})).await.unwrap();
-        b.handle(request(Operation::Rollback, "", &s)).await.unwrap();
+        b.handle(request(Operation::Rollback, "", &s))
+            .await
+            .unwrap();
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
         assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
     }
@@ -379,13 +448,27 @@ mod tests {
         let st = state();
         let b = backend(&st, Duration::ZERO);
         let s = Arc::new(MemoryStorage::default());
-        let resp = b.handle(request(Operation::Help, "", &s)).await.unwrap().unwrap();
-        assert!(resp.data["help"].as_str().unwrap().contains("things/{name}"));
+        let resp = b
+            .handle(request(Operation::Help, "", &s))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(resp.data["help"]
+            .as_str()
+            .unwrap()
+            .contains("things/{name}"));
         let doc = &resp.data["openapi"];
         assert_eq!(doc["openapi"], "3.0.2");
         assert!(doc["paths"]["/things/{name}"]["get"].is_object());
         assert!(doc["paths"]["/things/{name}"]["post"].is_object());
-        let resp = b.handle(request(Operation::Help, "things/x", &s)).await.unwrap().unwrap();
-        assert!(resp.data["help"].as_str().unwrap().contains("Things are things."));
+        let resp = b
+            .handle(request(Operation::Help, "things/x", &s))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(resp.data["help"]
+            .as_str()
+            .unwrap()
+            .contains("Things are things."));
     }
 }

@@ -78,8 +78,12 @@ mod tests {
 
     #[test]
     fn read_only_text_is_what_the_host_forwards_on() {
-        assert!(Error::ReadOnly.to_string().contains("cannot write to readonly storage"));
+        assert!(Error::ReadOnly
+            .to_string()
+            .contains("cannot write to readonly storage"));
         let passed_through = Error::Storage("put failed: cannot write to readonly storage".into());
-        assert!(passed_through.to_string().contains("cannot write to readonly storage"));
+        assert!(passed_through
+            .to_string()
+            .contains("cannot write to readonly storage"));
     }
 }

@@ -135,7 +135,9 @@ impl Field {
                     let mut out = Vec::with_capacity(items.len());
                     for item in items {
                         match item {
-                            Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
+                            Value::String(s) if !s.trim().is_empty() => {
+                                out.push(s.trim().to_string())
+                            }
                             Value::String(_) => {}
                             _ => return Err(bad("a list of strings")),
                         }
@@ -162,7 +164,11 @@ impl Field {
                     Value::String(s) => split_list(s),
                     Value::Array(items) => items
                         .iter()
-                        .map(|i| i.as_str().map(str::to_string).ok_or_else(|| bad("key=value strings")))
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_string)
+                                .ok_or_else(|| bad("key=value strings"))
+                        })
                         .collect::<Result<_>>()?,
                     _ => return Err(bad("an object of string values or key=value pairs")),
                 };
@@ -223,23 +229,29 @@ impl FieldData {
             return Err(Error::invalid(format!(
                 "unknown field{} {}; this path accepts: {}",
                 if unknown.len() > 1 { "s" } else { "" },
-                unknown.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", "),
-                if allowed.is_empty() { "no fields".to_string() } else { allowed.join(", ") }
+                unknown
+                    .iter()
+                    .map(|u| format!("{u:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if allowed.is_empty() {
+                    "no fields".to_string()
+                } else {
+                    allowed.join(", ")
+                }
             )));
         }
         for field in schema {
+            if field.ty == FieldType::Name && body.contains_key(field.name) {
+                return Err(Error::invalid(format!(
+                    "field {:?} is part of the path and cannot be set in the body",
+                    field.name
+                )));
+            }
             if let Some((_, v)) = captures.iter().find(|(n, _)| *n == field.name) {
                 values.insert(field.name, FieldValue::Str(v.clone()));
-            } else if let Some(raw) = body.get(field.name) {
-                if field.ty == FieldType::Name {
-                    return Err(Error::invalid(format!(
-                        "field {:?} is part of the path and cannot be set in the body",
-                        field.name
-                    )));
-                }
-                if !raw.is_null() {
-                    values.insert(field.name, field.parse(raw)?);
-                }
+            } else if let Some(raw) = body.get(field.name).filter(|raw| !raw.is_null()) {
+                values.insert(field.name, field.parse(raw)?);
             }
         }
         Ok(Self { values })
@@ -315,13 +327,17 @@ pub fn parse_duration(input: &str) -> Option<Duration> {
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "s" => 1,
             "m" => 60,
@@ -384,12 +400,19 @@ mod tests {
     }
 
     fn parse(body: Value) -> Result<FieldData> {
-        FieldData::parse(&schema(), &[("name", "dev".into())], body.as_object().unwrap())
+        FieldData::parse(
+            &schema(),
+            &[("name", "dev".into())],
+            body.as_object().unwrap(),
+        )
     }
 
     #[test]
     fn accepts_json_types() {
-        let d = parse(json!({"s":"x","b":true,"i":7,"f":1.5,"d":60,"l":["a"," b ",""],"m":{"k":"v","n":1}})).unwrap();
+        let d = parse(
+            json!({"s":"x","b":true,"i":7,"f":1.5,"d":60,"l":["a"," b ",""],"m":{"k":"v","n":1}}),
+        )
+        .unwrap();
         assert_eq!(d.str("name"), Some("dev"));
         assert_eq!(d.str("s"), Some("x"));
         assert_eq!(d.bool("b"), Some(true));
@@ -402,7 +425,9 @@ mod tests {
 
     #[test]
     fn accepts_cli_strings() {
-        let d = parse(json!({"b":"false","i":"42","f":"0.25","d":"1h30m","l":"a, b,,c","m":"x=1,y=2"})).unwrap();
+        let d =
+            parse(json!({"b":"false","i":"42","f":"0.25","d":"1h30m","l":"a, b,,c","m":"x=1,y=2"}))
+                .unwrap();
         assert_eq!(d.bool("b"), Some(false));
         assert_eq!(d.int("i"), Some(42));
         assert_eq!(d.float("f"), Some(0.25));
@@ -417,7 +442,10 @@ mod tests {
     fn unknown_fields_are_named() {
         let err = parse(json!({"max_budgte": 1, "zzz": 2})).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("unknown fields \"max_budgte\", \"zzz\""), "{msg}");
+        assert!(
+            msg.contains("unknown fields \"max_budgte\", \"zzz\""),
+            "{msg}"
+        );
         assert!(msg.contains("this path accepts: s, b, i"), "{msg}");
         assert_eq!(err.status(), 400);
     }
@@ -461,7 +489,10 @@ mod tests {
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
         assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("1w1d1h1m1s"), Some(Duration::from_secs(694_861)));
+        assert_eq!(
+            parse_duration("1w1d1h1m1s"),
+            Some(Duration::from_secs(694_861))
+        );
         assert_eq!(parse_duration("1.5h"), None);
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("99999999999999999999h"), None);

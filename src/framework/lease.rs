@@ -31,7 +31,12 @@ pub struct Secret {
 
 impl Secret {
     /// A renewable secret of `secret_type`.
-    pub fn new(secret_type: &str, mut internal: Map<String, Value>, ttl: Duration, max_ttl: Duration) -> Self {
+    pub fn new(
+        secret_type: &str,
+        mut internal: Map<String, Value>,
+        ttl: Duration,
+        max_ttl: Duration,
+    ) -> Self {
         internal.insert(SECRET_TYPE_KEY.into(), Value::String(secret_type.into()));
         Self {
             internal,
@@ -145,19 +150,36 @@ mod tests {
 
     #[test]
     fn backend_ttl_beats_mount_default() {
-        let r = TtlRequest { backend_ttl: H, ..req() };
-        assert_eq!(calculate_ttl(&r).unwrap(), TtlGrant { ttl: H, warning: None });
+        let r = TtlRequest {
+            backend_ttl: H,
+            ..req()
+        };
+        assert_eq!(
+            calculate_ttl(&r).unwrap(),
+            TtlGrant {
+                ttl: H,
+                warning: None
+            }
+        );
     }
 
     #[test]
     fn increment_beats_backend_ttl() {
-        let r = TtlRequest { backend_ttl: H, increment: 3 * H, ..req() };
+        let r = TtlRequest {
+            backend_ttl: H,
+            increment: 3 * H,
+            ..req()
+        };
         assert_eq!(calculate_ttl(&r).unwrap().ttl, 3 * H);
     }
 
     #[test]
     fn capped_by_backend_max_with_warning() {
-        let r = TtlRequest { backend_ttl: 5 * H, backend_max_ttl: 3 * H, ..req() };
+        let r = TtlRequest {
+            backend_ttl: 5 * H,
+            backend_max_ttl: 3 * H,
+            ..req()
+        };
         let g = calculate_ttl(&r).unwrap();
         assert_eq!(g.ttl, 3 * H);
         assert!(g.warning.unwrap().contains("capped"));
@@ -165,7 +187,11 @@ mod tests {
 
     #[test]
     fn backend_max_cannot_exceed_mount_max() {
-        let r = TtlRequest { backend_ttl: 48 * H, backend_max_ttl: 100 * H, ..req() };
+        let r = TtlRequest {
+            backend_ttl: 48 * H,
+            backend_max_ttl: 100 * H,
+            ..req()
+        };
         assert_eq!(calculate_ttl(&r).unwrap().ttl, 24 * H);
     }
 
@@ -184,7 +210,11 @@ mod tests {
     #[test]
     fn past_max_cannot_renew() {
         let base = req();
-        let r = TtlRequest { backend_max_ttl: H, now: base.issue_time + 2 * H, ..base };
+        let r = TtlRequest {
+            backend_max_ttl: H,
+            now: base.issue_time + 2 * H,
+            ..base
+        };
         let err = calculate_ttl(&r).unwrap_err();
         assert!(err.to_string().contains("past the max TTL"));
     }

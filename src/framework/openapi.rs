@@ -45,7 +45,11 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
     if !params.is_empty() {
         item.insert("parameters".into(), Value::Array(params));
     }
-    let body_fields: Vec<&Field> = path.fields.iter().filter(|f| f.ty != FieldType::Name).collect();
+    let body_fields: Vec<&Field> = path
+        .fields
+        .iter()
+        .filter(|f| f.ty != FieldType::Name)
+        .collect();
     let schema_name = format!("{}Request", pascal_case(&id));
     let mut schema = None;
     let ops = |o: &Operation| path.operations.iter().any(|(op, _)| op == o);
@@ -65,7 +69,10 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
         }
     }
     if ops(&Operation::Delete) {
-        item.insert("delete".into(), operation(path, &format!("delete-{id}"), None));
+        item.insert(
+            "delete".into(),
+            operation(path, &format!("delete-{id}"), None),
+        );
     }
     (Value::Object(item), schema)
 }
@@ -129,7 +136,9 @@ fn pascal_case(s: &str) -> String {
     s.split('-')
         .map(|p| {
             let mut c = p.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }

@@ -55,13 +55,15 @@ impl Path {
             .trim_end_matches('/')
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => {
-                    fields.push(Field::new(name, FieldType::Name, "Name, part of the path."));
-                    Segment::Capture(name)
-                }
-                None => Segment::Literal(s.to_string()),
-            })
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => {
+                        fields.push(Field::new(name, FieldType::Name, "Name, part of the path."));
+                        Segment::Capture(name)
+                    }
+                    None => Segment::Literal(s.to_string()),
+                },
+            )
             .collect();
         Self {
             pattern,
@@ -97,7 +99,11 @@ impl Path {
 
     /// Matches a request path, returning the captured segments.
     pub fn matches(&self, path: &str) -> Option<Vec<(&'static str, String)>> {
-        let parts: Vec<&str> = path.trim_end_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let parts: Vec<&str> = path
+            .trim_end_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
         if parts.len() != self.segments.len() {
             return None;
         }
@@ -105,7 +111,9 @@ impl Path {
         for (segment, part) in self.segments.iter().zip(parts) {
             match segment {
                 Segment::Literal(l) if l == part => {}
-                Segment::Capture(name) if is_valid_name(part) => captures.push((*name, part.to_string())),
+                Segment::Capture(name) if is_valid_name(part) => {
+                    captures.push((*name, part.to_string()))
+                }
                 _ => return None,
             }
         }
@@ -113,7 +121,10 @@ impl Path {
     }
 
     pub fn handler(&self, op: &Operation) -> Option<&Handler> {
-        self.operations.iter().find(|(o, _)| o == op).map(|(_, h)| h)
+        self.operations
+            .iter()
+            .find(|(o, _)| o == op)
+            .map(|(_, h)| h)
     }
 
     /// The OpenAPI path, `/roles/{name}`.
@@ -143,7 +154,8 @@ pub fn is_valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && !s.starts_with('.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(test)]
@@ -153,8 +165,14 @@ mod tests {
     #[test]
     fn literal_and_capture_matching() {
         let p = Path::new("roles/{name}");
-        assert_eq!(p.matches("roles/dev"), Some(vec![("name", "dev".to_string())]));
-        assert_eq!(p.matches("roles/dev/"), Some(vec![("name", "dev".to_string())]));
+        assert_eq!(
+            p.matches("roles/dev"),
+            Some(vec![("name", "dev".to_string())])
+        );
+        assert_eq!(
+            p.matches("roles/dev/"),
+            Some(vec![("name", "dev".to_string())])
+        );
         assert_eq!(p.matches("roles"), None);
         assert_eq!(p.matches("roles/a/b"), None);
         assert_eq!(p.matches("creds/dev"), None);

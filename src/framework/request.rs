@@ -91,7 +91,12 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(operation: Operation, path: impl Into<String>, storage: Arc<dyn Storage>, system: Arc<dyn SystemView>) -> Self {
+    pub fn new(
+        operation: Operation,
+        path: impl Into<String>,
+        storage: Arc<dyn Storage>,
+        system: Arc<dyn SystemView>,
+    ) -> Self {
         Self {
             operation,
             path: path.into(),

@@ -51,7 +51,7 @@ pub trait SystemView: Send + Sync {
 }
 
 /// Replication state bit set on standby nodes that serve reads locally.
-pub const PERFORMANCE_STANDBY: u32 = 1 << 12;
+pub const PERFORMANCE_STANDBY: u32 = 1 << 14;
 
 /// In-memory storage for tests.
 #[derive(Default)]
@@ -164,9 +164,14 @@ mod tests {
     #[tokio::test]
     async fn json_round_trip() {
         let s = MemoryStorage::default();
-        put_json(&s, "k", &serde_json::json!({"a": 1})).await.unwrap();
+        put_json(&s, "k", &serde_json::json!({"a": 1}))
+            .await
+            .unwrap();
         let v: serde_json::Value = get_json(&s, "k").await.unwrap().unwrap();
         assert_eq!(v["a"], 1);
-        assert!(get_json::<serde_json::Value>(&s, "missing").await.unwrap().is_none());
+        assert!(get_json::<serde_json::Value>(&s, "missing")
+            .await
+            .unwrap()
+            .is_none());
     }
 }

@@ -41,7 +41,10 @@ pub async fn put(storage: &dyn Storage, kind: &str, data: Value) -> Result<Strin
     let entry = WalEntry {
         kind: kind.to_string(),
         data,
-        created_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        created_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     };
     put_json(storage, &format!("{WAL_PREFIX}{id}"), &entry).await?;
     Ok(id)
@@ -67,7 +70,9 @@ mod tests {
     #[tokio::test]
     async fn put_get_list_delete() {
         let s = MemoryStorage::default();
-        let id = put(&s, "key", serde_json::json!({"alias": "a"})).await.unwrap();
+        let id = put(&s, "key", serde_json::json!({"alias": "a"}))
+            .await
+            .unwrap();
         assert_eq!(list(&s).await.unwrap(), vec![id.clone()]);
         let e = get(&s, &id).await.unwrap().unwrap();
         assert_eq!(e.kind, "key");

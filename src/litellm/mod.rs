@@ -1,1 +1,265 @@
+//! A small client for the LiteLLM proxy's key management API
+//! (`/key/generate`, `/key/update`, `/key/delete`, `/key/list`).
+//!
+//! Observed behaviour it relies on (LiteLLM 1.106): `token` in the generate
+//! answer is sha256 of the key and is accepted wherever a key is; a second
+//! delete answers 404 "No keys found"; `duration` needs a unit suffix.
 
+mod types;
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use url::Url;
+
+pub use types::{GenerateKeyRequest, GeneratedKey, UpdatedKey};
+
+/// What can go wrong talking to LiteLLM. Messages never contain the master key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid LiteLLM connection settings: {0}")]
+    Config(String),
+    #[error("cannot reach LiteLLM at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("LiteLLM did not answer within {}s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("LiteLLM rejected the master key (HTTP {status}): {message}")]
+    Unauthorized { status: u16, message: String },
+    #[error("LiteLLM found no such key (HTTP 404): {0}")]
+    NotFound(String),
+    #[error("LiteLLM refused the request (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("LiteLLM failed (HTTP {status}): {message}")]
+    Server { status: u16, message: String },
+    #[error("LiteLLM sent an unexpected answer: {0}")]
+    InvalidResponse(String),
+}
+
+impl Error {
+    /// Worth retrying later: the proxy is down, slow or failing.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::Timeout(_) | Self::Server { .. }
+        )
+    }
+}
+
+/// How to reach the proxy.
+#[derive(Clone)]
+pub struct Settings {
+    pub base_url: Url,
+    pub master_key: String,
+    /// Extra PEM CA bundle trusted for https.
+    pub ca_cert: Option<String>,
+    pub tls_skip_verify: bool,
+    pub timeout: Duration,
+}
+
+/// A reusable connection pool to one proxy.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: Url,
+    master_key: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Outcome of a delete that may be a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Now,
+    AlreadyGone,
+}
+
+impl Client {
+    pub fn new(settings: &Settings) -> Result<Self, Error> {
+        crate::runtime::tls::install_default_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!(
+                "vault-plugin-secrets-litellm/",
+                env!("CARGO_PKG_VERSION")
+            ));
+        if let Some(pem) = settings.ca_cert.as_deref().filter(|p| !p.trim().is_empty()) {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                Error::Config(format!("ca_cert is not a PEM certificate bundle: {e}"))
+            })?;
+            if certs.is_empty() {
+                return Err(Error::Config("ca_cert holds no PEM certificate".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if settings.tls_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Self {
+            http,
+            base_url: settings.base_url.clone(),
+            master_key: settings.master_key.clone(),
+            timeout: settings.timeout,
+        })
+    }
+
+    /// Checks that the proxy answers and the master key may manage keys.
+    pub async fn check_admin(&self) -> Result<(), Error> {
+        let _: Value = self
+            .call(Method::GET, "key/list?page=1&size=1", None::<&()>)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn generate_key(&self, request: &GenerateKeyRequest) -> Result<GeneratedKey, Error> {
+        self.call(Method::POST, "key/generate", Some(request)).await
+    }
+
+    /// Sets a key's expiry to `now + duration` (LiteLLM computes it).
+    pub async fn extend_key(&self, token: &str, duration: Duration) -> Result<UpdatedKey, Error> {
+        let body =
+            serde_json::json!({"key": token, "duration": format!("{}s", duration.as_secs())});
+        self.call(Method::POST, "key/update", Some(&body)).await
+    }
+
+    /// Deletes keys by their token hash. A key that is already gone is not
+    /// an error: revocations are retried.
+    pub async fn delete_keys(&self, tokens: &[String]) -> Result<Deleted, Error> {
+        self.delete(serde_json::json!({ "keys": tokens })).await
+    }
+
+    /// Deletes keys by alias (used by the rollback, which knows only the
+    /// alias it was about to create).
+    pub async fn delete_key_aliases(&self, aliases: &[String]) -> Result<Deleted, Error> {
+        self.delete(serde_json::json!({ "key_aliases": aliases }))
+            .await
+    }
+
+    async fn delete(&self, body: Value) -> Result<Deleted, Error> {
+        match self
+            .call::<Value>(Method::POST, "key/delete", Some(&body))
+            .await
+        {
+            Ok(_) => Ok(Deleted::Now),
+            Err(Error::NotFound(_)) => Ok(Deleted::AlreadyGone),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Error> {
+        let url = self
+            .base_url
+            .join(path)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .bearer_auth(&self.master_key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Error::InvalidResponse(format!(
+                    "{path}: HTTP {status} with a body that is not the expected JSON ({e})"
+                ))
+            });
+        }
+        let message = self.scrub(&error_message(&bytes));
+        let code = status.as_u16();
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {
+                status: code,
+                message,
+            },
+            StatusCode::NOT_FOUND => Error::NotFound(message),
+            s if s.is_server_error() => Error::Server {
+                status: code,
+                message,
+            },
+            _ => Error::Rejected {
+                status: code,
+                message,
+            },
+        })
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::Timeout(self.timeout);
+        }
+        // The innermost cause says what actually failed (refused, DNS, TLS).
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        Error::Unreachable {
+            url: self.base_url.to_string(),
+            reason: self.scrub(&reason),
+        }
+    }
+
+    /// Belt and braces: never let the master key into an error message.
+    fn scrub(&self, text: &str) -> String {
+        if self.master_key.len() >= 4 {
+            text.replace(&self.master_key, "<master key>")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// LiteLLM's error text: `{"error":{"message":..}}`, FastAPI's
+/// `{"detail":..}`, or the raw body, shortened.
+fn error_message(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match (&v["error"]["message"], &v["detail"], &v["error"]) {
+            (Value::String(m), _, _) => m.clone(),
+            (_, Value::String(d), _) => d.clone(),
+            (_, d @ (Value::Array(_) | Value::Object(_)), _) => d.to_string(),
+            (_, _, Value::String(e)) => e.clone(),
+            _ => v.to_string(),
+        },
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".into();
+    }
+    if text.chars().count() > 400 {
+        format!("{}...", text.chars().take(400).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;

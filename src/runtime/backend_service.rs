@@ -63,7 +63,11 @@ impl BackendService {
         req.mount_point = wire.mount_point;
         req.display_name = wire.display_name;
         req.data = translate::json_object(&wire.data, "request body")?;
-        req.secret = wire.secret.as_ref().map(translate::secret_from_wire).transpose()?;
+        req.secret = wire
+            .secret
+            .as_ref()
+            .map(translate::secret_from_wire)
+            .transpose()?;
         Ok(req)
     }
 }
@@ -71,14 +75,21 @@ impl BackendService {
 fn log_outcome(op: &str, path: &str, result: &Result<impl Sized, Error>) {
     match result {
         Ok(_) => tracing::debug!(operation = op, path, "request handled"),
-        Err(e) if e.status() >= 500 => tracing::error!(operation = op, path, error = %e, "request failed"),
-        Err(e) => tracing::debug!(operation = op, path, error = %e, status = e.status(), "request refused"),
+        Err(e) if e.status() >= 500 => {
+            tracing::error!(operation = op, path, error = %e, "request failed")
+        }
+        Err(e) => {
+            tracing::debug!(operation = op, path, error = %e, status = e.status(), "request refused")
+        }
     }
 }
 
 #[tonic::async_trait]
 impl BackendRpc for BackendService {
-    async fn setup(&self, request: GrpcRequest<pb::SetupArgs>) -> Result<GrpcResponse<pb::SetupReply>, Status> {
+    async fn setup(
+        &self,
+        request: GrpcRequest<pb::SetupArgs>,
+    ) -> Result<GrpcResponse<pb::SetupReply>, Status> {
         let args = request.into_inner();
         let result: Result<(), String> = async {
             let info = self
@@ -86,7 +97,9 @@ impl BackendRpc for BackendService {
                 .wait_for(args.broker_id, CONN_INFO_TIMEOUT)
                 .await
                 .map_err(|e| e.to_string())?;
-            let channel = broker::dial(&info, Arc::clone(&self.tls)).await.map_err(|e| e.to_string())?;
+            let channel = broker::dial(&info, Arc::clone(&self.tls))
+                .await
+                .map_err(|e| e.to_string())?;
             // No storage calls here: at registration time the host has none.
             let backend = (self.factory)(&args.config)?;
             let mount = Mount {
@@ -100,18 +113,28 @@ impl BackendRpc for BackendService {
         .await;
         match &result {
             Ok(()) => tracing::debug!(broker_id = args.broker_id, "backend set up"),
-            Err(e) => tracing::error!(broker_id = args.broker_id, error = %e, "backend setup failed"),
+            Err(e) => {
+                tracing::error!(broker_id = args.broker_id, error = %e, "backend setup failed")
+            }
         }
         Ok(GrpcResponse::new(pb::SetupReply {
             err: result.err().unwrap_or_default(),
         }))
     }
 
-    async fn r#type(&self, _: GrpcRequest<pb::Empty>) -> Result<GrpcResponse<pb::TypeReply>, Status> {
-        Ok(GrpcResponse::new(pb::TypeReply { r#type: TYPE_LOGICAL }))
+    async fn r#type(
+        &self,
+        _: GrpcRequest<pb::Empty>,
+    ) -> Result<GrpcResponse<pb::TypeReply>, Status> {
+        Ok(GrpcResponse::new(pb::TypeReply {
+            r#type: TYPE_LOGICAL,
+        }))
     }
 
-    async fn special_paths(&self, _: GrpcRequest<pb::Empty>) -> Result<GrpcResponse<pb::SpecialPathsReply>, Status> {
+    async fn special_paths(
+        &self,
+        _: GrpcRequest<pb::Empty>,
+    ) -> Result<GrpcResponse<pb::SpecialPathsReply>, Status> {
         let paths = self.mount().ok().map(|m| {
             let s = &m.backend.special_paths;
             pb::Paths {
@@ -156,7 +179,10 @@ impl BackendRpc for BackendService {
             },
             Err(e) => {
                 let (response, err) = translate::error_to_wire(&e);
-                pb::HandleRequestReply { response, err: Some(err) }
+                pb::HandleRequestReply {
+                    response,
+                    err: Some(err),
+                }
             }
         };
         Ok(GrpcResponse::new(reply))
@@ -175,7 +201,11 @@ impl BackendRpc for BackendService {
             Err(e) => Err(e),
         };
         let reply = match result {
-            Ok((check_found, exists)) => pb::HandleExistenceCheckReply { check_found, exists, err: None },
+            Ok((check_found, exists)) => pb::HandleExistenceCheckReply {
+                check_found,
+                exists,
+                err: None,
+            },
             Err(e) => pb::HandleExistenceCheckReply {
                 check_found: false,
                 exists: false,

@@ -40,7 +40,11 @@ impl Broker {
     }
 
     /// Waits until the host announced `service_id`, at most `timeout`.
-    pub async fn wait_for(&self, service_id: u32, timeout: Duration) -> Result<ConnInfo, RuntimeError> {
+    pub async fn wait_for(
+        &self,
+        service_id: u32,
+        timeout: Duration,
+    ) -> Result<ConnInfo, RuntimeError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // Register interest before looking, so an announcement in between is not missed.
@@ -73,12 +77,17 @@ impl GrpcBroker for BrokerService {
                 broker.announce(info);
             }
         });
-        Ok(tonic::Response::new(Box::pin(futures_util::stream::pending())))
+        Ok(tonic::Response::new(Box::pin(
+            futures_util::stream::pending(),
+        )))
     }
 }
 
 /// Dials a brokered host service with the plugin's TLS identity.
-pub async fn dial(info: &ConnInfo, tls: Arc<rustls::ClientConfig>) -> Result<Channel, RuntimeError> {
+pub async fn dial(
+    info: &ConnInfo,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Channel, RuntimeError> {
     if info.network != "unix" {
         return Err(RuntimeError::Broker(format!(
             "unsupported broker network {:?} (only unix sockets are used on Linux)",
@@ -135,13 +144,25 @@ mod tests {
     async fn early_announcement_is_kept() {
         let broker = Broker::default();
         broker.announce(info(7));
-        assert_eq!(broker.wait_for(7, Duration::from_millis(10)).await.unwrap().service_id, 7);
+        assert_eq!(
+            broker
+                .wait_for(7, Duration::from_millis(10))
+                .await
+                .unwrap()
+                .service_id,
+            7
+        );
     }
 
     #[tokio::test]
     async fn times_out_with_a_clear_message() {
         let broker = Broker::default();
-        let err = broker.wait_for(3, Duration::from_millis(20)).await.unwrap_err();
-        assert!(err.to_string().contains("timeout waiting for connection info"));
+        let err = broker
+            .wait_for(3, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("timeout waiting for connection info"));
     }
 }

@@ -102,13 +102,21 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     const GOOD: &[(&str, &str)] = &[
         (BACKEND_COOKIE_KEY, BACKEND_COOKIE_VALUE),
         ("PLUGIN_PROTOCOL_VERSIONS", "5"),
-        ("PLUGIN_CLIENT_CERT", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+        (
+            "PLUGIN_CLIENT_CERT",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        ),
         ("BAO_VERSION", "2.7.2"),
     ];
 
@@ -137,7 +145,10 @@ mod tests {
 
     #[test]
     fn refuses_a_database_probe() {
-        let pairs = [(DATABASE_COOKIE_KEY, "926a0820-aea2-be28-51d6-83cdf00e8edb"), ("PLUGIN_PROTOCOL_VERSIONS", "5,6")];
+        let pairs = [
+            (DATABASE_COOKIE_KEY, "926a0820-aea2-be28-51d6-83cdf00e8edb"),
+            ("PLUGIN_PROTOCOL_VERSIONS", "5,6"),
+        ];
         let err = HostEnv::from_lookup(env(&pairs)).unwrap_err();
         assert!(err.to_string().contains("not a database plugin"), "{err}");
     }
@@ -169,7 +180,9 @@ mod tests {
         let line = handshake_line(Path::new("/s"), &der);
         let field = line.trim_end().rsplit('|').next().unwrap();
         assert!(!field.contains('='));
-        let back = base64::engine::general_purpose::STANDARD_NO_PAD.decode(field).unwrap();
+        let back = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(field)
+            .unwrap();
         assert_eq!(back, der);
     }
 }

@@ -42,31 +42,68 @@ fn reply_err(err: String) -> Result<()> {
 #[async_trait]
 impl Storage for GrpcStorage {
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let args = pb::StorageListArgs { prefix: prefix.into(), ..Default::default() };
-        let reply = self.0.clone().list(args).await.map_err(transport)?.into_inner();
+        let args = pb::StorageListArgs {
+            prefix: prefix.into(),
+            ..Default::default()
+        };
+        let reply = self
+            .0
+            .clone()
+            .list(args)
+            .await
+            .map_err(transport)?
+            .into_inner();
         reply_err(reply.err)?;
         Ok(reply.keys)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let args = pb::StorageGetArgs { key: key.into(), ..Default::default() };
-        let reply = self.0.clone().get(args).await.map_err(transport)?.into_inner();
+        let args = pb::StorageGetArgs {
+            key: key.into(),
+            ..Default::default()
+        };
+        let reply = self
+            .0
+            .clone()
+            .get(args)
+            .await
+            .map_err(transport)?
+            .into_inner();
         reply_err(reply.err)?;
         Ok(reply.entry.map(|e| e.value))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
         let args = pb::StoragePutArgs {
-            entry: Some(pb::StorageEntry { key: key.into(), value, seal_wrap: false }),
+            entry: Some(pb::StorageEntry {
+                key: key.into(),
+                value,
+                seal_wrap: false,
+            }),
             ..Default::default()
         };
-        let reply = self.0.clone().put(args).await.map_err(transport)?.into_inner();
+        let reply = self
+            .0
+            .clone()
+            .put(args)
+            .await
+            .map_err(transport)?
+            .into_inner();
         reply_err(reply.err)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let args = pb::StorageDeleteArgs { key: key.into(), ..Default::default() };
-        let reply = self.0.clone().delete(args).await.map_err(transport)?.into_inner();
+        let args = pb::StorageDeleteArgs {
+            key: key.into(),
+            ..Default::default()
+        };
+        let reply = self
+            .0
+            .clone()
+            .delete(args)
+            .await
+            .map_err(transport)?
+            .into_inner();
         reply_err(reply.err)
     }
 }
@@ -90,22 +127,42 @@ fn nanos(ns: i64) -> Duration {
 #[async_trait]
 impl SystemView for GrpcSystemView {
     async fn default_lease_ttl(&self) -> Result<Duration> {
-        let reply = self.0.clone().default_lease_ttl(pb::Empty {}).await.map_err(transport)?;
+        let reply = self
+            .0
+            .clone()
+            .default_lease_ttl(pb::Empty {})
+            .await
+            .map_err(transport)?;
         Ok(nanos(reply.into_inner().ttl))
     }
 
     async fn max_lease_ttl(&self) -> Result<Duration> {
-        let reply = self.0.clone().max_lease_ttl(pb::Empty {}).await.map_err(transport)?;
+        let reply = self
+            .0
+            .clone()
+            .max_lease_ttl(pb::Empty {})
+            .await
+            .map_err(transport)?;
         Ok(nanos(reply.into_inner().ttl))
     }
 
     async fn tainted(&self) -> Result<bool> {
-        let reply = self.0.clone().tainted(pb::Empty {}).await.map_err(transport)?;
+        let reply = self
+            .0
+            .clone()
+            .tainted(pb::Empty {})
+            .await
+            .map_err(transport)?;
         Ok(reply.into_inner().tainted)
     }
 
     async fn replication_state(&self) -> Result<u32> {
-        let reply = self.0.clone().replication_state(pb::Empty {}).await.map_err(transport)?;
+        let reply = self
+            .0
+            .clone()
+            .replication_state(pb::Empty {})
+            .await
+            .map_err(transport)?;
         Ok(u32::try_from(reply.into_inner().state).unwrap_or(0))
     }
 }

@@ -32,7 +32,9 @@ pub fn init() {
         .ok()
         .and_then(|l| l.parse::<Level>().ok())
         .unwrap_or(Level::INFO);
-    let _ = tracing_subscriber::registry().with(HclogLayer { max_level }).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(HclogLayer { max_level })
+        .try_init();
 }
 
 fn level_name(level: &Level) -> &'static str {
@@ -46,11 +48,20 @@ fn level_name(level: &Level) -> &'static str {
 }
 
 /// One hclog record as a JSON line (without the newline).
-pub fn record(level: &Level, module: &str, message: &str, fields: Map<String, Value>, now: time::OffsetDateTime) -> String {
+pub fn record(
+    level: &Level,
+    module: &str,
+    message: &str,
+    fields: Map<String, Value>,
+    now: time::OffsetDateTime,
+) -> String {
     let mut obj = Map::new();
     obj.insert("@level".into(), level_name(level).into());
     obj.insert("@message".into(), message.into());
-    obj.insert("@timestamp".into(), now.format(TIMESTAMP).unwrap_or_default().into());
+    obj.insert(
+        "@timestamp".into(),
+        now.format(TIMESTAMP).unwrap_or_default().into(),
+    );
     obj.insert("@module".into(), module.into());
     for (k, v) in fields {
         obj.entry(k).or_insert(v);
@@ -69,7 +80,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = format!("{value:?}");
         } else {
-            self.fields.insert(field.name().into(), format!("{value:?}").into());
+            self.fields
+                .insert(field.name().into(), format!("{value:?}").into());
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -107,7 +119,13 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
             .map(|m| m.trim_start_matches("::"))
             .filter(|m| !m.is_empty())
             .unwrap_or(meta.target());
-        let line = record(meta.level(), module, &fields.message, fields.fields, time::OffsetDateTime::now_utc());
+        let line = record(
+            meta.level(),
+            module,
+            &fields.message,
+            fields.fields,
+            time::OffsetDateTime::now_utc(),
+        );
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{line}");
     }

@@ -42,18 +42,30 @@ pub enum RuntimeError {
 /// Runs the plugin: call this from `main` with the engine's factory.
 pub fn serve(name: &str, factory: Factory) -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--version" || a == "-version" || a == "-v") {
+    if args
+        .iter()
+        .any(|a| a == "--version" || a == "-version" || a == "-v")
+    {
         println!("{name} {VERSION}");
         return ExitCode::SUCCESS;
     }
-    if args.iter().any(|a| a == "--help" || a == "-h" || a == "-help") {
-        println!("{}", handshake::MANUAL_START_HELP.replace("{VERSION}", env!("CARGO_PKG_VERSION")));
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "-help")
+    {
+        println!(
+            "{}",
+            handshake::MANUAL_START_HELP.replace("{VERSION}", env!("CARGO_PKG_VERSION"))
+        );
         return ExitCode::SUCCESS;
     }
     let host = match handshake::HostEnv::from_env() {
         Ok(host) => host,
         Err(RuntimeError::NotLaunchedByHost) => {
-            eprintln!("{}", handshake::MANUAL_START_HELP.replace("{VERSION}", env!("CARGO_PKG_VERSION")));
+            eprintln!(
+                "{}",
+                handshake::MANUAL_START_HELP.replace("{VERSION}", env!("CARGO_PKG_VERSION"))
+            );
             return ExitCode::FAILURE;
         }
         Err(e) => {

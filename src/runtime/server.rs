@@ -78,13 +78,21 @@ impl Connected for HostConnection {
 }
 
 impl AsyncRead for HostConnection {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for HostConnection {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -110,12 +118,15 @@ fn apply_socket_group(path: &Path, group: &str) -> Result<(), RuntimeError> {
     let gid = match group.parse::<u32>() {
         Ok(gid) => gid,
         Err(_) => {
-            let name = std::ffi::CString::new(group).map_err(|e| RuntimeError::Start(e.to_string()))?;
+            let name =
+                std::ffi::CString::new(group).map_err(|e| RuntimeError::Start(e.to_string()))?;
             // SAFETY: getgrnam reads a NUL-terminated name and returns a
             // pointer into static storage, read immediately.
             let entry = unsafe { libc::getgrnam(name.as_ptr()) };
             if entry.is_null() {
-                return Err(RuntimeError::Start(format!("PLUGIN_UNIX_SOCKET_GROUP: no group {group:?}")));
+                return Err(RuntimeError::Start(format!(
+                    "PLUGIN_UNIX_SOCKET_GROUP: no group {group:?}"
+                )));
             }
             // SAFETY: checked non-null above.
             unsafe { (*entry).gr_gid }
@@ -144,14 +155,26 @@ pub async fn run(host: HostEnv, factory: Factory) -> Result<(), RuntimeError> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let authenticated = Arc::new(AtomicBool::new(false));
     let (conn_tx, conn_rx) = mpsc::channel::<Result<HostConnection, std::io::Error>>(4);
-    tokio::spawn(accept_loop(listener, acceptor, conn_tx, Arc::clone(&authenticated)));
+    tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        conn_tx,
+        Arc::clone(&authenticated),
+    ));
     tokio::spawn(watch_signals(stop_tx.clone()));
-    tokio::spawn(first_connection_deadline(Arc::clone(&authenticated), stop_tx.clone()));
+    tokio::spawn(first_connection_deadline(
+        Arc::clone(&authenticated),
+        stop_tx.clone(),
+    ));
 
     let broker = Arc::new(Broker::default());
-    let backend = BackendServer::new(BackendService::new(factory, Arc::clone(&broker), client_tls))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let backend = BackendServer::new(BackendService::new(
+        factory,
+        Arc::clone(&broker),
+        client_tls,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
@@ -216,7 +239,9 @@ async fn accept_loop(
                     authenticated.store(true, Ordering::SeqCst);
                     let _ = connections.send(Ok(HostConnection(tls))).await;
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "refused a connection: TLS handshake failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "refused a connection: TLS handshake failed")
+                }
                 Err(_) => tracing::warn!("refused a connection: TLS handshake timed out"),
             }
         });
@@ -224,7 +249,9 @@ async fn accept_loop(
 }
 
 async fn watch_signals(stop: watch::Sender<bool>) {
-    let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
     term.recv().await;
     tracing::debug!("SIGTERM received");
     let _ = stop.send(true);

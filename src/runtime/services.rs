@@ -15,7 +15,10 @@ pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
 #[tonic::async_trait]
 impl logical::plugin_version_server::PluginVersion for Version {
-    async fn version(&self, _: Request<logical::Empty>) -> Result<Response<logical::VersionReply>, Status> {
+    async fn version(
+        &self,
+        _: Request<logical::Empty>,
+    ) -> Result<Response<logical::VersionReply>, Status> {
         Ok(Response::new(logical::VersionReply {
             plugin_version: VERSION.into(),
         }))
@@ -57,6 +60,8 @@ impl multiplexing::plugin_multiplexing_server::PluginMultiplexing for Multiplexi
         &self,
         _: Request<multiplexing::MultiplexingSupportRequest>,
     ) -> Result<Response<multiplexing::MultiplexingSupportResponse>, Status> {
-        Ok(Response::new(multiplexing::MultiplexingSupportResponse { supported: false }))
+        Ok(Response::new(multiplexing::MultiplexingSupportResponse {
+            supported: false,
+        }))
     }
 }

@@ -9,15 +9,17 @@
 use std::sync::Arc;
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName as TlsName, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName as TlsName, SignatureScheme,
+};
 
 use super::RuntimeError;
 
@@ -79,8 +81,11 @@ impl Identity {
 
 /// Parses `PLUGIN_CLIENT_CERT`: one PEM certificate block.
 pub fn parse_host_cert(pem: &str) -> Result<CertificateDer<'static>, RuntimeError> {
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| RuntimeError::Tls(format!("PLUGIN_CLIENT_CERT holds no usable PEM certificate: {e}")))
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+        RuntimeError::Tls(format!(
+            "PLUGIN_CLIENT_CERT holds no usable PEM certificate: {e}"
+        ))
+    })
 }
 
 /// Trusts exactly one certificate, compared byte for byte, and checks the
@@ -119,7 +124,8 @@ impl ServerCertVerifier for PinnedPeer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity).map(|()| ServerCertVerified::assertion())
+        self.check(end_entity)
+            .map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -156,7 +162,8 @@ impl ClientCertVerifier for PinnedPeer {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity).map(|()| ClientCertVerified::assertion())
+        self.check(end_entity)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

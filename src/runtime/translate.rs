@@ -62,7 +62,7 @@ fn system_time(ts: &prost_types::Timestamp) -> Option<SystemTime> {
 }
 
 pub fn secret_from_wire(s: &pb::Secret) -> Result<Secret, Error> {
-    let lease = s.lease_options.clone().unwrap_or_default();
+    let lease = s.lease_options.unwrap_or_default();
     Ok(Secret {
         internal: json_object(&s.internal_data, "secret internal data")?,
         ttl: ns_duration(lease.ttl),
@@ -168,7 +168,10 @@ mod tests {
         let wire = response_to_wire(&Response::default());
         assert_eq!(wire.data, "{}");
         let s = Secret::new("t", Map::new(), Duration::from_secs(60), Duration::ZERO);
-        let wire = response_to_wire(&Response { secret: Some(s), ..Response::default() });
+        let wire = response_to_wire(&Response {
+            secret: Some(s),
+            ..Response::default()
+        });
         let secret = wire.secret.unwrap();
         let lease = secret.lease_options.unwrap();
         assert!(lease.issue_time.is_some());
@@ -180,13 +183,20 @@ mod tests {
 
     #[test]
     fn secrets_round_trip_and_go_zero_time_is_unset() {
-        let mut s = Secret::new("t", Map::new(), Duration::from_secs(5), Duration::from_secs(50));
+        let mut s = Secret::new(
+            "t",
+            Map::new(),
+            Duration::from_secs(5),
+            Duration::from_secs(50),
+        );
         s.issue_time = Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
         let back = secret_from_wire(&secret_to_wire(&s)).unwrap();
         assert_eq!(back, s);
         let mut wire = secret_to_wire(&s);
-        wire.lease_options.as_mut().unwrap().issue_time =
-            Some(prost_types::Timestamp { seconds: -62_135_596_800, nanos: 0 });
+        wire.lease_options.as_mut().unwrap().issue_time = Some(prost_types::Timestamp {
+            seconds: -62_135_596_800,
+            nanos: 0,
+        });
         assert_eq!(secret_from_wire(&wire).unwrap().issue_time, None);
     }
 }

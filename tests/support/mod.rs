@@ -99,7 +99,9 @@ pub fn http_client() -> Client {
 /// Sends a request and returns the status and the body as JSON (`Null` for an empty body, a JSON
 /// string for a body that is not JSON).
 fn send(request: RequestBuilder) -> (u16, Value) {
-    let response = request.send().unwrap_or_else(|e| panic!("HTTP request failed: {e}"));
+    let response = request
+        .send()
+        .unwrap_or_else(|e| panic!("HTTP request failed: {e}"));
     let status = response.status().as_u16();
     let text = response.text().unwrap_or_default();
     let body = if text.trim().is_empty() {
@@ -142,9 +144,7 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> O
 /// `None` for anything else (other offsets included).
 pub fn parse_utc_timestamp(s: &str) -> Option<f64> {
     let s = s.trim();
-    let rest = s
-        .strip_suffix('Z')
-        .or_else(|| s.strip_suffix("+00:00"))?;
+    let rest = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
     let (date, time) = rest.split_once(['T', ' '])?;
     let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (year, month, day) = (d.next()??, d.next()??, d.next()??);
@@ -245,9 +245,21 @@ impl Engine {
     /// The server binary: `$BAO_BIN` / `$VAULT_BIN` when set (and non-empty), else `bao` /
     /// `vault` on `PATH`. `None` when neither gives an executable file.
     pub fn binary(self) -> Option<PathBuf> {
+        self.locate().ok()
+    }
+
+    /// Like [`Engine::binary`], with the reason when there is none.
+    fn locate(self) -> Result<PathBuf, String> {
         match std::env::var_os(self.bin_var()).filter(|v| !v.is_empty()) {
-            Some(path) => Some(PathBuf::from(path)).filter(|p| is_executable(p)),
-            None => find_on_path(self.command()),
+            Some(path) if is_executable(Path::new(&path)) => Ok(PathBuf::from(path)),
+            Some(path) => Err(format!(
+                "{}={} is not an executable file",
+                self.bin_var(),
+                Path::new(&path).display()
+            )),
+            None => find_on_path(self.command()).ok_or_else(|| {
+                format!("{} binary not found (set {})", self.name(), self.bin_var())
+            }),
         }
     }
 
@@ -269,23 +281,18 @@ impl Engine {
         }
         let mut engines = Vec::new();
         for engine in wanted {
-            match engine.binary() {
-                Some(bin) => {
+            match engine.locate() {
+                Ok(bin) => {
                     eprintln!("engine {}: {}", engine.name(), bin.display());
                     engines.push(engine);
                 }
-                None if required.contains(&engine) => panic!(
-                    "{} binary not found, and REQUIRE_ENGINES lists it: set {} to the binary or \
-                     put `{}` on PATH",
+                Err(why) if required.contains(&engine) => panic!(
+                    "{why}, and REQUIRE_ENGINES lists {}: set {} to the binary or put `{}` on PATH",
                     engine.name(),
                     engine.bin_var(),
                     engine.command()
                 ),
-                None => eprintln!(
-                    "\n**********\nSKIPPED: {} binary not found (set {})\n**********\n",
-                    engine.name(),
-                    engine.bin_var()
-                ),
+                Err(why) => eprintln!("\n**********\nSKIPPED: {why}\n**********\n"),
             }
         }
         assert!(
@@ -353,9 +360,9 @@ pub struct DevServer {
 impl DevServer {
     /// Starts a dev server and waits until `GET /v1/sys/health` answers 200.
     pub fn start(engine: Engine, plugin_binary: &Path) -> DevServer {
-        let bin = engine.binary().unwrap_or_else(|| {
-            panic!("{engine} binary not found (set {})", engine.bin_var())
-        });
+        let bin = engine
+            .binary()
+            .unwrap_or_else(|| panic!("{engine} binary not found (set {})", engine.bin_var()));
         let dir = tempfile::Builder::new()
             .prefix(&format!("e2e-{engine}-"))
             .tempdir()
@@ -367,7 +374,11 @@ impl DevServer {
         fs::create_dir_all(&tmp_dir).expect("creating tmp/");
         let plugin_path = plugin_dir.join(PLUGIN_FILE_NAME);
         fs::copy(plugin_binary, &plugin_path).unwrap_or_else(|e| {
-            panic!("copying {} into {}: {e}", plugin_binary.display(), plugin_dir.display())
+            panic!(
+                "copying {} into {}: {e}",
+                plugin_binary.display(),
+                plugin_dir.display()
+            )
         });
 
         // Dev mode plus a config file only for the plugin directory: -dev-plugin-dir would
@@ -535,7 +546,11 @@ impl DevServer {
             &format!("sys/mounts/{}", path.trim_end_matches('/')),
             &json!({"type": plugin_name, "plugin_version": version}),
         );
-        self.expect_ok(status, &body, &format!("enable {plugin_name} {version} at {path}"));
+        self.expect_ok(
+            status,
+            &body,
+            &format!("enable {plugin_name} {version} at {path}"),
+        );
     }
 
     /// Unmounts `path` (revoking its leases first); panics unless 2xx.
@@ -573,11 +588,10 @@ impl DevServer {
     fn expect_ok(&self, status: u16, body: &Value, what: &str) {
         assert!(
             (200..300).contains(&status),
-            "{}: {what} failed with HTTP {status}: {}\n--- server log tail ({}):\n{}",
+            "{}: {what} failed with HTTP {status}: {} (server log: {})",
             self.engine,
             error_text(body),
             self.log_path.display(),
-            self.log_tail(30)
         );
     }
 
@@ -590,7 +604,11 @@ impl DevServer {
             return pids;
         };
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             if self.runs_plugin(pid) && !is_zombie(pid) {
@@ -609,7 +627,8 @@ impl DevServer {
             }
         }
         fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-            cmdline.split(|b| *b == 0).next() == Some(self.plugin_path.as_os_str().as_encoded_bytes())
+            cmdline.split(|b| *b == 0).next()
+                == Some(self.plugin_path.as_os_str().as_encoded_bytes())
         })
     }
 
@@ -745,9 +764,9 @@ impl LiteLlm {
     pub fn key_expires(&self, key_or_hash: &str) -> Option<f64> {
         let (status, body) = self.key_info(key_or_hash);
         assert_eq!(status, 200, "GET /key/info: {body}");
-        body["info"]["expires"].as_str().map(|s| {
-            parse_utc_timestamp(s).unwrap_or_else(|| panic!("unparsable expires {s:?}"))
-        })
+        body["info"]["expires"]
+            .as_str()
+            .map(|s| parse_utc_timestamp(s).unwrap_or_else(|| panic!("unparsable expires {s:?}")))
     }
 
     /// Live, non-expired keys whose alias starts with `prefix`.

@@ -1,0 +1,93 @@
+//! The `litellm_key` lease: renew extends the key, revoke deletes it.
+//!
+//! The lease stores only the alias, the token hash (sha256 of the key) and
+//! the role: never the key.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+
+use super::{roles, upstream, Engine};
+use crate::framework::{
+    calculate_ttl, callback, Error, Request, Response, Result, SecretType, TtlRequest,
+};
+use crate::litellm::Deleted;
+
+pub const SECRET_TYPE: &str = "litellm_key";
+
+pub fn internal_data(alias: &str, token: &str, role: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("key_alias".into(), json!(alias));
+    m.insert("token".into(), json!(token));
+    m.insert("role".into(), json!(role));
+    m
+}
+
+pub fn secret_type(engine: &Arc<Engine>) -> SecretType {
+    SecretType {
+        name: SECRET_TYPE,
+        renew: callback(engine, renew),
+        revoke: callback(engine, revoke),
+    }
+}
+
+async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+    let mut secret = req
+        .secret
+        .clone()
+        .ok_or_else(|| Error::invalid("renew without a lease"))?;
+    let role_name = secret.internal_str("role")?.to_string();
+    let token = secret.internal_str("token")?.to_string();
+    let role = roles::load(req.storage.as_ref(), &role_name)
+        .await?
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "role {role_name:?} was deleted; its keys can no longer be renewed"
+            ))
+        })?;
+    let now = SystemTime::now();
+    let grant = calculate_ttl(&TtlRequest {
+        increment: secret.increment,
+        backend_ttl: role.ttl(),
+        backend_max_ttl: role.max_ttl(),
+        mount_default_ttl: req.system.default_lease_ttl().await?,
+        mount_max_ttl: req.system.max_lease_ttl().await?,
+        issue_time: secret.issue_time.unwrap_or(now),
+        now,
+    })?;
+    let client = engine.client(req.storage.as_ref()).await?;
+    let updated = client
+        .extend_key(&token, grant.ttl)
+        .await
+        .map_err(upstream)?;
+    tracing::info!(role = %role_name, key_alias = secret.internal_str("key_alias").unwrap_or("?"), ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
+    secret.ttl = grant.ttl;
+    secret.max_ttl = role.max_ttl();
+    // The host stores this data with the lease in place of the original.
+    let mut data = req.data.clone();
+    data.insert("expires".into(), json!(updated.expires));
+    let mut response = Response::with_data(data);
+    response.secret = Some(secret);
+    if let Some(w) = grant.warning {
+        response = response.warn(w);
+    }
+    Ok(Some(response))
+}
+
+async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+    let secret = req
+        .secret
+        .as_ref()
+        .ok_or_else(|| Error::invalid("revoke without a lease"))?;
+    let token = secret.internal_str("token")?.to_string();
+    let alias = secret.internal_str("key_alias").unwrap_or("?");
+    // Any error makes the host retry with backoff: the key is never
+    // forgotten while it may still exist.
+    let client = engine.client(req.storage.as_ref()).await?;
+    match client.delete_keys(&[token]).await.map_err(upstream)? {
+        Deleted::Now => tracing::info!(key_alias = %alias, "revoked LiteLLM key"),
+        Deleted::AlreadyGone => tracing::info!(key_alias = %alias, "LiteLLM key was already gone"),
+    }
+    Ok(None)
+}

@@ -1,0 +1,42 @@
+//! Deletes keys whose minting was interrupted before their lease existed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{upstream, Engine};
+use crate::framework::wal::WalEntry;
+use crate::framework::{callback, Error, Request, Result, WalRollback};
+
+/// WAL kind of a key being minted; data `{"key_alias": ...}`.
+pub const KIND: &str = "litellm_key";
+
+pub fn wal_rollback(engine: &Arc<Engine>, min_age: Duration, max_age: Duration) -> WalRollback {
+    WalRollback {
+        min_age,
+        max_age,
+        handler: callback(engine, delete_abandoned_key),
+    }
+}
+
+async fn delete_abandoned_key(
+    engine: Arc<Engine>,
+    (req, entry): (Request, WalEntry),
+) -> Result<()> {
+    if entry.kind != KIND {
+        return Err(Error::Internal(format!(
+            "unknown WAL kind {:?}",
+            entry.kind
+        )));
+    }
+    let alias = entry.data["key_alias"]
+        .as_str()
+        .ok_or_else(|| Error::Internal("WAL entry without key_alias".into()))?
+        .to_string();
+    let client = engine.client(req.storage.as_ref()).await?;
+    let outcome = client
+        .delete_key_aliases(std::slice::from_ref(&alias))
+        .await
+        .map_err(upstream)?;
+    tracing::info!(key_alias = %alias, outcome = ?outcome, "rollback: abandoned key handled");
+    Ok(())
+}

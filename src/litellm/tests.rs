@@ -1,0 +1,239 @@
+//! Error paths against a local stub server. The real behaviour is proven
+//! against a real LiteLLM proxy in `tests/`.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+fn request_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    buf.len() >= end + 4 + length
+}
+
+/// Answers one request with `status` and `body` (after `delay`), and
+/// returns the request's raw text through the join handle.
+async fn stub(
+    status: u16,
+    body: &'static str,
+    delay: Duration,
+) -> (Url, tokio::task::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    let handle = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        // Read the headers and the body announced by content-length.
+        while !request_complete(&buf) {
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        let reply = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = socket.write_all(reply.as_bytes()).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    (url, handle)
+}
+
+fn client(url: Url, timeout: Duration) -> Client {
+    Client::new(&Settings {
+        base_url: url,
+        master_key: "sk-super-secret-master".into(),
+        ca_cert: None,
+        tls_skip_verify: false,
+        timeout,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn generate_sends_bearer_and_parses_the_answer() {
+    let (url, req) = stub(200, r#"{"key":"sk-abc","token":"deadbeef","key_alias":"a","expires":"2030-01-01T00:00:00Z","spend":0}"#, Duration::ZERO).await;
+    let c = client(url, Duration::from_secs(5));
+    let k = c
+        .generate_key(&GenerateKeyRequest {
+            key_alias: "a".into(),
+            duration: "60s".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(k.key, "sk-abc");
+    assert_eq!(k.token, "deadbeef");
+    let raw = req.await.unwrap();
+    assert!(raw.starts_with("POST /key/generate"), "{raw}");
+    assert!(raw
+        .to_ascii_lowercase()
+        .contains("authorization: bearer sk-super-secret-master"));
+    assert!(raw.contains(r#""duration":"60s""#));
+    assert!(
+        !raw.contains("max_budget"),
+        "unset limits are left out: {raw}"
+    );
+    assert!(
+        !format!("{k:?}").contains("sk-abc"),
+        "Debug must not print the key"
+    );
+    assert!(
+        !format!("{c:?}").contains("sk-super"),
+        "Debug must not print the master key"
+    );
+}
+
+#[tokio::test]
+async fn second_delete_is_already_gone() {
+    let (url, _) = stub(404, r#"{"error":{"message":"{'error': 'No keys found'}","type":"internal_server_error","code":"404"}}"#, Duration::ZERO).await;
+    let c = client(url, Duration::from_secs(5));
+    assert_eq!(
+        c.delete_keys(&["t".into()]).await.unwrap(),
+        Deleted::AlreadyGone
+    );
+}
+
+#[tokio::test]
+async fn rejected_master_key() {
+    let (url, _) = stub(401, r#"{"error":{"message":"Authentication Error, Invalid proxy server token passed. sk-super-secret-master","code":"401"}}"#, Duration::ZERO).await;
+    let err = client(url, Duration::from_secs(5))
+        .check_admin()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unauthorized { status: 401, .. }),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("sk-super-secret-master"), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn validation_errors_keep_litellm_text() {
+    let (url, _) = stub(
+        400,
+        r#"{"error":{"message":"Key with alias 'x' already exists.","code":"400"}}"#,
+        Duration::ZERO,
+    )
+    .await;
+    let err = client(url, Duration::from_secs(5))
+        .generate_key(&GenerateKeyRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "LiteLLM refused the request (HTTP 400): Key with alias 'x' already exists."
+    );
+}
+
+#[tokio::test]
+async fn fastapi_detail_errors() {
+    let (url, _) = stub(
+        422,
+        r#"{"detail":[{"loc":["body","duration"],"msg":"bad"}]}"#,
+        Duration::ZERO,
+    )
+    .await;
+    let err = client(url, Duration::from_secs(5))
+        .delete_keys(&[])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("HTTP 422") && err.to_string().contains("duration"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_transient() {
+    let (url, _) = stub(503, "upstream sad", Duration::ZERO).await;
+    let err = client(url, Duration::from_secs(5))
+        .check_admin()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Server { status: 503, .. }));
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("upstream sad"));
+}
+
+#[tokio::test]
+async fn malformed_json_is_reported() {
+    let (url, _) = stub(200, "{not json", Duration::ZERO).await;
+    let err = client(url, Duration::from_secs(5))
+        .generate_key(&GenerateKeyRequest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidResponse(_)), "{err}");
+}
+
+#[tokio::test]
+async fn missing_fields_are_reported() {
+    let (url, _) = stub(200, r#"{"key_alias":"a"}"#, Duration::ZERO).await;
+    let err = client(url, Duration::from_secs(5))
+        .generate_key(&GenerateKeyRequest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidResponse(_)), "{err}");
+}
+
+#[tokio::test]
+async fn timeouts() {
+    let (url, _) = stub(200, "{}", Duration::from_secs(3)).await;
+    let err = client(url, Duration::from_millis(300))
+        .check_admin()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn unreachable() {
+    // Bind and drop to get a port with nobody listening.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+    let err = client(url, Duration::from_secs(2))
+        .check_admin()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_ca_cert_is_a_config_error() {
+    let err = Client::new(&Settings {
+        base_url: Url::parse("https://localhost/").unwrap(),
+        master_key: "k".into(),
+        ca_cert: Some("not a pem".into()),
+        tls_skip_verify: false,
+        timeout: Duration::from_secs(1),
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("ca_cert"), "{err}");
+}
