@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 use url::Url;
 
-use super::{upstream, Engine};
+use super::Engine;
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, Request, Response, Result, Storage,
@@ -168,9 +168,7 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     if f.bool("verify_connection").unwrap_or(true) {
         client.check_admin().await.map_err(|e| {
             Error::invalid(format!(
-                "cannot verify the LiteLLM connection, nothing was saved: {}{}",
-                upstream(e),
-                " (set verify_connection=false to save anyway)"
+                "cannot verify the LiteLLM connection, nothing was saved: {e} (set verify_connection=false to save anyway)"
             ))
         })?;
     }

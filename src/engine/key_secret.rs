@@ -64,8 +64,10 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     tracing::info!(role = %role_name, key_alias = secret.internal_str("key_alias").unwrap_or("?"), ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
     secret.ttl = grant.ttl;
     secret.max_ttl = role.max_ttl();
-    // The host stores this data with the lease in place of the original.
+    // The host shows this data to whoever renews and stores it with the
+    // lease in place of the original: drop the key itself from both.
     let mut data = req.data.clone();
+    data.remove("key");
     data.insert("expires".into(), json!(updated.expires));
     let mut response = Response::with_data(data);
     response.secret = Some(secret);

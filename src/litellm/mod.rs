@@ -14,6 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 pub use types::{GenerateKeyRequest, GeneratedKey, UpdatedKey};
@@ -66,6 +67,8 @@ pub struct Client {
     http: reqwest::Client,
     base_url: Url,
     master_key: String,
+    /// LiteLLM echoes the sha256 of a rejected key in its error text.
+    master_key_hash: String,
     timeout: Duration,
 }
 
@@ -114,6 +117,7 @@ impl Client {
             http,
             base_url: settings.base_url.clone(),
             master_key: settings.master_key.clone(),
+            master_key_hash: hex::encode(Sha256::digest(settings.master_key.as_bytes())),
             timeout: settings.timeout,
         })
     }
@@ -229,11 +233,11 @@ impl Client {
 
     /// Belt and braces: never let the master key into an error message.
     fn scrub(&self, text: &str) -> String {
-        if self.master_key.len() >= 4 {
-            text.replace(&self.master_key, "<master key>")
-        } else {
-            text.to_string()
+        if self.master_key.len() < 4 {
+            return text.to_string();
         }
+        text.replace(&self.master_key, "<master key>")
+            .replace(&self.master_key_hash, "<master key hash>")
     }
 }
 

@@ -112,7 +112,8 @@ async fn second_delete_is_already_gone() {
 
 #[tokio::test]
 async fn rejected_master_key() {
-    let (url, _) = stub(401, r#"{"error":{"message":"Authentication Error, Invalid proxy server token passed. sk-super-secret-master","code":"401"}}"#, Duration::ZERO).await;
+    // LiteLLM echoes the hash of the rejected key: sha256("sk-super-secret-master").
+    let (url, _) = stub(401, r#"{"error":{"message":"Authentication Error, Invalid proxy server token passed. sk-super-secret-master Key Hash (Token) =7a5b595a142361d352cd659181739bd7d660d8ca128ecb3b521feec76fe698db","code":"401"}}"#, Duration::ZERO).await;
     let err = client(url, Duration::from_secs(5))
         .check_admin()
         .await
@@ -122,6 +123,7 @@ async fn rejected_master_key() {
         "{err}"
     );
     assert!(!err.to_string().contains("sk-super-secret-master"), "{err}");
+    assert!(!err.to_string().contains("7a5b595a142361d352cd"), "{err}");
     assert!(!err.is_transient());
 }
 
