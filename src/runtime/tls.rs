@@ -48,7 +48,11 @@ impl Identity {
     /// with that server name) and EKU server+client (the same certificate
     /// authenticates the plugin when it dials back through the broker).
     pub fn generate() -> Result<Self, RuntimeError> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
+        Self::generate_with(&PKCS_ECDSA_P256_SHA256)
+    }
+
+    fn generate_with(alg: &'static rcgen::SignatureAlgorithm) -> Result<Self, RuntimeError> {
+        let key = KeyPair::generate_for(alg).map_err(tls_err)?;
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(tls_err)?;
         let mut name = DistinguishedName::new();
         name.push(DnType::OrganizationName, "vault-plugin-secrets-litellm");
@@ -224,4 +228,118 @@ pub fn client_config(
 
 fn tls_err(e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Tls(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+    use x509_parser::prelude::*;
+
+    use super::*;
+
+    /// Stands in for the host: the same key type and curve Vault/OpenBao use.
+    fn host_identity() -> Identity {
+        Identity::generate_with(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap()
+    }
+
+    #[test]
+    fn certificate_has_what_the_host_checks() {
+        let id = Identity::generate().unwrap();
+        let (_, cert) = X509Certificate::from_der(id.cert.as_ref()).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert!(san
+            .value
+            .general_names
+            .iter()
+            .any(|n| matches!(n, GeneralName::DNSName("localhost"))));
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(
+            eku.server_auth && eku.client_auth,
+            "EKU must allow both: the broker dial reuses it"
+        );
+        let now = ASN1Time::now();
+        assert!(cert.validity().not_before < now, "backdated for clock skew");
+        assert!(cert.validity().not_after.timestamp() - now.timestamp() > 10 * 365 * 86_400);
+        assert_ne!(
+            Identity::generate().unwrap().cert,
+            id.cert,
+            "fresh per process"
+        );
+    }
+
+    #[test]
+    fn host_cert_pem_parses() {
+        let host = host_identity();
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                host.cert.as_ref()
+            )
+        );
+        assert_eq!(parse_host_cert(&pem).unwrap(), host.cert);
+        assert!(parse_host_cert("garbage").is_err());
+    }
+
+    /// A TLS session between a client identity and the plugin's listener.
+    async fn handshake(
+        plugin: &Identity,
+        host_cert: &CertificateDer<'static>,
+        client: &Identity,
+    ) -> Result<String, String> {
+        install_default_provider();
+        let acceptor = TlsAcceptor::from(server_config(plugin, host_cert).unwrap());
+        let connector = TlsConnector::from(client_config(client, &plugin.cert).unwrap());
+        let (a, b) = tokio::io::duplex(16 * 1024);
+        let server = tokio::spawn(async move {
+            let mut tls = acceptor.accept(a).await.map_err(|e| e.to_string())?;
+            let alpn = tls
+                .get_ref()
+                .1
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            tls.write_all(b"ok").await.map_err(|e| e.to_string())?;
+            tls.flush().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(alpn.unwrap_or_default())
+        });
+        let name = ServerName::try_from("localhost").unwrap();
+        let client_result = async {
+            let mut tls = connector
+                .connect(name, b)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 2];
+            tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        }
+        .await;
+        let server_result = server.await.unwrap();
+        client_result?;
+        server_result
+    }
+
+    #[tokio::test]
+    async fn the_pinned_p521_host_is_accepted_with_h2() {
+        let plugin = Identity::generate().unwrap();
+        let host = host_identity();
+        assert_eq!(handshake(&plugin, &host.cert, &host).await.unwrap(), "h2");
+    }
+
+    #[tokio::test]
+    async fn a_foreign_client_certificate_is_refused() {
+        let plugin = Identity::generate().unwrap();
+        let host = host_identity();
+        let stranger = host_identity();
+        let err = handshake(&plugin, &host.cert, &stranger).await.unwrap_err();
+        assert!(!err.is_empty());
+    }
+
+    #[test]
+    fn the_provider_verifies_p521() {
+        let schemes = ServerCertVerifier::supported_verify_schemes(&PinnedPeer::new(
+            CertificateDer::from(vec![]),
+        ));
+        assert!(schemes.contains(&SignatureScheme::ECDSA_NISTP521_SHA512));
+    }
 }
