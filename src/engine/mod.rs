@@ -132,3 +132,6 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
     backend.cleanup = Some(Arc::new(move || on_cleanup.forget_client()));
     Ok(backend)
 }
+
+#[cfg(test)]
+mod tests;

@@ -69,6 +69,11 @@ impl MemoryStorage {
         }
     }
 
+    /// Stores an entry even in read-only storage (test set-up).
+    pub fn seed(&self, key: &str, value: Vec<u8>) {
+        self.entries.lock().unwrap().insert(key.to_string(), value);
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.entries.lock().unwrap().keys().cloned().collect()
     }

@@ -266,4 +266,6 @@ fn error_message(body: &[u8]) -> String {
 }
 
 #[cfg(test)]
+pub(crate) mod stub;
+#[cfg(test)]
 mod tests;

@@ -3,56 +3,20 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use super::stub::{Route, Stub};
 use super::*;
 
-fn request_complete(buf: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(buf);
-    let Some(end) = text.find("\r\n\r\n") else {
-        return false;
-    };
-    let length = text[..end]
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    buf.len() >= end + 4 + length
-}
-
-/// Answers one request with `status` and `body` (after `delay`), and
-/// returns the request's raw text through the join handle.
-async fn stub(
-    status: u16,
-    body: &'static str,
-    delay: Duration,
-) -> (Url, tokio::task::JoinHandle<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    let handle = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        // Read the headers and the body announced by content-length.
-        while !request_complete(&buf) {
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        tokio::time::sleep(delay).await;
-        let reply = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = socket.write_all(reply.as_bytes()).await;
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    (url, handle)
+/// One route answering `status`/`body` after `delay`.
+async fn stub(status: u16, body: &'static str, delay: Duration) -> Stub {
+    Stub::start(vec![Route {
+        route: "",
+        status,
+        body,
+        delay,
+    }])
+    .await
 }
 
 fn client(url: Url, timeout: Duration) -> Client {
@@ -68,8 +32,8 @@ fn client(url: Url, timeout: Duration) -> Client {
 
 #[tokio::test]
 async fn generate_sends_bearer_and_parses_the_answer() {
-    let (url, req) = stub(200, r#"{"key":"sk-abc","token":"deadbeef","key_alias":"a","expires":"2030-01-01T00:00:00Z","spend":0}"#, Duration::ZERO).await;
-    let c = client(url, Duration::from_secs(5));
+    let stub = stub(200, r#"{"key":"sk-abc","token":"deadbeef","key_alias":"a","expires":"2030-01-01T00:00:00Z","spend":0}"#, Duration::ZERO).await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
     let k = c
         .generate_key(&GenerateKeyRequest {
             key_alias: "a".into(),
@@ -80,7 +44,7 @@ async fn generate_sends_bearer_and_parses_the_answer() {
         .unwrap();
     assert_eq!(k.key, "sk-abc");
     assert_eq!(k.token, "deadbeef");
-    let raw = req.await.unwrap();
+    let raw = stub.requests().concat();
     assert!(raw.starts_with("POST /key/generate"), "{raw}");
     assert!(raw
         .to_ascii_lowercase()
@@ -102,8 +66,8 @@ async fn generate_sends_bearer_and_parses_the_answer() {
 
 #[tokio::test]
 async fn second_delete_is_already_gone() {
-    let (url, _) = stub(404, r#"{"error":{"message":"{'error': 'No keys found'}","type":"internal_server_error","code":"404"}}"#, Duration::ZERO).await;
-    let c = client(url, Duration::from_secs(5));
+    let stub = stub(404, r#"{"error":{"message":"{'error': 'No keys found'}","type":"internal_server_error","code":"404"}}"#, Duration::ZERO).await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
     assert_eq!(
         c.delete_keys(&["t".into()]).await.unwrap(),
         Deleted::AlreadyGone
@@ -113,8 +77,8 @@ async fn second_delete_is_already_gone() {
 #[tokio::test]
 async fn rejected_master_key() {
     // LiteLLM echoes the hash of the rejected key: sha256("sk-super-secret-master").
-    let (url, _) = stub(401, r#"{"error":{"message":"Authentication Error, Invalid proxy server token passed. sk-super-secret-master Key Hash (Token) =7a5b595a142361d352cd659181739bd7d660d8ca128ecb3b521feec76fe698db","code":"401"}}"#, Duration::ZERO).await;
-    let err = client(url, Duration::from_secs(5))
+    let stub = stub(401, r#"{"error":{"message":"Authentication Error, Invalid proxy server token passed. sk-super-secret-master Key Hash (Token) =7a5b595a142361d352cd659181739bd7d660d8ca128ecb3b521feec76fe698db","code":"401"}}"#, Duration::ZERO).await;
+    let err = client(stub.url.clone(), Duration::from_secs(5))
         .check_admin()
         .await
         .unwrap_err();
@@ -129,13 +93,13 @@ async fn rejected_master_key() {
 
 #[tokio::test]
 async fn validation_errors_keep_litellm_text() {
-    let (url, _) = stub(
+    let stub = stub(
         400,
         r#"{"error":{"message":"Key with alias 'x' already exists.","code":"400"}}"#,
         Duration::ZERO,
     )
     .await;
-    let err = client(url, Duration::from_secs(5))
+    let err = client(stub.url.clone(), Duration::from_secs(5))
         .generate_key(&GenerateKeyRequest::default())
         .await
         .unwrap_err();
@@ -147,13 +111,13 @@ async fn validation_errors_keep_litellm_text() {
 
 #[tokio::test]
 async fn fastapi_detail_errors() {
-    let (url, _) = stub(
+    let stub = stub(
         422,
         r#"{"detail":[{"loc":["body","duration"],"msg":"bad"}]}"#,
         Duration::ZERO,
     )
     .await;
-    let err = client(url, Duration::from_secs(5))
+    let err = client(stub.url.clone(), Duration::from_secs(5))
         .delete_keys(&[])
         .await
         .unwrap_err();
@@ -165,8 +129,8 @@ async fn fastapi_detail_errors() {
 
 #[tokio::test]
 async fn server_errors_are_transient() {
-    let (url, _) = stub(503, "upstream sad", Duration::ZERO).await;
-    let err = client(url, Duration::from_secs(5))
+    let stub = stub(503, "upstream sad", Duration::ZERO).await;
+    let err = client(stub.url.clone(), Duration::from_secs(5))
         .check_admin()
         .await
         .unwrap_err();
@@ -177,8 +141,8 @@ async fn server_errors_are_transient() {
 
 #[tokio::test]
 async fn malformed_json_is_reported() {
-    let (url, _) = stub(200, "{not json", Duration::ZERO).await;
-    let err = client(url, Duration::from_secs(5))
+    let stub = stub(200, "{not json", Duration::ZERO).await;
+    let err = client(stub.url.clone(), Duration::from_secs(5))
         .generate_key(&GenerateKeyRequest::default())
         .await
         .unwrap_err();
@@ -187,8 +151,8 @@ async fn malformed_json_is_reported() {
 
 #[tokio::test]
 async fn missing_fields_are_reported() {
-    let (url, _) = stub(200, r#"{"key_alias":"a"}"#, Duration::ZERO).await;
-    let err = client(url, Duration::from_secs(5))
+    let stub = stub(200, r#"{"key_alias":"a"}"#, Duration::ZERO).await;
+    let err = client(stub.url.clone(), Duration::from_secs(5))
         .generate_key(&GenerateKeyRequest::default())
         .await
         .unwrap_err();
@@ -197,8 +161,8 @@ async fn missing_fields_are_reported() {
 
 #[tokio::test]
 async fn timeouts() {
-    let (url, _) = stub(200, "{}", Duration::from_secs(3)).await;
-    let err = client(url, Duration::from_millis(300))
+    let stub = stub(200, "{}", Duration::from_secs(3)).await;
+    let err = client(stub.url.clone(), Duration::from_millis(300))
         .check_admin()
         .await
         .unwrap_err();
