@@ -64,11 +64,14 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             )
             .sensitive(),
         )
-        .field(Field::new(
-            "ca_cert",
-            FieldType::String,
-            "PEM CA bundle to trust for an https base_url.",
-        ))
+        .field(
+            Field::new(
+                "ca_cert",
+                FieldType::String,
+                "PEM CA bundle to trust for an https base_url.",
+            )
+            .max_len(1 << 20),
+        )
         .field(
             Field::new(
                 "tls_skip_verify",

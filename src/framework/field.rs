@@ -54,7 +54,15 @@ pub struct Field {
     pub default: Option<Value>,
     /// Marked as a password in help output (never echoed by the engine).
     pub sensitive: bool,
+    /// Longest accepted string (in bytes), and longest item of a list or map.
+    pub max_len: usize,
 }
+
+/// Strings longer than this are refused unless a field allows more: nothing
+/// an engine stores per role or config needs more, and it bounds storage.
+pub const DEFAULT_MAX_LEN: usize = 1024;
+/// At most this many items in a list or map field.
+pub const MAX_ITEMS: usize = 256;
 
 impl Field {
     pub fn new(name: &'static str, ty: FieldType, description: &'static str) -> Self {
@@ -64,7 +72,13 @@ impl Field {
             description,
             default: None,
             sensitive: false,
+            max_len: DEFAULT_MAX_LEN,
         }
+    }
+
+    pub fn max_len(mut self, max_len: usize) -> Self {
+        self.max_len = max_len;
+        self
     }
 
     pub fn default_value(mut self, value: impl Into<Value>) -> Self {
@@ -77,8 +91,32 @@ impl Field {
         self
     }
 
-    /// Parses one raw value for this field.
+    /// Parses one raw value for this field, within its size limits.
     pub fn parse(&self, raw: &Value) -> Result<FieldValue> {
+        let value = self.parse_type(raw)?;
+        let too_long = |s: &String| s.len() > self.max_len;
+        let (longest_ok, count) = match &value {
+            FieldValue::Str(s) => (!too_long(s), 1),
+            FieldValue::List(l) => (!l.iter().any(too_long), l.len()),
+            FieldValue::Map(m) => (!m.iter().any(|(k, v)| too_long(k) || too_long(v)), m.len()),
+            _ => (true, 1),
+        };
+        if !longest_ok {
+            return Err(Error::invalid(format!(
+                "field {:?}: longer than {} bytes",
+                self.name, self.max_len
+            )));
+        }
+        if count > MAX_ITEMS {
+            return Err(Error::invalid(format!(
+                "field {:?}: more than {MAX_ITEMS} items",
+                self.name
+            )));
+        }
+        Ok(value)
+    }
+
+    fn parse_type(&self, raw: &Value) -> Result<FieldValue> {
         let bad = |expected: &str| {
             Error::invalid(format!(
                 "field {:?}: expected {expected}, got {}",
@@ -470,6 +508,19 @@ mod tests {
             assert!(err.to_string().contains(field), "{body}: {err}");
             assert_eq!(err.status(), 400);
         }
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        let err = parse(json!({"s": "x".repeat(DEFAULT_MAX_LEN + 1)})).unwrap_err();
+        assert!(err.to_string().contains("\"s\": longer than"), "{err}");
+        let items: Vec<String> = (0..=MAX_ITEMS).map(|i| i.to_string()).collect();
+        let err = parse(json!({"l": items})).unwrap_err();
+        assert!(err.to_string().contains("\"l\": more than"), "{err}");
+        let err = parse(json!({"m": {"k": "v".repeat(DEFAULT_MAX_LEN + 1)}})).unwrap_err();
+        assert!(err.to_string().contains("\"m\""), "{err}");
+        let wide = Field::new("pem", FieldType::String, "").max_len(1 << 20);
+        assert!(wide.parse(&json!("x".repeat(DEFAULT_MAX_LEN * 4))).is_ok());
     }
 
     #[test]

@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""make bench: how fast and how small the engine is, against real OpenBao + real LiteLLM.
+
+Every number is measured in the same run as its baseline:
+  * overhead:   `read litellm/creds/<role>` through OpenBao vs. a direct LiteLLM `/key/generate`,
+                and vs. a plain KV read through the same server (the server's own floor);
+  * throughput: keys/s at concurrency 1, 8, 32 vs. direct `/key/generate` at the same concurrency;
+                revoke-prefix of 500 leases vs. 500 direct `/key/delete` calls;
+  * footprint:  exec-to-handshake time, mount time, RSS idle and after 1,000 issues, binary size.
+
+Needs LITELLM_URL, LITELLM_MASTER_KEY and BAO_BIN (run through e2e/run-with-stack.sh; `make bench`).
+Writes bench/RESULTS.md. Knobs: BENCH_N (latency samples, default 100), BENCH_ISSUES (1000),
+BENCH_REVOKES (500).
+"""
+
+import concurrent.futures as cf
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN_NAME = "vault-plugin-secrets-litellm"
+N = int(os.environ.get("BENCH_N", "100"))
+ISSUES = int(os.environ.get("BENCH_ISSUES", "1000"))
+REVOKES = int(os.environ.get("BENCH_REVOKES", "500"))
+LITELLM = os.environ["LITELLM_URL"].rstrip("/")
+MASTER = os.environ["LITELLM_MASTER_KEY"]
+BAO = os.environ["BAO_BIN"]
+MODEL = "gpt-3.5-turbo"
+
+
+def log(msg):
+    print(f"[bench +{time.monotonic() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def http(method, url, body=None, headers=None, timeout=60):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(samples, p):
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+class Bao:
+    def __init__(self, binary):
+        self.dir = tempfile.mkdtemp(prefix="bench-bao-")
+        os.makedirs(f"{self.dir}/plugins")
+        self.plugin = f"{self.dir}/plugins/{BIN_NAME}"
+        shutil.copy(binary, self.plugin)
+        with open(f"{self.dir}/config.hcl", "w") as f:
+            f.write(f'plugin_directory = "{self.dir}/plugins"\n')
+        port = free_port()
+        self.addr = f"http://127.0.0.1:{port}"
+        self.log = open(f"{self.dir}/server.log", "w")
+        self.proc = subprocess.Popen(
+            [BAO, "server", "-dev", "-dev-root-token-id=root", f"-dev-listen-address=127.0.0.1:{port}",
+             f"-config={self.dir}/config.hcl"],
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "HOME": self.dir})
+        for _ in range(300):
+            try:
+                if http("GET", f"{self.addr}/v1/sys/health", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("OpenBao dev server did not start")
+
+    def call(self, method, path, body=None):
+        return http(method, f"{self.addr}/v1/{path}", body, {"X-Vault-Token": "root"})
+
+    def ok(self, method, path, body=None):
+        status, out = self.call(method, path, body)
+        if status >= 300:
+            raise SystemExit(f"{method} {path}: HTTP {status} {out}")
+        return out
+
+    def plugin_pids(self):
+        pids = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)") == self.plugin:
+                        pids.append(int(pid))
+                except OSError:
+                    pass
+        return pids
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def rss_kb(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS", "VmHWM")):
+                k, v = line.split(":")
+                out[k] = int(v.split()[0])
+    return out
+
+
+def direct_generate(alias):
+    t = time.perf_counter()
+    status, out = http("POST", f"{LITELLM}/key/generate",
+                       {"key_alias": alias, "duration": "3600s", "models": [MODEL]},
+                       {"Authorization": f"Bearer {MASTER}"})
+    dt = time.perf_counter() - t
+    assert status == 200, out
+    return dt, out["token"]
+
+
+def direct_delete(token):
+    t = time.perf_counter()
+    status, out = http("POST", f"{LITELLM}/key/delete", {"keys": [token]}, {"Authorization": f"Bearer {MASTER}"})
+    assert status == 200, out
+    return time.perf_counter() - t
+
+
+def handshake_times(binary, runs=20):
+    """Exec to handshake line, with the environment a server gives a plugin."""
+    d = tempfile.mkdtemp(prefix="bench-cert-")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521",
+                    "-nodes", "-keyout", f"{d}/k.pem", "-out", f"{d}/c.pem", "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    env = {**os.environ, "VAULT_BACKEND_PLUGIN": "6669da05-b1c8-4f49-97d9-c8e5bed98e20",
+           "PLUGIN_PROTOCOL_VERSIONS": "5", "PLUGIN_CLIENT_CERT": open(f"{d}/c.pem").read(), "TMPDIR": d}
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        p = subprocess.Popen([binary], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        line = p.stdout.readline()
+        times.append(time.perf_counter() - t)
+        assert line.startswith(b"1|5|unix|"), line
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=5)
+    leftover = [f for f in os.listdir(d) if f.startswith("plugin")]
+    shutil.rmtree(d, ignore_errors=True)
+    return times, leftover
+
+
+def timed_parallel(fn, count, concurrency):
+    t = time.perf_counter()
+    with cf.ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(fn, range(count)))
+    return time.perf_counter() - t, results
+
+
+def main():
+    global T0
+    T0 = time.monotonic()
+    log("release build")
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+    binary = f"{REPO}/target/release/{BIN_NAME}"
+    rows = []
+
+    def row(section, what, value, baseline="", ratio=""):
+        rows.append((section, what, value, baseline, ratio))
+        log(f"{section} | {what} | {value} | {baseline} | {ratio}")
+
+    size = os.path.getsize(binary)
+    row("footprint", "release binary size (stripped, glibc)", f"{size / 1e6:.1f} MB")
+    musl = f"{REPO}/dist/{BIN_NAME}_linux_amd64"
+    if os.path.exists(musl):
+        row("footprint", "static musl binary size (amd64)", f"{os.path.getsize(musl) / 1e6:.1f} MB")
+
+    hs, leftover = handshake_times(binary)
+    row("footprint", "exec to handshake line (median of 20)", f"{statistics.median(hs) * 1000:.1f} ms",
+        f"p95 {pct(hs, 95) * 1000:.1f} ms", f"{len(leftover)} sockets left")
+
+    bao = Bao(binary)
+    try:
+        run(bao, row)
+    finally:
+        bao.stop()
+
+    write_results(rows)
+
+
+def run(bao, row):
+    sha = subprocess.run(["sha256sum", bao.plugin], capture_output=True, text=True).stdout.split()[0]
+    version = subprocess.run([bao.plugin, "--version"], capture_output=True, text=True).stdout.split()[1]
+    bao.ok("PUT", "sys/plugins/catalog/secret/litellm", {"sha256": sha, "command": BIN_NAME, "version": version})
+    t = time.perf_counter()
+    bao.ok("POST", "sys/mounts/litellm", {"type": "litellm", "plugin_version": version})
+    mount = time.perf_counter() - t
+    bao.ok("POST", "sys/mounts/kv", {"type": "kv"})
+    bao.ok("PUT", "kv/floor", {"v": "x"})
+    pid = bao.plugin_pids()[0]
+    row("footprint", "mount (POST sys/mounts, spawn to ready)", f"{mount * 1000:.0f} ms")
+    idle = rss_kb(pid)
+    row("footprint", "plugin RSS idle after mount", f"{idle['VmRSS'] / 1024:.1f} MB")
+
+    bao.ok("PUT", "litellm/config", {"base_url": LITELLM, "master_key": MASTER})
+    bao.ok("PUT", "litellm/roles/bench", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": "bench"})
+    for _ in range(5):
+        bao.ok("GET", "litellm/creds/bench")
+
+    log(f"latency: {N} interleaved samples of each")
+    creds, generate, floor, tokens = [], [], [], []
+    for i in range(N):
+        dt, token = direct_generate(f"bench-direct-{os.getpid()}-{i}")
+        generate.append(dt)
+        tokens.append(token)
+        t = time.perf_counter()
+        bao.ok("GET", "litellm/creds/bench")
+        creds.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bao.ok("GET", "kv/floor")
+        floor.append(time.perf_counter() - t)
+    med = {k: statistics.median(v) * 1000 for k, v in (("creds", creds), ("gen", generate), ("floor", floor))}
+    row("overhead", "read creds via OpenBao (median / p95)", f"{med['creds']:.1f} / {pct(creds, 95) * 1000:.1f} ms",
+        f"direct /key/generate {med['gen']:.1f} / {pct(generate, 95) * 1000:.1f} ms", f"{med['creds'] / med['gen']:.2f}x")
+    row("overhead", "OpenBao floor: KV read (median / p95)", f"{med['floor']:.2f} / {pct(floor, 95) * 1000:.2f} ms")
+    added = med["creds"] - med["gen"] - med["floor"]
+    row("overhead", "engine's added latency (creds - generate - floor, median)", f"{added:.2f} ms", "target < 3 ms",
+        "met" if added < 3 else "NOT met")
+
+    for c in (1, 8, 32):
+        count = {1: 50, 8: 160, 32: 320}[c]
+        direct_wall, results = timed_parallel(lambda i: direct_generate(f"bench-tp{c}-{os.getpid()}-{i}"), count, c)
+        tokens += [tok for _, tok in results]
+        bao_wall, _ = timed_parallel(lambda i: bao.ok("GET", "litellm/creds/bench"), count, c)
+        row("throughput", f"keys/s at concurrency {c} ({count} keys)", f"{count / bao_wall:.1f}/s",
+            f"direct generate {count / direct_wall:.1f}/s", f"{direct_wall / bao_wall:.2f}x")
+
+    log(f"{ISSUES} more issues for the RSS measurement")
+    timed_parallel(lambda i: bao.ok("GET", "litellm/creds/bench"), ISSUES, 8)
+    after = rss_kb(pid)
+    row("footprint", f"plugin RSS after {ISSUES + 5 + N + 530} issues (peak)",
+        f"{after['VmRSS'] / 1024:.1f} MB ({after['VmHWM'] / 1024:.1f} MB)", "target < 15 MB",
+        "met" if after["VmHWM"] < 15 * 1024 else "NOT met")
+
+    log("clean the keys issued so far (revoke-prefix, not timed)")
+    bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/bench")
+    bao.ok("PUT", "litellm/roles/rev", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": "benchrev"})
+    timed_parallel(lambda i: bao.ok("GET", "litellm/creds/rev"), REVOKES, 8)
+    t = time.perf_counter()
+    bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/rev")
+    revoke_wall = time.perf_counter() - t
+    direct_tokens = tokens[:REVOKES]
+    t = time.perf_counter()
+    for tok in direct_tokens:
+        direct_delete(tok)
+    direct_wall = time.perf_counter() - t
+    row("throughput", f"revoke-prefix of {REVOKES} leases", f"{REVOKES / revoke_wall:.1f} leases/s",
+        f"direct /key/delete {len(direct_tokens) / direct_wall:.1f}/s (sequential)",
+        f"{(REVOKES / revoke_wall) / (len(direct_tokens) / direct_wall):.2f}x")
+    for tok in tokens[REVOKES:]:
+        direct_delete(tok)
+
+
+def write_results(rows):
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    bao_version = subprocess.run([BAO, "version"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `make bench` (bench/bench.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {platform.platform()}, {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM.",
+        f"Server: {bao_version} (dev mode, in-memory storage); LiteLLM at {LITELLM} with its Postgres key store, on the same machine.",
+        "",
+        "| section | measurement | value | baseline (same run) | ratio / target |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    lines += ["", "Ratios: throughput ratio = engine rate / direct LiteLLM rate; overhead ratio = creds latency / direct generate latency."]
+    text = "\n".join(lines) + "\n"
+    with open(f"{REPO}/bench/RESULTS.md", "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

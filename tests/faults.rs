@@ -1,0 +1,601 @@
+//! Fault tests: every one ends by comparing the keys alive in LiteLLM with
+//! the leases alive in the server; they must match exactly.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{
+    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, LiteLlm,
+    Steps,
+};
+
+const MOUNT: &str = "litellm";
+
+fn unique_prefix(tag: &str) -> String {
+    format!("f{tag}{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff)
+}
+
+/// Leases alive under `litellm/creds/<role>/`.
+fn live_leases(server: &DevServer, role: &str) -> usize {
+    let (status, body) = server.list(&format!("sys/leases/lookup/{MOUNT}/creds/{role}/"));
+    match status {
+        404 => 0,
+        200 => body["data"]["keys"].as_array().map_or(0, Vec::len),
+        _ => panic!("listing leases: {status} {body}"),
+    }
+}
+
+fn assert_keys_match_leases(
+    server: &DevServer,
+    litellm: &LiteLlm,
+    prefix: &str,
+    roles: &[&str],
+) -> usize {
+    let leases: usize = roles.iter().map(|r| live_leases(server, r)).sum();
+    let keys = litellm.count_live_keys_with_alias_prefix(prefix);
+    assert_eq!(
+        keys, leases,
+        "live LiteLLM keys ({keys}) != live leases ({leases})"
+    );
+    keys
+}
+
+fn mount(server: &DevServer, options: Value) {
+    server.register_this_plugin("litellm");
+    let (status, body) = server.post(
+        &format!("sys/mounts/{MOUNT}"),
+        &json!({"type": "litellm", "plugin_version": plugin_version(), "options": options}),
+    );
+    assert!((200..300).contains(&status), "mount: {body}");
+}
+
+fn configure(server: &DevServer, base_url: &str, master_key: &str) {
+    let (status, body) = server.put(
+        &format!("{MOUNT}/config"),
+        &json!({"base_url": base_url, "master_key": master_key}),
+    );
+    assert_eq!(status, 204, "config: {body}");
+}
+
+fn role(server: &DevServer, name: &str, body: Value) {
+    let (status, out) = server.put(&format!("{MOUNT}/roles/{name}"), &body);
+    assert_eq!(status, 204, "role {name}: {out}");
+}
+
+/// A TCP forwarder to LiteLLM that can be cut, to play "LiteLLM is down".
+struct Cable {
+    port: u16,
+    down: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Cable {
+    fn to(upstream: &str) -> Cable {
+        let target = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let (d, o) = (Arc::clone(&down), Arc::clone(&open));
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                o.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                pump(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pump(server, client);
+            }
+        });
+        Cable { port, down, open }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+#[test]
+fn litellm_down_during_revoke_is_retried_until_the_key_is_gone() {
+    let litellm = LiteLlm::from_env();
+    for engine in Engine::from_env_list() {
+        let steps = Steps::new(format!("revoke-down/{engine}"));
+        let prefix = unique_prefix("d");
+        let cable = Cable::to(&litellm.url);
+        let server = DevServer::start(engine, &plugin_binary());
+        mount(&server, json!({}));
+        configure(&server, &cable.url(), &litellm.master_key);
+        role(
+            &server,
+            "r",
+            json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "1h"}),
+        );
+        let (status, creds) = server.get(&format!("{MOUNT}/creds/r"));
+        assert_eq!(status, 200, "{creds}");
+        let key = creds["data"]["key"].as_str().unwrap().to_string();
+        let lease = creds["lease_id"].as_str().unwrap().to_string();
+
+        steps.step("LiteLLM cut: a synchronous revoke fails and the lease stays");
+        cable.cut();
+        let (status, body) = server.put(
+            "sys/leases/revoke",
+            &json!({"lease_id": lease, "sync": true}),
+        );
+        assert!(status >= 400, "{status} {body}");
+        assert!(error_text(&body).contains("LiteLLM"), "{body}");
+        assert_eq!(live_leases(&server, "r"), 1);
+        assert_eq!(
+            litellm.chat(&key, "gpt-3.5-turbo"),
+            200,
+            "the key must still exist"
+        );
+
+        steps.step("an asynchronous revoke is queued and retried by the server");
+        let (status, body) = server.put(
+            "sys/leases/revoke",
+            &json!({"lease_id": lease, "sync": false}),
+        );
+        assert!((200..300).contains(&status), "{status} {body}");
+        thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            litellm.chat(&key, "gpt-3.5-turbo"),
+            200,
+            "still there while LiteLLM is unreachable"
+        );
+
+        steps.step("LiteLLM back: the retry deletes the key and the lease");
+        cable.mend();
+        eventually("the retried revoke", Duration::from_secs(120), || {
+            (litellm.chat(&key, "gpt-3.5-turbo") == 401 && live_leases(&server, "r") == 0)
+                .then_some(())
+        });
+        assert_eq!(
+            assert_keys_match_leases(&server, &litellm, &prefix, &["r"]),
+            0
+        );
+        steps.step("done");
+    }
+}
+
+#[test]
+fn many_concurrent_creds_across_roles_then_revoke_prefix() {
+    let litellm = LiteLlm::from_env();
+    for engine in Engine::from_env_list() {
+        let steps = Steps::new(format!("concurrency/{engine}"));
+        let prefix = unique_prefix("m");
+        let server = Arc::new(DevServer::start(engine, &plugin_binary()));
+        mount(&server, json!({}));
+        configure(&server, &litellm.url, &litellm.master_key);
+        let roles = ["a", "b", "c"];
+        for r in roles {
+            role(
+                &server,
+                r,
+                json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "30m"}),
+            );
+        }
+
+        steps.step("200 creds reads, 16 at a time, across 3 roles");
+        let next = Arc::new(Mutex::new(0usize));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                let (server, next, errors) =
+                    (Arc::clone(&server), Arc::clone(&next), Arc::clone(&errors));
+                thread::spawn(move || loop {
+                    let i = {
+                        let mut n = next.lock().unwrap();
+                        if *n == 200 {
+                            break;
+                        }
+                        *n += 1;
+                        *n
+                    };
+                    let (status, body) = server.get(&format!("{MOUNT}/creds/{}", roles[i % 3]));
+                    if status != 200 {
+                        errors.lock().unwrap().push(format!("{status} {body}"));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let errors = errors.lock().unwrap();
+        assert!(
+            errors.is_empty(),
+            "{} errors, first: {}",
+            errors.len(),
+            errors[0]
+        );
+        assert_eq!(
+            assert_keys_match_leases(&server, &litellm, &prefix, &roles),
+            200
+        );
+
+        steps.step("revoke-prefix on the whole creds path");
+        let (status, body) = server.revoke_prefix(&format!("{MOUNT}/creds"));
+        assert_eq!(status, 204, "{body}");
+        assert_eq!(
+            assert_keys_match_leases(&server, &litellm, &prefix, &roles),
+            0
+        );
+        steps.step("done");
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
+    let litellm = LiteLlm::from_env();
+    for engine in Engine::from_env_list() {
+        let steps = Steps::new(format!("sigkill/{engine}"));
+        let prefix = unique_prefix("k");
+        let server = Arc::new(DevServer::start(engine, &plugin_binary()));
+        mount(&server, json!({"rollback_min_age": "1s"}));
+        configure(&server, &litellm.url, &litellm.master_key);
+        role(
+            &server,
+            "r",
+            json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "30m"}),
+        );
+
+        steps.step("8 readers issuing keys while the plugin is SIGKILLed three times");
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+                thread::spawn(move || {
+                    let mut statuses = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        statuses.push(server.get(&format!("{MOUNT}/creds/r")).0);
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            thread::sleep(Duration::from_millis(700));
+            for pid in server.plugin_pids() {
+                // SAFETY: kill(2) on the server's own plugin child.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+        thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::SeqCst);
+        let statuses: Vec<u16> = readers
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect();
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        steps.step(format!(
+            "{} reads: {ok} ok, {} failed by the kills",
+            statuses.len(),
+            statuses.len() - ok
+        ));
+
+        steps.step("after respawn and rollback: keys == leases");
+        eventually("orphans rolled back", Duration::from_secs(150), || {
+            let leases = live_leases(&server, "r");
+            (litellm.count_live_keys_with_alias_prefix(&prefix) == leases).then_some(())
+        });
+        assert_keys_match_leases(&server, &litellm, &prefix, &["r"]);
+        let (status, _) = server.revoke_prefix(&format!("{MOUNT}/creds"));
+        assert_eq!(status, 204);
+        assert_eq!(
+            assert_keys_match_leases(&server, &litellm, &prefix, &["r"]),
+            0
+        );
+        steps.step("done");
+    }
+}
+
+#[test]
+fn bad_input_is_4xx_naming_the_problem_and_never_crashes() {
+    let litellm = LiteLlm::from_env();
+    for engine in Engine::from_env_list() {
+        let steps = Steps::new(format!("bad-input/{engine}"));
+        let server = DevServer::start(engine, &plugin_binary());
+        mount(&server, json!({}));
+
+        steps.step("before config exists");
+        let (status, body) = server.get(&format!("{MOUNT}/creds/any"));
+        assert_eq!(status, 400, "{body}");
+        role(&server, "pre", json!({}));
+        let (status, body) = server.get(&format!("{MOUNT}/creds/pre"));
+        assert_eq!(status, 400, "{body}");
+        assert!(error_text(&body).contains("config"), "{body}");
+
+        configure(&server, &litellm.url, &litellm.master_key);
+        role(
+            &server,
+            "ok",
+            json!({"models": ["gpt-3.5-turbo"], "max_ttl": "1h"}),
+        );
+        let pids = server.plugin_pids();
+        let huge = "x".repeat(2 * 1024 * 1024);
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "config",
+                json!({"base_url": "ftp://x", "master_key": "k"}),
+                "base_url",
+            ),
+            ("config", json!({"base_url": "not a url"}), "base_url"),
+            (
+                "config",
+                json!({"base_url": "http://user:pw@host"}),
+                "base_url",
+            ),
+            ("config", json!({"base_url": "http://h/?q=1"}), "base_url"),
+            ("config", json!({"base_url": 42}), "base_url"),
+            ("config", json!({"master_key": ""}), "master_key"),
+            ("config", json!({"master_key": "has space"}), "master_key"),
+            (
+                "config",
+                json!({"request_timeout": "0s"}),
+                "request_timeout",
+            ),
+            (
+                "config",
+                json!({"request_timeout": "1h"}),
+                "request_timeout",
+            ),
+            (
+                "config",
+                json!({"tls_skip_verify": "perhaps"}),
+                "tls_skip_verify",
+            ),
+            ("config", json!({"ca_cert": "not pem"}), "ca_cert"),
+            (
+                "config",
+                json!({"master_key": "sk-wrong-key"}),
+                "master key",
+            ),
+            (
+                "config",
+                json!({"base_url": "http://127.0.0.1:9"}),
+                "cannot reach",
+            ),
+            ("config", json!({"colour": "blue"}), "colour"),
+            ("roles/r", json!({"max_budget": -1}), "max_budget"),
+            ("roles/r", json!({"max_budget": "much"}), "max_budget"),
+            ("roles/r", json!({"max_budget": [1]}), "max_budget"),
+            ("roles/r", json!({"ttl": "2h", "max_ttl": "1h"}), "ttl"),
+            ("roles/r", json!({"ttl": "tomorrow"}), "ttl"),
+            ("roles/r", json!({"ttl": -5}), "ttl"),
+            ("roles/r", json!({"max_ttl": "1.5h"}), "max_ttl"),
+            ("roles/r", json!({"tpm_limit": -1}), "tpm_limit"),
+            ("roles/r", json!({"rpm_limit": "fast"}), "rpm_limit"),
+            (
+                "roles/r",
+                json!({"max_parallel_requests": 2.5}),
+                "max_parallel_requests",
+            ),
+            (
+                "roles/r",
+                json!({"budget_duration": "monthly"}),
+                "budget_duration",
+            ),
+            (
+                "roles/r",
+                json!({"key_alias_prefix": "bad prefix"}),
+                "key_alias_prefix",
+            ),
+            (
+                "roles/r",
+                json!({"key_alias_prefix": "x".repeat(33)}),
+                "key_alias_prefix",
+            ),
+            ("roles/r", json!({"metadata": "nokey"}), "metadata"),
+            (
+                "roles/r",
+                json!({"metadata": {"vault_role": "spoof"}}),
+                "metadata",
+            ),
+            (
+                "roles/r",
+                json!({"metadata": {"k": {"nested": 1}}}),
+                "metadata",
+            ),
+            ("roles/r", json!({"models": {"a": 1}}), "models"),
+            ("roles/r", json!({"modles": ["gpt-4o"]}), "modles"),
+            ("roles/r", json!({"name": "other"}), "name"),
+            ("roles/r", json!({"team_id": ["a"]}), "team_id"),
+            (
+                "roles/r",
+                json!({"models": ["ünïcödé-模型"], "max_budget": "NaN"}),
+                "max_budget",
+            ),
+            ("roles/r", json!({"user_id": huge}), "user_id"),
+            (
+                "roles/r",
+                json!({"metadata": {"k": "v"}, "ttl": "99999999999999999999h"}),
+                "ttl",
+            ),
+        ];
+        for (path, body, names) in &cases {
+            let (status, out) = server.put(&format!("{MOUNT}/{path}"), body);
+            let text = error_text(&out);
+            assert!(
+                (400..500).contains(&status),
+                "{path} {}: {status} {text}",
+                truncate(body)
+            );
+            assert!(
+                text.to_lowercase().contains(&names.to_lowercase()),
+                "{path} {}: {status} message {text:?} does not name {names:?}",
+                truncate(body)
+            );
+        }
+        steps.step(format!(
+            "{} bad writes: all 4xx, all naming the problem",
+            cases.len()
+        ));
+
+        for (path, want) in [
+            ("creds/nobody", 400),
+            ("creds/bad%20name", 404),
+            ("roles/ok/extra", 404),
+            ("nothing", 404),
+        ] {
+            let (status, out) = server.get(&format!("{MOUNT}/{path}"));
+            assert_eq!(status, want, "GET {path}: {out}");
+        }
+        let (status, _) = server.delete(&format!("{MOUNT}/creds/ok"));
+        assert_eq!(status, 405);
+        steps.step("bad reads: 4xx");
+
+        assert_eq!(
+            server.plugin_pids(),
+            pids,
+            "the plugin must not have crashed or restarted"
+        );
+        let (status, body) = server.get(&format!("{MOUNT}/creds/ok"));
+        assert_eq!(status, 200, "still serving: {body}");
+        server.disable(MOUNT);
+        steps.step("done");
+    }
+}
+
+fn truncate(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(80).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}
+
+#[test]
+fn secrets_never_leak_into_reads_logs_or_plugin_storage() {
+    let litellm = LiteLlm::from_env();
+    for engine in Engine::from_env_list() {
+        let steps = Steps::new(format!("hygiene/{engine}"));
+        let prefix = unique_prefix("h");
+        let server = DevServer::start(engine, &plugin_binary());
+        // Most verbose plugin logging, to prove nothing secret is logged at any level.
+        let (status, body) = server.put(
+            "sys/plugins/catalog/secret/litellm",
+            &json!({"sha256": support::sha256_file(server.plugin_path()), "command": support::PLUGIN_FILE_NAME,
+                    "version": plugin_version(), "env": ["PLUGIN_LOG_LEVEL=trace"]}),
+        );
+        assert!((200..300).contains(&status), "{body}");
+        server.enable(MOUNT, "litellm", &plugin_version());
+        configure(&server, &litellm.url, &litellm.master_key);
+        role(
+            &server,
+            "r",
+            json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix}),
+        );
+        let (_, creds) = server.get(&format!("{MOUNT}/creds/r"));
+        let key = creds["data"]["key"].as_str().unwrap().to_string();
+        let lease = creds["lease_id"].as_str().unwrap().to_string();
+        let (status, renewed) = server.lease_renew(&lease, 600);
+        assert_eq!(status, 200, "{renewed}");
+        let (_, config) = server.get(&format!("{MOUNT}/config"));
+        let (_, lookup) = server.put("sys/leases/lookup", &json!({"lease_id": lease}));
+
+        steps.step("reads never show the master key; renew never shows the key");
+        for (what, body) in [
+            ("config read", &config),
+            ("lease lookup", &lookup),
+            ("renew", &renewed),
+        ] {
+            assert!(
+                !body.to_string().contains(&litellm.master_key),
+                "{what} shows the master key"
+            );
+        }
+        assert!(!renewed.to_string().contains(&key), "renew shows the key");
+
+        steps.step(
+            "the plugin's own storage holds no plaintext key and no master key outside config",
+        );
+        let (status, mounts) = server.get("sys/mounts");
+        assert_eq!(status, 200);
+        let uuid = mounts["data"][format!("{MOUNT}/")]["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, raw) = server.list(&format!("sys/raw/logical/{uuid}/roles/"));
+        if status == 200 {
+            let mut keys: Vec<String> = vec!["config".into()];
+            keys.extend(
+                raw["data"]["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| format!("roles/{}", k.as_str().unwrap())),
+            );
+            for k in keys {
+                let (_, entry) = server.get(&format!("sys/raw/logical/{uuid}/{k}"));
+                let value = entry["data"]["value"].as_str().unwrap_or_default();
+                assert!(!value.contains(&key), "{k} holds the key");
+                if k != "config" {
+                    assert!(
+                        !value.contains(&litellm.master_key),
+                        "{k} holds the master key"
+                    );
+                }
+            }
+        } else {
+            steps.step(format!("sys/raw not enabled on this dev server ({status}); storage checked through the API only"));
+        }
+
+        steps.step("the server log (plugin at trace level) holds neither secret");
+        server.lease_revoke(&lease);
+        let log = server.log_text();
+        assert!(
+            log.contains("issued LiteLLM key"),
+            "plugin logs reached the server"
+        );
+        assert!(!log.contains(&key), "the key is in the log");
+        assert!(
+            !log.contains(&litellm.master_key),
+            "the master key is in the log"
+        );
+        steps.step("done");
+    }
+}
