@@ -42,6 +42,7 @@ step "starting LiteLLM + Postgres (first run installs it: ~3 min) and finding Op
 "$REPO/e2e/stack.sh" up >/dev/null
 eval "$("$REPO/e2e/stack.sh" env)"
 echo "  LiteLLM at $LITELLM_URL, OpenBao binary $BAO_BIN"
+export PATH="$(dirname "$BAO_BIN"):$PATH"
 
 step "starting an OpenBao dev server on $ADDR with the plugin directory $STATE/plugins"
 stop_server
@@ -49,25 +50,34 @@ rm -rf "$STATE" && mkdir -p "$STATE/plugins"
 cp "$REPO/target/release/$BIN" "$STATE/plugins/$BIN"
 SHA=$(sha256sum "$STATE/plugins/$BIN" | cut -d' ' -f1)
 echo "plugin_directory = \"$STATE/plugins\"" > "$STATE/config.hcl"
-(cd "$STATE" && HOME=$STATE setsid "$BAO_BIN" server -dev -dev-root-token-id=root \
-  -dev-listen-address="127.0.0.1:$PORT" -config="$STATE/config.hcl" >"$STATE/bao.log" 2>&1 </dev/null &
- echo $! >"$STATE/bao.pid")
+# A new session (pid = process group id), so `down` stops the server and its plugins together.
+(cd "$STATE" && HOME=$STATE LOG="$STATE/bao.log" python3 -c '
+import os, subprocess, sys
+log = open(os.environ["LOG"], "w")
+p = subprocess.Popen(sys.argv[1:], start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+print(p.pid)' "$BAO_BIN" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$PORT" \
+  -config="$STATE/config.hcl" >"$STATE/bao.pid")
 export BAO_ADDR=$ADDR BAO_TOKEN=root
-for _ in $(seq 1 100); do curl -sf -o /dev/null "$ADDR/v1/sys/health" && break; sleep 0.1; done
+for _ in $(seq 1 100); do
+  kill -0 "$(cat "$STATE/bao.pid")" 2>/dev/null || { cat "$STATE/bao.log"; exit 1; }
+  curl -sf -o /dev/null "$ADDR/v1/sys/health" && break
+  sleep 0.1
+done
 curl -sf -o /dev/null "$ADDR/v1/sys/health" || { tail -20 "$STATE/bao.log"; exit 1; }
 echo "  OpenBao pid $(cat "$STATE/bao.pid"), log $STATE/bao.log"
 
 step "registering the plugin by sha256 and version, and enabling it"
-show "$BAO_BIN" plugin register -sha256="$SHA" -version="$VERSION" -command="$BIN" secret litellm
-show "$BAO_BIN" secrets enable -path=litellm -plugin-version="$VERSION" litellm
+show bao plugin register -sha256="$SHA" -version="$VERSION" -command="$BIN" secret litellm
+show bao secrets enable -path=litellm -plugin-version="$VERSION" litellm
 
 step "configuring the LiteLLM connection (verified against the proxy) and a role"
-show "$BAO_BIN" write litellm/config base_url="$LITELLM_URL" master_key="$LITELLM_MASTER_KEY"
-show "$BAO_BIN" read litellm/config
-show "$BAO_BIN" write litellm/roles/demo models=gpt-3.5-turbo max_budget=0.5 ttl=1h max_ttl=24h rpm_limit=60
+show bao write litellm/config base_url="$LITELLM_URL" master_key="$LITELLM_MASTER_KEY"
+show bao read litellm/config
+show bao write litellm/roles/demo models=gpt-3.5-turbo max_budget=0.5 ttl=1h max_ttl=24h rpm_limit=60
 
 step "issuing a key"
-show "$BAO_BIN" read -format=json litellm/creds/demo | tee "$STATE/creds.json"
+echo "  \$ bao read -format=json litellm/creds/demo"
+bao read -format=json litellm/creds/demo | tee "$STATE/creds.json"
 KEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["key"])' "$STATE/creds.json")
 LEASE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lease_id"])' "$STATE/creds.json")
 
@@ -82,19 +92,19 @@ step "calling gpt-4o with the key (not in the role: LiteLLM answers 403)"
 chat gpt-4o
 
 step "revoking the lease: the key is deleted in LiteLLM"
-show "$BAO_BIN" lease revoke -sync "$LEASE"
+show bao lease revoke -sync "$LEASE"
 chat gpt-3.5-turbo
 
 step "done; the stack is still up"
 cat <<EOT
 
   Try next (in this shell):
-    export BAO_ADDR=$ADDR BAO_TOKEN=root
-    $BAO_BIN read litellm/creds/demo                 # a new key, leased for 1h
-    $BAO_BIN lease renew -increment=2h <lease_id>    # extends the key in LiteLLM
-    $BAO_BIN lease revoke -prefix litellm/creds/demo # deletes every demo key
-    $BAO_BIN write litellm/roles/big models=gpt-4o,claude-mock max_budget=5 tpm_limit=10000
-    $BAO_BIN path-help litellm/roles/demo
+    export BAO_ADDR=$ADDR BAO_TOKEN=root PATH="$(dirname "$BAO_BIN"):\$PATH"
+    bao read litellm/creds/demo                 # a new key, leased for 1h
+    bao lease renew -increment=2h <lease_id>    # extends the key in LiteLLM
+    bao lease revoke -prefix litellm/creds/demo # deletes every demo key
+    bao write litellm/roles/big models=gpt-4o,claude-mock max_budget=5 tpm_limit=10000
+    bao path-help litellm/roles/demo
 
   Stop everything with:  make down
 EOT
