@@ -111,7 +111,11 @@ litellm_kit_up() {
 
   if [ "$(http_code "$url/health/liveliness")" = 200 ]; then
     check_master_key "$url" "$key"
-    log "reusing the LiteLLM proxy already running at $url (not started by this script, so \`down\` leaves it)"
+    if grep -qs '^STARTED_PROXY_PID=' "$STARTED_FILE"; then
+      log "reusing the LiteLLM proxy at $url that an earlier \`up\` started (\`down\` stops it)"
+    else
+      log "reusing the LiteLLM proxy already running at $url (not started by this script, so \`down\` leaves it)"
+    fi
     return
   fi
 

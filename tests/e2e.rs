@@ -74,15 +74,16 @@ struct Creds {
 impl Fixture {
     /// Starts `engine`, registers and mounts the plugin; with `configure`, also writes a valid
     /// `litellm/config`.
-    fn new(engine: Engine, test: &str, configure: bool) -> Fixture {
+    fn new(engine: Engine, test: &str, tag: &str, configure: bool) -> Fixture {
         let steps = Steps::new(format!("{engine} {test}"));
         let litellm = LiteLlm::from_env();
+        // The engine accepts a key_alias_prefix of 1-32 characters of [A-Za-z0-9_-]: keep it
+        // short, unique per run (milliseconds) and per engine and test (the tag).
         let prefix = format!(
-            "e2e-{}-{}-{}-{:x}-",
-            engine,
-            test.replace('_', "-"),
-            std::process::id(),
-            (unix_now() * 1000.0) as u64
+            "e2e-{}{}-{:08x}",
+            &engine.name()[..1],
+            tag,
+            (unix_now() * 1000.0) as u64 & 0xffff_ffff
         );
         let server = DevServer::start(engine, &plugin_binary());
         steps.step(format!("dev server up at {}", server.addr));
@@ -236,12 +237,13 @@ fn for_each_engine(test: impl Fn(Engine)) {
 #[test]
 fn lifecycle_issue_use_renew_revoke() {
     for_each_engine(|engine| {
-        let f = Fixture::new(engine, "lifecycle", true);
+        let f = Fixture::new(engine, "lifecycle", "lc", true);
         let (s, litellm) = (&f.server, &f.litellm);
 
         let (status, config) = s.get(&format!("{MOUNT}/config"));
         assert_eq!(status, 200, "read config: {config}");
-        assert_eq!(config["data"]["base_url"], json!(litellm.url), "{config}");
+        let base_url = config["data"]["base_url"].as_str().unwrap_or_default();
+        assert_eq!(base_url.trim_end_matches('/'), litellm.url, "{config}");
         assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
         assert!(
             config["data"].get("master_key").is_none(),
@@ -385,7 +387,7 @@ fn lifecycle_issue_use_renew_revoke() {
 #[test]
 fn revoke_prefix_revokes_every_key() {
     for_each_engine(|engine| {
-        let f = Fixture::new(engine, "revoke_prefix", true);
+        let f = Fixture::new(engine, "revoke_prefix", "rp", true);
         f.create_role("batch", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let issued: Vec<Creds> = (0..10).map(|_| f.issue("batch")).collect();
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 10);
@@ -410,11 +412,40 @@ fn revoke_prefix_revokes_every_key() {
     });
 }
 
+/// Reloading the plugin (new process) keeps issued leases renewable and revocable: the engine
+/// keeps what it needs in storage, not in memory.
+#[test]
+fn plugin_reload_keeps_leases_working() {
+    for_each_engine(|engine| {
+        let f = Fixture::new(engine, "reload", "rl", true);
+        f.create_role("app", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
+        let creds = f.issue("app");
+        let before = f.server.plugin_pids();
+        assert!(!before.is_empty(), "no plugin process found");
+        f.step(format!("creds issued; plugin pids {before:?}"));
+
+        let (status, body) = f.server.reload_plugin(PLUGIN);
+        assert_ok(status, &body, "reload plugin");
+        let after = eventually("a new plugin process", Duration::from_secs(15), || {
+            let pids = f.server.plugin_pids();
+            (!pids.is_empty() && pids.iter().all(|p| !before.contains(p))).then_some(pids)
+        });
+        f.step(format!("plugin reloaded: pids {before:?} -> {after:?}"));
+
+        let (status, body) = f.server.lease_renew(&creds.lease_id, 600);
+        assert_eq!(status, 200, "renew after reload: {}", error_text(&body));
+        let (status, body) = f.server.lease_revoke(&creds.lease_id);
+        assert_eq!(status, 204, "revoke after reload: {}", error_text(&body));
+        f.wait_key_refused(&creds.key, "revoked after reload");
+        f.step("renew and revoke work after the reload");
+    });
+}
+
 /// Unmounting the engine with live leases revokes them.
 #[test]
 fn disabling_the_mount_revokes_live_keys() {
     for_each_engine(|engine| {
-        let f = Fixture::new(engine, "disable", true);
+        let f = Fixture::new(engine, "disable", "dm", true);
         f.create_role("short", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let issued: Vec<Creds> = (0..3).map(|_| f.issue("short")).collect();
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 3);
@@ -441,7 +472,7 @@ fn disabling_the_mount_revokes_live_keys() {
 #[test]
 fn config_is_verified_and_master_key_write_only() {
     for_each_engine(|engine| {
-        let f = Fixture::new(engine, "config", false);
+        let f = Fixture::new(engine, "config", "cf", false);
         let s = &f.server;
         let config_path = format!("{MOUNT}/config");
         let stored_base_url = || s.get(&config_path).1["data"]["base_url"].clone();
@@ -496,6 +527,8 @@ fn config_is_verified_and_master_key_write_only() {
         f.create_role("after", json!({"models": [ALLOWED_MODEL], "ttl": 60}));
         let creds = f.issue("after");
         assert_eq!(f.litellm.chat(&creds.key, ALLOWED_MODEL), 200);
+        let (status, body) = s.lease_revoke(&creds.lease_id);
+        assert_eq!(status, 204, "revoke: {}", error_text(&body));
         f.step("a rejected update kept the good config: creds still issued");
 
         let (status, body) =
@@ -509,7 +542,7 @@ fn config_is_verified_and_master_key_write_only() {
 #[test]
 fn bad_inputs_are_rejected_with_the_field_named() {
     for_each_engine(|engine| {
-        let f = Fixture::new(engine, "bad_inputs", true);
+        let f = Fixture::new(engine, "bad_inputs", "bi", true);
         let s = &f.server;
         let role = |name: &str, body: Value| s.post(&format!("{MOUNT}/roles/{name}"), &body);
 

@@ -32,9 +32,11 @@ the lease would have. Configure the proxy at `config`, define `roles/<name>`
 and read `creds/<name>` to get a key.";
 
 /// Mount option: how old an unfinished WAL entry must be before the rollback
-/// deletes its key. Longer than any in-flight `creds` request can take.
+/// deletes its key. It must exceed the longest a `creds` request can take
+/// (`request_timeout` is at most 5 minutes), or a key being issued right now
+/// could be deleted under its caller.
 pub const ROLLBACK_MIN_AGE_OPTION: &str = "rollback_min_age";
-const DEFAULT_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(120);
+const DEFAULT_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(600);
 /// After this long a failing rollback gives up (the key has expired in
 /// LiteLLM by itself long before, since its duration is the lease TTL).
 const ROLLBACK_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);

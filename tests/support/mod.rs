@@ -23,9 +23,9 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::Method;
@@ -61,7 +61,36 @@ pub fn plugin_version() -> String {
 }
 
 /// Lower-case hex sha256 of a file, as the plugin catalog wants it.
+///
+/// A debug plugin binary is over 100 MB and the sha2 crate is unoptimised in test builds
+/// (~4 s), so this uses coreutils' `sha256sum` when it is there and remembers each result
+/// (keyed by path, size and modification time).
 pub fn sha256_file(path: &Path) -> String {
+    static CACHE: Mutex<Vec<(PathBuf, u64, SystemTime, String)>> = Mutex::new(Vec::new());
+    let meta = fs::metadata(path).unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()));
+    let (len, mtime) = (meta.len(), meta.modified().expect("file modification time"));
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((.., hash)) = cache
+        .iter()
+        .find(|(p, l, m, _)| p == path && *l == len && *m == mtime)
+    {
+        return hash.clone();
+    }
+    let hash = sha256sum_command(path).unwrap_or_else(|| sha256_in_process(path));
+    cache.push((path.to_path_buf(), len, mtime, hash.clone()));
+    hash
+}
+
+fn sha256sum_command(path: &Path) -> Option<String> {
+    let output = Command::new("sha256sum").arg(path).output().ok()?;
+    let hash = String::from_utf8(output.stdout).ok()?;
+    let hash = hash.split_whitespace().next()?;
+    (output.status.success() && hash.len() == 64).then(|| hash.to_owned())
+}
+
+fn sha256_in_process(path: &Path) -> String {
     let mut file =
         fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     let mut hasher = Sha256::new();
@@ -353,6 +382,8 @@ pub struct DevServer {
     dir: Option<tempfile::TempDir>,
     dir_path: PathBuf,
     plugin_path: PathBuf,
+    /// The binary `plugin_path` was copied from.
+    source_binary: PathBuf,
     log_path: PathBuf,
     http: Client,
 }
@@ -426,6 +457,7 @@ impl DevServer {
             dir: Some(dir),
             dir_path,
             plugin_path,
+            source_binary: plugin_binary.to_path_buf(),
             log_path,
             http: http_client(),
         };
@@ -535,9 +567,10 @@ impl DevServer {
         self.expect_ok(status, &body, &format!("register plugin {name} {version}"));
     }
 
-    /// Registers the plugin copy as `name` at [`plugin_version`] with its real sha256.
+    /// Registers the plugin copy as `name` at [`plugin_version`] with its real sha256 (that of
+    /// the binary it was copied from, which [`sha256_file`] has usually seen already).
     pub fn register_this_plugin(&self, name: &str) {
-        self.register_plugin(name, &sha256_file(&self.plugin_path), &plugin_version());
+        self.register_plugin(name, &sha256_file(&self.source_binary), &plugin_version());
     }
 
     /// Mounts plugin `plugin_name` at `version` on `path`; panics unless 2xx.
@@ -853,6 +886,16 @@ impl LiteLlm {
 #[cfg(test)]
 mod tests {
     use super::parse_utc_timestamp;
+
+    #[test]
+    fn sha256_command_and_in_process_agree() {
+        let path = std::env::temp_dir().join(format!("sha-test-{}", std::process::id()));
+        std::fs::write(&path, b"abc").unwrap();
+        let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(super::sha256_in_process(&path), want);
+        assert_eq!(super::sha256_file(&path), want);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn parses_litellm_timestamps() {
