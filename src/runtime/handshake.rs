@@ -60,6 +60,13 @@ impl HostEnv {
             )
         })?;
         let flag = |k: &str| get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if flag("PLUGIN_MULTIPLEX_GRPC") {
+            return Err(RuntimeError::Start(
+                "Vault containerized plugins (gRPC broker multiplexing) are not supported; \
+                 register the binary with -sha256 instead of -oci_image"
+                    .into(),
+            ));
+        }
         Ok(Self {
             client_cert_pem,
             socket_dir: get("PLUGIN_UNIX_SOCKET_DIR").filter(|d| !d.is_empty()),
@@ -158,6 +165,13 @@ mod tests {
         let pairs = [GOOD[0], ("PLUGIN_PROTOCOL_VERSIONS", "3,4"), GOOD[2]];
         let err = HostEnv::from_lookup(env(&pairs)).unwrap_err();
         assert!(err.to_string().contains("[3,4]"), "{err}");
+    }
+
+    #[test]
+    fn refuses_containerized_mode_clearly() {
+        let pairs = [GOOD[0], GOOD[1], GOOD[2], ("PLUGIN_MULTIPLEX_GRPC", "true")];
+        let err = HostEnv::from_lookup(env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains("containerized"), "{err}");
     }
 
     #[test]
