@@ -41,12 +41,13 @@ struct Janitor {
 
 impl Drop for Janitor {
     fn drop(&mut self) {
-        let left = self.litellm.delete_keys_with_alias_prefix(&self.prefix);
-        if left > 0 {
-            eprintln!(
+        match self.litellm.delete_keys_with_alias_prefix(&self.prefix) {
+            Ok(0) => {}
+            Ok(left) => eprintln!(
                 "janitor: deleted {left} LiteLLM key(s) with alias prefix {:?} left by the test",
                 self.prefix
-            );
+            ),
+            Err(e) => eprintln!("janitor: could not clean up keys {:?}*: {e}", self.prefix),
         }
     }
 }
@@ -57,7 +58,7 @@ struct Fixture {
     litellm: LiteLlm,
     /// Alias prefix unique to this test run (roles use it as `key_alias_prefix`).
     prefix: String,
-    // Dropped last: the server is stopped before the janitor cleans up.
+    // Fields drop in declaration order: the server stops before the janitor cleans up.
     server: DevServer,
     _janitor: Janitor,
 }

@@ -128,9 +128,15 @@ pub fn http_client() -> Client {
 /// Sends a request and returns the status and the body as JSON (`Null` for an empty body, a JSON
 /// string for a body that is not JSON).
 fn send(request: RequestBuilder) -> (u16, Value) {
+    try_send(request).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like `send`, but returns transport errors instead of panicking (for clean-up code that may
+/// run while a test is already panicking).
+fn try_send(request: RequestBuilder) -> Result<(u16, Value), String> {
     let response = request
         .send()
-        .unwrap_or_else(|e| panic!("HTTP request failed: {e}"));
+        .map_err(|e| format!("HTTP request failed: {e}"))?;
     let status = response.status().as_u16();
     let text = response.text().unwrap_or_default();
     let body = if text.trim().is_empty() {
@@ -138,7 +144,7 @@ fn send(request: RequestBuilder) -> (u16, Value) {
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
-    (status, body)
+    Ok((status, body))
 }
 
 /// The error text of a Vault/OpenBao error response (`{"errors": [...]}` joined with "; "), or
@@ -413,16 +419,14 @@ impl DevServer {
         });
 
         // Dev mode plus a config file only for the plugin directory: -dev-plugin-dir would
-        // auto-register every file in it, unversioned.
+        // auto-register every file in it, unversioned. OpenBao has no mlock (it warns about
+        // the setting); Vault gets it disabled explicitly, as in its dev mode.
         let config_path = dir_path.join("config.hcl");
-        fs::write(
-            &config_path,
-            format!(
-                "plugin_directory = \"{}\"\ndisable_mlock = true\n",
-                plugin_dir.display()
-            ),
-        )
-        .expect("writing config.hcl");
+        let mut config = format!("plugin_directory = \"{}\"\n", plugin_dir.display());
+        if engine == Engine::Vault {
+            config.push_str("disable_mlock = true\n");
+        }
+        fs::write(&config_path, config).expect("writing config.hcl");
 
         let port = free_port_pair();
         let addr = format!("http://127.0.0.1:{port}");
@@ -808,10 +812,16 @@ impl LiteLlm {
     /// case-insensitive *substring* with `substring_matching=true`; `expires=active` drops
     /// expired keys; deleted keys are never listed. The prefix test is done here.
     pub fn live_keys_with_alias_prefix(&self, prefix: &str) -> Vec<Value> {
+        self.try_live_keys_with_alias_prefix(prefix)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`LiteLlm::live_keys_with_alias_prefix`], returning errors instead of panicking.
+    pub fn try_live_keys_with_alias_prefix(&self, prefix: &str) -> Result<Vec<Value>, String> {
         let mut keys = Vec::new();
         let mut page = 1u64;
         loop {
-            let (status, body) = send(
+            let (status, body) = try_send(
                 self.http
                     .get(format!("{}/key/list", self.url))
                     .query(&[
@@ -823,8 +833,10 @@ impl LiteLlm {
                         ("page", &page.to_string()),
                     ])
                     .bearer_auth(&self.master_key),
-            );
-            assert_eq!(status, 200, "GET /key/list: {body}");
+            )?;
+            if status != 200 {
+                return Err(format!("GET /key/list: HTTP {status}: {body}"));
+            }
             let now = unix_now();
             for key in body["keys"].as_array().into_iter().flatten() {
                 let alias_matches = key["key_alias"]
@@ -840,7 +852,7 @@ impl LiteLlm {
             }
             let total_pages = body["total_pages"].as_u64().unwrap_or(1);
             if page >= total_pages {
-                return keys;
+                return Ok(keys);
             }
             page += 1;
         }
@@ -862,24 +874,27 @@ impl LiteLlm {
         .0
     }
 
-    /// Deletes every live key whose alias starts with `prefix` (test clean-up); returns how many.
-    pub fn delete_keys_with_alias_prefix(&self, prefix: &str) -> usize {
+    /// Deletes every live key whose alias starts with `prefix` (test clean-up); returns how
+    /// many. Never panics, so it can run in `Drop` while a test is failing.
+    pub fn delete_keys_with_alias_prefix(&self, prefix: &str) -> Result<usize, String> {
         let aliases: Vec<String> = self
-            .live_keys_with_alias_prefix(prefix)
+            .try_live_keys_with_alias_prefix(prefix)?
             .iter()
             .filter_map(|k| k["key_alias"].as_str().map(str::to_owned))
             .collect();
         if aliases.is_empty() {
-            return 0;
+            return Ok(0);
         }
-        let (status, body) = send(
+        let (status, body) = try_send(
             self.http
                 .post(format!("{}/key/delete", self.url))
                 .bearer_auth(&self.master_key)
                 .json(&json!({"key_aliases": aliases})),
-        );
-        assert_eq!(status, 200, "POST /key/delete by alias: {body}");
-        aliases.len()
+        )?;
+        if status != 200 {
+            return Err(format!("POST /key/delete by alias: HTTP {status}: {body}"));
+        }
+        Ok(aliases.len())
     }
 }
 
