@@ -31,15 +31,16 @@ build: ## Release build; copies the binary and its sha256 into ./dist
 fmt: ## Format the code (cargo fmt)
 	$(CARGO) fmt
 
-lint: ## cargo fmt --check and cargo clippy --all-targets -D warnings
+lint: ## cargo fmt --check and cargo clippy --all-targets -D warnings (with and without test features)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
 
 unit: ## Unit tests only (no servers needed)
 	$(CARGO) test $(UNIT_TARGETS)
 
 test: lint unit ## Lint, unit tests, then all integration tests (tests/*.rs) against the e2e stack
-	e2e/run-with-stack.sh $(CARGO) test --test '*' $(IT_ARGS)
+	e2e/run-with-stack.sh $(CARGO) test --features fault-injection --test '*' $(IT_ARGS)
 
 e2e: ## End-to-end lifecycle test (tests/e2e.rs) on every engine in ENGINES
 	e2e/run-with-stack.sh $(CARGO) test --test e2e $(IT_ARGS)
@@ -55,17 +56,17 @@ e2e-vault: ## End-to-end test on Vault only (fails if Vault is missing: set VAUL
 up: ## Bring the e2e stack up and leave it running (e2e/stack.sh up)
 	e2e/stack.sh up
 
-down: ## Stop what the e2e stack started (e2e/stack.sh down)
-	e2e/stack.sh down
+down: ## Stop the demo server and what the e2e stack started (by PID)
+	e2e/demo.sh down
 
 status: ## Show the e2e stack (e2e/stack.sh status)
 	e2e/stack.sh status
 
-demo: ## Guided demo (not yet implemented)
-	@echo "make demo: not yet implemented" >&2; exit 1
+demo: ## Build, start LiteLLM + OpenBao, issue/use/revoke a key; leaves the stack up (make down)
+	e2e/demo.sh
 
-bench: ## Benchmarks (not yet implemented)
-	@echo "make bench: not yet implemented" >&2; exit 1
+bench: ## Benchmarks against real OpenBao + LiteLLM; writes bench/RESULTS.md
+	e2e/run-with-stack.sh python3 bench/bench.py
 
 clean: ## Remove build outputs, ./dist and the e2e state in ./.e2e (the .venv stays)
 	$(CARGO) clean

@@ -4,13 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
-use support::{
-    eventually, plugin_binary, plugin_version, sha256_file, unix_now, DevServer, Engine, LiteLlm,
-    Steps,
-};
+use support::{plugin_binary, plugin_version, unix_now, DevServer, Engine, LiteLlm, Steps};
 
 const MOUNT: &str = "litellm";
 
@@ -176,6 +171,9 @@ fn litellm_down_during_creds_leaves_no_lease_and_no_key() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn an_interrupted_issue_is_rolled_back() {
+    use std::time::Duration;
+    use support::{eventually, sha256_file};
+
     let litellm = LiteLlm::from_env();
     for engine in Engine::from_env_list() {
         let steps = Steps::new(format!("rollback/{engine}"));
