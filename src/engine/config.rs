@@ -97,8 +97,7 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             .default_value(true),
         )
         .on(Operation::Read, callback(engine, read))
-        .on(Operation::Create, callback(engine, write))
-        .on(Operation::Update, callback(engine, write))
+        .on_write(callback(engine, write))
         .on(Operation::Delete, callback(engine, delete))
         .exists(callback(engine, exists))
         .help(

@@ -270,8 +270,7 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             "LiteLLM user the keys belong to.",
         ))
         .on(Operation::Read, callback(engine, read))
-        .on(Operation::Create, callback(engine, write))
-        .on(Operation::Update, callback(engine, write))
+        .on_write(callback(engine, write))
         .on(Operation::Delete, callback(engine, delete))
         .exists(callback(engine, exists))
         .help(

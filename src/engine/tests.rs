@@ -46,6 +46,14 @@ impl Mount {
         Request::new(op, path, storage, system).with_data(body)
     }
 
+    /// A call that must succeed with a response.
+    async fn ok(&self, op: Operation, path: &str, body: Value) -> crate::framework::Response {
+        self.call(op, path, body)
+            .await
+            .unwrap()
+            .expect("a response")
+    }
+
     async fn call(
         &self,
         op: Operation,
@@ -89,11 +97,7 @@ async fn creds_issue_a_lease_and_clean_the_wal() {
     let m = Mount::new(StaticSystemView::default())
         .configured(&stub.url)
         .await;
-    let resp = m
-        .call(Operation::Read, "creds/dev", json!(null))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
     assert_eq!(resp.data["key"], "sk-generated-secret");
     let secret = resp.secret.unwrap();
     assert_eq!(secret.ttl, Duration::from_secs(3600));
@@ -338,11 +342,7 @@ async fn config_read_never_shows_the_master_key() {
     let m = Mount::new(StaticSystemView::default())
         .configured(&stub.url)
         .await;
-    let resp = m
-        .call(Operation::Read, "config", json!(null))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = m.ok(Operation::Read, "config", json!(null)).await;
     assert_eq!(resp.data["master_key_set"], true);
     assert!(!Value::Object(resp.data).to_string().contains("sk-master"));
 }

@@ -86,6 +86,12 @@ impl Path {
         self
     }
 
+    /// The same handler for create and update (writes are upserts).
+    pub fn on_write(self, handler: Handler) -> Self {
+        self.on(Operation::Create, Arc::clone(&handler))
+            .on(Operation::Update, handler)
+    }
+
     pub fn exists(mut self, check: Callback<Request, bool>) -> Self {
         self.existence_check = Some(check);
         self
