@@ -96,11 +96,11 @@ class Bao:
             time.sleep(0.1)
         raise SystemExit("OpenBao dev server did not start")
 
-    def call(self, method, path, body=None):
-        return http(method, f"{self.addr}/v1/{path}", body, {"X-Vault-Token": "root"})
+    def call(self, method, path, body=None, timeout=60):
+        return http(method, f"{self.addr}/v1/{path}", body, {"X-Vault-Token": "root"}, timeout)
 
-    def ok(self, method, path, body=None):
-        status, out = self.call(method, path, body)
+    def ok(self, method, path, body=None, timeout=60):
+        status, out = self.call(method, path, body, timeout)
         if status >= 300:
             raise SystemExit(f"{method} {path}: HTTP {status} {out}")
         return out
@@ -267,11 +267,11 @@ def run(bao, row):
         "met" if after["VmHWM"] < 15 * 1024 else "NOT met")
 
     log("clean the keys issued so far (revoke-prefix, not timed)")
-    bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/bench")
+    bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/bench", timeout=1800)
     bao.ok("PUT", "litellm/roles/rev", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": "benchrev"})
     timed_parallel(lambda i: bao.ok("GET", "litellm/creds/rev"), REVOKES, 8)
     t = time.perf_counter()
-    bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/rev")
+    bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/rev", timeout=1800)
     revoke_wall = time.perf_counter() - t
     direct_tokens = tokens[:REVOKES]
     t = time.perf_counter()

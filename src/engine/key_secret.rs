@@ -39,20 +39,23 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .ok_or_else(|| Error::invalid("renew without a lease"))?;
     let role_name = secret.internal_str("role")?.to_string();
     let token = secret.internal_str("token")?.to_string();
-    let role = roles::load(req.storage.as_ref(), &role_name)
-        .await?
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "role {role_name:?} was deleted; its keys can no longer be renewed"
-            ))
-        })?;
+    let (role, mount_default_ttl, mount_max_ttl) = tokio::try_join!(
+        roles::load(req.storage.as_ref(), &role_name),
+        req.system.default_lease_ttl(),
+        req.system.max_lease_ttl(),
+    )?;
+    let role = role.ok_or_else(|| {
+        Error::invalid(format!(
+            "role {role_name:?} was deleted; its keys can no longer be renewed"
+        ))
+    })?;
     let now = SystemTime::now();
     let grant = calculate_ttl(&TtlRequest {
         increment: secret.increment,
         backend_ttl: role.ttl(),
         backend_max_ttl: role.max_ttl(),
-        mount_default_ttl: req.system.default_lease_ttl().await?,
-        mount_max_ttl: req.system.max_lease_ttl().await?,
+        mount_default_ttl,
+        mount_max_ttl,
         issue_time: secret.issue_time.unwrap_or(now),
         now,
     })?;
