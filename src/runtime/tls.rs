@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
+use rand::TryRngCore;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -37,6 +37,16 @@ pub fn install_default_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// Seeds aws-lc's RNG on a background thread while start-up goes on: the
+/// first TLS handshake needs it, and its first use gathers entropy for tens
+/// of milliseconds.
+pub fn warm_up_rng() {
+    std::thread::spawn(|| {
+        let mut buf = [0u8; 8];
+        let _ = provider().secure_random.fill(&mut buf);
+    });
+}
+
 /// The plugin's own key and self-signed certificate, fresh for each process.
 pub struct Identity {
     pub cert: CertificateDer<'static>,
@@ -47,12 +57,35 @@ impl Identity {
     /// Creates a certificate the host accepts: SAN `localhost` (the host dials
     /// with that server name) and EKU server+client (the same certificate
     /// authenticates the plugin when it dials back through the broker).
+    ///
+    /// Ed25519 with a seed from the OS: signing is deterministic, so nothing
+    /// here waits for aws-lc's RNG, whose first use costs ~50 ms of entropy
+    /// gathering (it is warmed in the background instead, see
+    /// `warm_up_rng`). Go's TLS and x509 accept Ed25519 (Go 1.13+).
     pub fn generate() -> Result<Self, RuntimeError> {
-        Self::generate_with(&PKCS_ECDSA_P256_SHA256)
+        // PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
+        const ED25519_PKCS8_PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut seed)
+            .map_err(|e| RuntimeError::Tls(format!("no OS randomness: {e}")))?;
+        pkcs8.extend_from_slice(&seed);
+        let der = PrivatePkcs8KeyDer::from(pkcs8);
+        let key =
+            KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519).map_err(tls_err)?;
+        Self::self_signed(key)
     }
 
+    #[cfg(test)]
     fn generate_with(alg: &'static rcgen::SignatureAlgorithm) -> Result<Self, RuntimeError> {
-        let key = KeyPair::generate_for(alg).map_err(tls_err)?;
+        Self::self_signed(KeyPair::generate_for(alg).map_err(tls_err)?)
+    }
+
+    fn self_signed(key: KeyPair) -> Result<Self, RuntimeError> {
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(tls_err)?;
         let mut name = DistinguishedName::new();
         name.push(DnType::OrganizationName, "vault-plugin-secrets-litellm");
@@ -62,11 +95,7 @@ impl Identity {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-            KeyUsagePurpose::KeyAgreement,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         // Tolerate clock skew between the host and the plugin's first handshake.
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::seconds(30);
