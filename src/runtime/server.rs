@@ -161,7 +161,10 @@ pub async fn run(host: HostEnv, factory: Factory) -> Result<(), RuntimeError> {
         conn_tx,
         Arc::clone(&authenticated),
     ));
-    tokio::spawn(watch_signals(stop_tx.clone()));
+    // Registered before the handshake line: a SIGTERM right after it must
+    // already find the handler (the default action would leave the socket).
+    let terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(watch_signals(terminate, stop_tx.clone()));
     tokio::spawn(first_connection_deadline(
         Arc::clone(&authenticated),
         stop_tx.clone(),
@@ -248,11 +251,8 @@ async fn accept_loop(
     }
 }
 
-async fn watch_signals(stop: watch::Sender<bool>) {
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return;
-    };
-    term.recv().await;
+async fn watch_signals(mut terminate: tokio::signal::unix::Signal, stop: watch::Sender<bool>) {
+    terminate.recv().await;
     tracing::debug!("SIGTERM received");
     let _ = stop.send(true);
 }
