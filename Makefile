@@ -17,10 +17,11 @@ UNIT_TARGETS := $(if $(wildcard src/lib.rs),--lib) --bins
 # Integration-test output is not captured, so SKIPPED lines and step timings are visible.
 IT_ARGS := -- --nocapture --test-threads=1
 
-.PHONY: help build fmt lint unit test e2e e2e-openbao e2e-vault up down status demo bench clean
+.PHONY: help build fmt lint unit test e2e e2e-openbao e2e-vault up down status demo bench clean \
+	dist dist-plan cross images image-test patch minor major release-dry-run
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "; print "Targets:"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "; print "Targets:"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Release build; copies the binary and its sha256 into ./dist
 	$(CARGO) build --release
@@ -67,6 +68,33 @@ demo: ## Build, start LiteLLM + OpenBao, issue/use/revoke a key; leaves the stac
 
 bench: ## Benchmarks against real OpenBao + LiteLLM; writes bench/RESULTS.md
 	e2e/run-with-stack.sh python3 bench/bench.py
+
+dist: ## Static musl binaries (amd64, arm64) + .sha256 files + SHA256SUMS into ./dist
+	release/dist.sh
+
+dist-plan: ## cargo-dist release plan (needs `dist`, see release/README.md)
+	dist plan
+
+cross: ## Build the musl binaries with cross (needs a Docker engine; refuses otherwise)
+	release/cross.sh
+
+images: ## Multi-arch bao-litellm and FROM-scratch plugin images with buildah (dist first)
+	release/images.sh
+
+image-test: ## Run the amd64 bao-litellm image with podman and issue a real key
+	release/image-test.sh
+
+patch: ## Release: bump the patch version, update CHANGELOG, commit and tag (on a clean main)
+	release/version.sh patch
+
+minor: ## Release: bump the minor version (see patch)
+	release/version.sh minor
+
+major: ## Release: bump the major version (see patch)
+	release/version.sh major
+
+release-dry-run: ## Show what `make patch` (BUMP=minor|major) would do; changes nothing
+	release/version.sh dry-run $(or $(BUMP),patch)
 
 clean: ## Remove build outputs, ./dist and the e2e state in ./.e2e (the .venv stays)
 	$(CARGO) clean
