@@ -82,6 +82,11 @@ impl Mount {
         self
     }
 
+    /// Reads `creds/dev`.
+    async fn creds(&self) -> Result<Option<crate::framework::Response>> {
+        self.call(Operation::Read, "creds/dev", json!(null)).await
+    }
+
     fn wal_entries(&self) -> usize {
         self.storage
             .keys()
@@ -91,12 +96,20 @@ impl Mount {
     }
 }
 
+/// A stub LiteLLM with `routes`, and a mount configured against it.
+async fn mount_against(routes: Vec<Route>, system: StaticSystemView) -> (Stub, Mount) {
+    let stub = Stub::start(routes).await;
+    let mount = Mount::new(system).configured(&stub.url).await;
+    (stub, mount)
+}
+
 #[tokio::test]
 async fn creds_issue_a_lease_and_clean_the_wal() {
-    let stub = Stub::start(vec![route("POST /key/generate", 200, GENERATED)]).await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
+    let (stub, m) = mount_against(
+        vec![route("POST /key/generate", 200, GENERATED)],
+        StaticSystemView::default(),
+    )
+    .await;
     let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
     assert_eq!(resp.data["key"], "sk-generated-secret");
     let secret = resp.secret.unwrap();
@@ -129,10 +142,7 @@ async fn creds_on_a_standby_are_forwarded_before_any_side_effect() {
         ..StaticSystemView::default()
     };
     let m = Mount::new(standby).configured(&stub.url).await;
-    let err = m
-        .call(Operation::Read, "creds/dev", json!(null))
-        .await
-        .unwrap_err();
+    let err = m.creds().await.unwrap_err();
     assert!(
         err.to_string().contains("cannot write to readonly storage"),
         "{err}"
@@ -153,10 +163,7 @@ async fn creds_with_read_only_storage_call_nothing() {
         frozen.seed(&key, writable.storage.get(&key).await.unwrap().unwrap());
     }
     let m = Mount::with_storage(StaticSystemView::default(), frozen, &HashMap::new());
-    let err = m
-        .call(Operation::Read, "creds/dev", json!(null))
-        .await
-        .unwrap_err();
+    let err = m.creds().await.unwrap_err();
     assert!(
         err.to_string().contains("cannot write to readonly storage"),
         "{err}"
@@ -182,10 +189,7 @@ async fn a_refused_generate_leaves_nothing_behind() {
     let m = Mount::new(StaticSystemView::default())
         .configured(&stub.url)
         .await;
-    let err = m
-        .call(Operation::Read, "creds/dev", json!(null))
-        .await
-        .unwrap_err();
+    let err = m.creds().await.unwrap_err();
     assert_eq!(err.status(), 400);
     assert!(err.to_string().contains("Key with alias exists"), "{err}");
     assert_eq!(m.wal_entries(), 0);
@@ -193,23 +197,20 @@ async fn a_refused_generate_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_timed_out_generate_keeps_the_wal_until_rollback() {
-    let stub = Stub::start(vec![
-        Route {
-            route: "POST /key/generate",
-            status: 200,
-            body: GENERATED,
-            delay: Duration::from_secs(4),
-        },
-        route("POST /key/delete", 503, "down"),
-    ])
+    let (_stub, m) = mount_against(
+        vec![
+            Route {
+                route: "POST /key/generate",
+                status: 200,
+                body: GENERATED,
+                delay: Duration::from_secs(4),
+            },
+            route("POST /key/delete", 503, "down"),
+        ],
+        StaticSystemView::default(),
+    )
     .await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
-    let err = m
-        .call(Operation::Read, "creds/dev", json!(null))
-        .await
-        .unwrap_err();
+    let err = m.creds().await.unwrap_err();
     assert_eq!(err.status(), 504, "{err}");
     assert_eq!(
         m.wal_entries(),
@@ -258,18 +259,20 @@ fn lease(token: &str) -> Secret {
 
 #[tokio::test]
 async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
-    let stub = Stub::start(vec![route("POST /key/delete", 404, NO_KEYS)]).await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
+    let (_stub, m) = mount_against(
+        vec![route("POST /key/delete", 404, NO_KEYS)],
+        StaticSystemView::default(),
+    )
+    .await;
     let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
     req.secret = Some(lease("abc"));
     assert!(m.backend.handle(req).await.unwrap().is_none());
 
-    let down = Stub::start(vec![route("POST /key/delete", 500, "boom")]).await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&down.url)
-        .await;
+    let (_down, m) = mount_against(
+        vec![route("POST /key/delete", 500, "boom")],
+        StaticSystemView::default(),
+    )
+    .await;
     let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
     req.secret = Some(lease("abc"));
     let err = m.backend.handle(req).await.unwrap_err();
@@ -338,10 +341,7 @@ async fn config_is_verified_before_it_is_stored() {
 
 #[tokio::test]
 async fn config_read_never_shows_the_master_key() {
-    let stub = Stub::start(vec![]).await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
+    let (_stub, m) = mount_against(vec![], StaticSystemView::default()).await;
     let resp = m.ok(Operation::Read, "config", json!(null)).await;
     assert_eq!(resp.data["master_key_set"], true);
     assert!(!Value::Object(resp.data).to_string().contains("sk-master"));
@@ -353,10 +353,7 @@ async fn unconfigured_and_unknown_roles_are_400() {
     m.call(Operation::Update, "roles/dev", json!({}))
         .await
         .unwrap();
-    let err = m
-        .call(Operation::Read, "creds/dev", json!(null))
-        .await
-        .unwrap_err();
+    let err = m.creds().await.unwrap_err();
     assert!(err.to_string().contains("write config first"), "{err}");
     let err = m
         .call(Operation::Read, "creds/nope", json!(null))
