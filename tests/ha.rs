@@ -1,4 +1,5 @@
-//! High availability: a 3-node OpenBao cluster with integrated (Raft)
+//! Servers with persistent storage. A single node restarted keeps its leases
+//! working. High availability: a 3-node OpenBao cluster with integrated (Raft)
 //! storage on loopback, the plugin registered on every node. `creds` sent to
 //! a standby is forwarded; leases survive the loss of the active node and
 //! still renew and revoke their keys; writes on the leader reach every node;
@@ -164,7 +165,9 @@ impl Cluster {
         self.ok(node, "sys/unseal", json!({"key": self.unseal_key}));
     }
 
-    fn start(bin: &Path) -> Cluster {
+    /// `size` nodes with Raft storage: the first is initialised and unsealed,
+    /// the others join it; returns once every node is a voter.
+    fn start(bin: &Path, size: usize) -> Cluster {
         let dir = std::env::temp_dir().join(format!(
             "ha-{}-{}",
             std::process::id(),
@@ -174,7 +177,7 @@ impl Cluster {
         fs::create_dir_all(&plugins).unwrap();
         fs::copy(plugin_binary(), plugins.join(support::PLUGIN_FILE_NAME)).unwrap();
         let mut nodes = Vec::new();
-        for i in 1..=3 {
+        for i in 1..=size {
             let port = free_port();
             let node_dir = dir.join(format!("node{i}"));
             fs::create_dir_all(node_dir.join("data")).unwrap();
@@ -230,8 +233,8 @@ storage "raft" {{
         for n in &mut cluster.nodes {
             n.start();
         }
-        eventually("three uninitialised nodes", Duration::from_secs(30), || {
-            (0..3).all(|i| cluster.health(i) == 501).then_some(())
+        eventually("uninitialised nodes", Duration::from_secs(30), || {
+            (0..size).all(|i| cluster.health(i) == 501).then_some(())
         });
         let init = cluster.ok(
             0,
@@ -249,8 +252,11 @@ storage "raft" {{
             "sys/storage/raft/autopilot/configuration",
             json!({"server_stabilization_time": "1s"}),
         );
+        if size == 1 {
+            return cluster;
+        }
         let leader = cluster.nodes[0].addr.clone();
-        for i in 1..3 {
+        for i in 1..size {
             cluster.ok(
                 i,
                 "sys/storage/raft/join",
@@ -302,7 +308,7 @@ fn three_node_raft_cluster_failover() {
     let litellm = LiteLlm::from_env();
     let steps = Steps::new("ha/openbao");
     let prefix = format!("ha{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff);
-    let mut cluster = Cluster::start(&bin);
+    let mut cluster = Cluster::start(&bin, 3);
     steps.step("3-node Raft cluster up, 3 voters");
 
     let sha = sha256_file(&cluster.dir.join("plugins").join(support::PLUGIN_FILE_NAME));
@@ -463,5 +469,115 @@ fn three_node_raft_cluster_failover() {
     );
     assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
     assert_eq!(live_leases(&cluster, new), 0);
+    steps.step("done");
+}
+
+/// A server with persistent (Raft) storage is stopped and started again:
+/// leases survive and still renew and revoke their keys. (OpenBao 2.7 has no
+/// `file` storage backend; integrated storage is what it persists with.)
+#[test]
+fn restarted_server_keeps_leases_working() {
+    if !Engine::from_env_list().contains(&Engine::OpenBao) {
+        eprintln!(
+            "\n**********\nSKIPPED: the restart test needs OpenBao (not in ENGINES)\n**********\n"
+        );
+        return;
+    }
+    let bin = Engine::OpenBao.binary().unwrap();
+    let litellm = LiteLlm::from_env();
+    let steps = Steps::new("restart/openbao");
+    let prefix = format!("rs{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff);
+    let mut server = Cluster::start(&bin, 1);
+    let sha = sha256_file(&server.dir.join("plugins").join(support::PLUGIN_FILE_NAME));
+    server.ok(
+        0,
+        "sys/plugins/catalog/secret/litellm",
+        json!({"sha256": sha, "command": support::PLUGIN_FILE_NAME, "version": plugin_version()}),
+    );
+    server.ok(
+        0,
+        &format!("sys/mounts/{MOUNT}"),
+        json!({"type": "litellm", "plugin_version": plugin_version()}),
+    );
+    server.ok(
+        0,
+        &format!("{MOUNT}/config"),
+        json!({"base_url": litellm.url, "master_key": litellm.master_key}),
+    );
+    server.ok(0, &format!("{MOUNT}/roles/r"), json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "10m", "max_ttl": "2h"}));
+    let issued: Vec<Value> = (0..2)
+        .map(|_| {
+            let (status, body) = server.get(0, &format!("{MOUNT}/creds/r")).unwrap();
+            assert_eq!(status, 200, "{body}");
+            body
+        })
+        .collect();
+    steps.step("2 leases issued; stopping the server (SIGTERM) and starting it again");
+    if let Some(child) = &server.nodes[0].child {
+        // SAFETY: kill(2) on the server this test started.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    if let Some(mut child) = server.nodes[0].child.take() {
+        let _ = child.wait();
+    }
+    server.nodes[0].start();
+    eventually(
+        "the restarted server sealed",
+        Duration::from_secs(30),
+        || (server.health(0) == 503).then_some(()),
+    );
+    server.unseal(0);
+    eventually(
+        "the restarted server active",
+        Duration::from_secs(60),
+        || (server.health(0) == 200).then_some(()),
+    );
+    assert_eq!(
+        live_leases(&server, 0),
+        2,
+        "leases must survive the restart"
+    );
+
+    steps.step("renew moves the key's expiry in LiteLLM; revoke deletes the other key");
+    let key = issued[0]["data"]["key"].as_str().unwrap();
+    let before = litellm.key_expires(key).unwrap();
+    let (status, body) = eventually("renew after restart", Duration::from_secs(30), || {
+        server
+            .put(
+                0,
+                "sys/leases/renew",
+                json!({"lease_id": issued[0]["lease_id"], "increment": 3600}),
+            )
+            .filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(status, 200, "{body}");
+    let after = litellm.key_expires(key).unwrap();
+    assert!(
+        after > before + 1800.0,
+        "LiteLLM expiry did not move: {before} -> {after}"
+    );
+    let (status, body) = server
+        .put(
+            0,
+            "sys/leases/revoke",
+            json!({"lease_id": issued[1]["lease_id"]}),
+        )
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        litellm.chat(issued[1]["data"]["key"].as_str().unwrap(), "gpt-3.5-turbo"),
+        401
+    );
+    assert_eq!(litellm.chat(key, "gpt-3.5-turbo"), 200);
+    assert_eq!(
+        litellm.count_live_keys_with_alias_prefix(&prefix),
+        live_leases(&server, 0)
+    );
+    server.ok(
+        0,
+        &format!("sys/leases/revoke-prefix/{MOUNT}/creds"),
+        json!({}),
+    );
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
     steps.step("done");
 }
