@@ -14,6 +14,7 @@ BENCH_REVOKES (500).
 """
 
 import concurrent.futures as cf
+import glob
 import json
 import os
 import platform
@@ -198,8 +199,8 @@ def main():
 
     size = os.path.getsize(binary)
     row("footprint", "release binary size (stripped, glibc)", f"{size / 1e6:.1f} MB")
-    musl = f"{REPO}/dist/{BIN_NAME}_linux_amd64"
-    if os.path.exists(musl):
+    musl = next(iter(sorted(glob.glob(f"{REPO}/dist/{BIN_NAME}_*_linux_amd64"))), "")
+    if musl:
         musl_mb = os.path.getsize(musl) / 1e6
         row("footprint", "static musl binary size (amd64, stripped)", f"{musl_mb:.1f} MB", "target < 15 MB",
             "met" if musl_mb < 15 else "NOT met")
@@ -261,9 +262,12 @@ def run(bao, row):
     row("overhead", "plugin round trip: read roles/<name> (median / p95)",
         f"{med['read']:.2f} / {pct(plugin_read, 95) * 1000:.2f} ms", f"KV read {med['floor']:.2f} ms",
         f"+{med['read'] - med['floor']:.2f} ms")
-    added = med["creds"] - med["gen"] - med["floor"]
-    row("overhead", "engine's added latency (creds - generate - floor, median)", f"{added:.2f} ms", "target < 3 ms",
-        "met" if added < 3 else "NOT met")
+    # Paired per sample (the three calls of one iteration run back to back), so
+    # drift in LiteLLM's latency cancels out. It still counts the server's own
+    # lease bookkeeping, so it is an upper bound on the engine's cost.
+    added = statistics.median(c - g - f for c, g, f in zip(creds, generate, floor)) * 1000
+    row("overhead", "engine's added latency (median of creds - generate - floor, paired)", f"{added:.2f} ms",
+        "target < 3 ms", "met" if added < 3 else "NOT met")
 
     for c in (1, 8, 32):
         count = {1: 50, 8: 160, 32: 320}[c]
