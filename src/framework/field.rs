@@ -299,10 +299,6 @@ impl FieldData {
         self.values.contains_key(name)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     pub fn str(&self, name: &str) -> Option<&str> {
         match self.values.get(name) {
             Some(FieldValue::Str(s)) => Some(s),

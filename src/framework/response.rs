@@ -1,6 +1,5 @@
 //! What a handler returns.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::lease::Secret;
@@ -19,14 +18,6 @@ impl Response {
         Self {
             data,
             ..Self::default()
-        }
-    }
-
-    /// Data from any serialisable struct (must serialise to an object).
-    pub fn from_serialize(value: &impl Serialize) -> Self {
-        match serde_json::to_value(value) {
-            Ok(Value::Object(map)) => Self::with_data(map),
-            _ => Self::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 use super::broker::{self, Broker, CONN_INFO_TIMEOUT};
 use super::host::{GrpcStorage, GrpcSystemView};
 use super::translate;
-use crate::framework::{Backend, Error, Request, Storage, SystemView};
+use crate::framework::{Backend, Error, Operation, Request, Storage, SystemView};
 use crate::proto::pb;
 use crate::proto::pb::backend_server::Backend as BackendRpc;
 
@@ -51,10 +51,12 @@ impl BackendService {
             .ok_or_else(|| Error::Internal("plugin backend is not set up".into()))
     }
 
-    fn request(&self, mount: &Mount, wire: Option<pb::Request>) -> Result<Request, Error> {
+    /// The mount and the framework request for a wire request.
+    fn prepare(&self, wire: Option<pb::Request>) -> Result<(Arc<Mount>, Request), Error> {
+        let mount = self.mount()?;
         let wire = wire.ok_or_else(|| Error::invalid("empty request"))?;
         let mut req = Request::new(
-            translate::operation(&wire.operation),
+            Operation::parse(&wire.operation),
             wire.path,
             Arc::clone(&mount.storage),
             Arc::clone(&mount.system),
@@ -68,7 +70,7 @@ impl BackendService {
             .as_ref()
             .map(translate::secret_from_wire)
             .transpose()?;
-        Ok(req)
+        Ok((mount, req))
     }
 }
 
@@ -164,11 +166,8 @@ impl BackendRpc for BackendService {
             .as_ref()
             .map(|r| (r.operation.clone(), r.path.clone()))
             .unwrap_or_default();
-        let result = match self.mount() {
-            Ok(mount) => match self.request(&mount, wire) {
-                Ok(req) => mount.backend.handle(req).await,
-                Err(e) => Err(e),
-            },
+        let result = match self.prepare(wire) {
+            Ok((mount, req)) => mount.backend.handle(req).await,
             Err(e) => Err(e),
         };
         log_outcome(&op, &path, &result);
@@ -193,11 +192,8 @@ impl BackendRpc for BackendService {
         request: GrpcRequest<pb::HandleExistenceCheckArgs>,
     ) -> Result<GrpcResponse<pb::HandleExistenceCheckReply>, Status> {
         let wire = request.into_inner().request;
-        let result = match self.mount() {
-            Ok(mount) => match self.request(&mount, wire) {
-                Ok(req) => mount.backend.existence_check(req).await,
-                Err(e) => Err(e),
-            },
+        let result = match self.prepare(wire) {
+            Ok((mount, req)) => mount.backend.existence_check(req).await,
             Err(e) => Err(e),
         };
         let reply = match result {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::framework::{Error, Operation, Response, Secret};
+use crate::framework::{Error, Response, Secret};
 use crate::proto::pb;
 
 /// `ProtoError.err_type` values.
@@ -32,10 +32,6 @@ pub fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, Error> 
         Ok(_) => Err(Error::invalid(format!("{what} must be a JSON object"))),
         Err(e) => Err(Error::invalid(format!("{what} is not valid JSON: {e}"))),
     }
-}
-
-pub fn operation(op: &str) -> Operation {
-    Operation::parse(op)
 }
 
 fn duration_ns(d: Duration) -> i64 {
