@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::framework::storage::{MemoryStorage, StaticSystemView, PERFORMANCE_STANDBY};
-use crate::framework::{wal, Operation, Request, Secret, SystemView};
+use crate::framework::{wal, Operation, Request, Secret, Storage, SystemView};
 use crate::litellm::stub::{route, Route, Stub};
 
 const GENERATED: &str = r#"{"key":"sk-generated-secret","token":"abc123hash","key_alias":"x","expires":"2030-01-01T00:00:00Z"}"#;
@@ -87,6 +87,15 @@ impl Mount {
         self.call(Operation::Read, "creds/dev", json!(null)).await
     }
 
+    /// Where keys minted now live.
+    async fn home(&self) -> proxy::Home {
+        let c = config::load(self.storage.as_ref()).await.unwrap().unwrap();
+        proxy::Home {
+            proxy_id: c.proxy_id,
+            base_url: c.base_url,
+        }
+    }
+
     fn wal_entries(&self) -> usize {
         self.storage
             .keys()
@@ -123,7 +132,9 @@ async fn creds_issue_a_lease_and_clean_the_wal() {
     );
     assert_eq!(m.wal_entries(), 0);
     let sent = stub.requests().concat();
-    assert!(sent.contains(r#""duration":"3600s""#), "{sent}");
+    // The lease's TTL plus the grace: the key never dies before its lease.
+    assert!(sent.contains(r#""duration":"3630s""#), "{sent}");
+    assert!(sent.contains(r#""key_type":"llm_api""#), "{sent}");
     assert!(sent.contains(r#""vault_role":"dev""#), "{sent}");
     for key in m.storage.keys() {
         let stored = String::from_utf8(m.storage.get(&key).await.unwrap().unwrap()).unwrap();
@@ -237,6 +248,7 @@ async fn rollback_deletes_by_alias_and_clears_the_wal() {
         m.storage.as_ref(),
         rollback::KIND,
         json!({"key_alias": "vault-dev-x"}),
+        wal::Schedule::default(),
     )
     .await
     .unwrap();
@@ -246,10 +258,10 @@ async fn rollback_deletes_by_alias_and_clears_the_wal() {
     assert!(sent.contains(r#""key_aliases":["vault-dev-x"]"#), "{sent}");
 }
 
-fn lease(token: &str) -> Secret {
+fn lease(token: &str, home: &proxy::Home) -> Secret {
     let mut s = Secret::new(
         key_secret::SECRET_TYPE,
-        key_secret::internal_data("vault-dev-x", token, "dev"),
+        key_secret::internal_data("vault-dev-x", token, "dev", home),
         Duration::from_secs(60),
         Duration::ZERO,
     );
@@ -265,7 +277,7 @@ async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     )
     .await;
     let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
-    req.secret = Some(lease("abc"));
+    req.secret = Some(lease("abc", &m.home().await));
     assert!(m.backend.handle(req).await.unwrap().is_none());
 
     let (_down, m) = mount_against(
@@ -274,7 +286,7 @@ async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     )
     .await;
     let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
-    req.secret = Some(lease("abc"));
+    req.secret = Some(lease("abc", &m.home().await));
     let err = m.backend.handle(req).await.unwrap_err();
     assert_eq!(err.status(), 502, "an error makes the server retry: {err}");
 }
@@ -295,7 +307,7 @@ async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
         "creds/dev",
         json!({"key": "sk-plain", "key_alias": "vault-dev-x"}),
     );
-    let mut secret = lease("abc");
+    let mut secret = lease("abc", &m.home().await);
     secret.increment = Duration::from_secs(600);
     req.secret = Some(secret);
     let resp = m.backend.handle(req).await.unwrap().unwrap();
@@ -303,7 +315,7 @@ async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
     assert!(resp.data.get("key").is_none());
     let sent = stub.requests().concat();
     assert!(
-        sent.contains(r#""duration":"600s""#) && sent.contains(r#""key":"abc""#),
+        sent.contains(r#""duration":"630s""#) && sent.contains(r#""key":"abc""#),
         "{sent}"
     );
 }
@@ -350,7 +362,7 @@ async fn config_read_never_shows_the_master_key() {
 #[tokio::test]
 async fn unconfigured_and_unknown_roles_are_400() {
     let m = Mount::new(StaticSystemView::default());
-    m.call(Operation::Update, "roles/dev", json!({}))
+    m.call(Operation::Update, "roles/dev", json!({"models": ["m"]}))
         .await
         .unwrap();
     let err = m.creds().await.unwrap_err();
@@ -396,7 +408,20 @@ fn upstream_errors_map_to_http_codes() {
             },
             502,
         ),
-        (L::NotFound("x".into()), 502),
+        (
+            L::NotFound {
+                url: "u".into(),
+                message: "x".into(),
+            },
+            502,
+        ),
+        (
+            L::Interrupted {
+                url: "u".into(),
+                reason: "reset".into(),
+            },
+            502,
+        ),
         (L::InvalidResponse("x".into()), 502),
     ];
     for (e, status) in cases {
