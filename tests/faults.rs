@@ -280,7 +280,7 @@ fn bad_input_is_4xx_naming_the_problem_and_never_crashes() {
         steps.step("before config exists");
         let (status, body) = server.get(&format!("{MOUNT}/creds/any"));
         assert_eq!(status, 400, "{body}");
-        role(&server, "pre", json!({}));
+        role(&server, "pre", json!({"models": ["gpt-3.5-turbo"]}));
         let (status, body) = server.get(&format!("{MOUNT}/creds/pre"));
         assert_eq!(status, 400, "{body}");
         assert!(error_text(&body).contains("config"), "{body}");
