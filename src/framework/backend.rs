@@ -35,6 +35,18 @@ pub struct WalRollback {
     pub handler: Callback<(Request, wal::WalEntry), ()>,
 }
 
+/// Work an engine wants done now and then (tidying, rotation). The server
+/// calls every mount about once a minute (the rollback tick); a task runs on
+/// the first tick at least `every` after its previous run, never twice at
+/// once, and before the WAL rollback.
+pub struct PeriodicTask {
+    pub name: &'static str,
+    pub every: Duration,
+    /// Skip on nodes whose storage is read-only (standbys): the task writes.
+    pub active_node_only: bool,
+    pub handler: Callback<Request, ()>,
+}
+
 /// Paths with special treatment by the host.
 #[derive(Debug, Clone, Default)]
 pub struct SpecialPaths {
@@ -56,6 +68,7 @@ pub struct Backend {
     pub invalidate: Option<KeyHook>,
     /// Called before the mount goes away (unmount, reload).
     pub cleanup: Option<Arc<dyn Fn() + Send + Sync>>,
+    periodic: Vec<(PeriodicTask, Mutex<Option<SystemTime>>)>,
     rollback_running: Mutex<()>,
 }
 
@@ -69,8 +82,14 @@ impl Backend {
             wal_rollback: None,
             invalidate: None,
             cleanup: None,
+            periodic: Vec::new(),
             rollback_running: Mutex::new(()),
         }
+    }
+
+    pub fn periodic(mut self, task: PeriodicTask) -> Self {
+        self.periodic.push((task, Mutex::new(None)));
+        self
     }
 
     pub fn path(mut self, path: Path) -> Self {
@@ -91,6 +110,7 @@ impl Backend {
             Operation::Help => self.help_response(&req.path).map(Some),
             Operation::Renew | Operation::Revoke => self.handle_secret(req).await,
             Operation::Rollback => {
+                self.run_periodic(&req).await;
                 self.rollback(req).await;
                 Ok(None)
             }
@@ -161,6 +181,40 @@ impl Backend {
             (kind.renew)(req).await
         } else {
             (kind.revoke)(req).await
+        }
+    }
+
+    /// Runs the periodic tasks that are due. Never fails: problems are
+    /// logged and the task runs again on a later tick.
+    async fn run_periodic(&self, req: &Request) {
+        if self.periodic.is_empty() {
+            return;
+        }
+        let standby = match req.system.replication_state().await {
+            Ok(state) => state & super::storage::PERFORMANCE_STANDBY != 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "periodic: cannot read the replication state");
+                return;
+            }
+        };
+        for (task, last_run) in &self.periodic {
+            if task.active_node_only && standby {
+                continue;
+            }
+            // Held for the whole run: a slow task is not started twice.
+            let Ok(mut last_run) = last_run.try_lock() else {
+                continue;
+            };
+            let now = SystemTime::now();
+            let due =
+                last_run.is_none_or(|t| now.duration_since(t).unwrap_or_default() >= task.every);
+            if !due {
+                continue;
+            }
+            *last_run = Some(now);
+            if let Err(e) = (task.handler)(req.clone()).await {
+                tracing::warn!(task = task.name, error = %e, "periodic task failed; it runs again later");
+            }
         }
     }
 
@@ -458,6 +512,46 @@ mod tests {
             .unwrap();
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
         assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn periodic_tasks_run_when_due_and_not_on_standbys() {
+        let st = state();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let task = |every: Duration| PeriodicTask {
+            name: "count",
+            every,
+            active_node_only: true,
+            handler: callback(
+                &counted,
+                |runs: Arc<AtomicUsize>, _req: Request| async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                },
+            ),
+        };
+        let b = backend(&st, Duration::ZERO)
+            .periodic(task(Duration::ZERO))
+            .periodic(task(Duration::from_secs(3600)));
+        let s = Arc::new(MemoryStorage::default());
+        for _ in 0..3 {
+            b.handle(request(Operation::Rollback, "", &s))
+                .await
+                .unwrap();
+        }
+        // The first task on every tick, the hourly one once.
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+
+        let standby: Arc<dyn SystemView> = Arc::new(StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_STANDBY,
+            ..StaticSystemView::default()
+        });
+        let storage: Arc<dyn Storage> = s.clone();
+        b.handle(Request::new(Operation::Rollback, "", storage, standby))
+            .await
+            .unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 4, "skipped on a standby");
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ pub mod response;
 pub mod storage;
 pub mod wal;
 
-pub use backend::{Backend, SecretType, SpecialPaths, WalRollback};
+pub use backend::{Backend, PeriodicTask, SecretType, SpecialPaths, WalRollback};
 pub use error::{Error, Result};
 pub use field::{Field, FieldData, FieldType};
 pub use lease::{calculate_ttl, Secret, TtlGrant, TtlRequest};
