@@ -80,6 +80,9 @@ pub struct Request {
     pub id: String,
     pub mount_point: String,
     pub display_name: String,
+    /// The identity entity of the caller's token; empty for tokens without
+    /// one (a root token) and for internal requests.
+    pub entity_id: String,
     /// The raw JSON body.
     pub data: Map<String, Value>,
     /// Validated body and path fields (filled by the router).
@@ -103,6 +106,7 @@ impl Request {
             id: String::new(),
             mount_point: String::new(),
             display_name: String::new(),
+            entity_id: String::new(),
             data: Map::new(),
             fields: FieldData::default(),
             secret: None,

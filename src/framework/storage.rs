@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::{Error, Result};
+use super::identity::{Entity, Group};
 
 /// Key/value storage scoped to the mount.
 #[async_trait]
@@ -48,6 +49,10 @@ pub trait SystemView: Send + Sync {
     async fn tainted(&self) -> Result<bool>;
     /// Bit set of replication/HA states (`PERFORMANCE_STANDBY`, ...).
     async fn replication_state(&self) -> Result<u32>;
+    /// The identity entity `entity_id`, `None` when the server has none.
+    async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>>;
+    /// The groups `entity_id` belongs to, directly or through other groups.
+    async fn groups_for_entity(&self, entity_id: &str) -> Result<Vec<Group>>;
 }
 
 /// Replication state bit set on standby nodes that serve reads locally.
@@ -122,6 +127,9 @@ pub struct StaticSystemView {
     pub default_ttl: Duration,
     pub max_ttl: Duration,
     pub replication_state: u32,
+    pub entities: Vec<Entity>,
+    /// `(entity id, its groups)`.
+    pub groups: Vec<(String, Vec<Group>)>,
 }
 
 impl Default for StaticSystemView {
@@ -130,6 +138,8 @@ impl Default for StaticSystemView {
             default_ttl: Duration::from_secs(768 * 3600),
             max_ttl: Duration::from_secs(768 * 3600),
             replication_state: 0,
+            entities: Vec::new(),
+            groups: Vec::new(),
         }
     }
 }
@@ -147,6 +157,17 @@ impl SystemView for StaticSystemView {
     }
     async fn replication_state(&self) -> Result<u32> {
         Ok(self.replication_state)
+    }
+    async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>> {
+        Ok(self.entities.iter().find(|e| e.id == entity_id).cloned())
+    }
+    async fn groups_for_entity(&self, entity_id: &str) -> Result<Vec<Group>> {
+        Ok(self
+            .groups
+            .iter()
+            .find(|(id, _)| id == entity_id)
+            .map(|(_, g)| g.clone())
+            .unwrap_or_default())
     }
 }
 

@@ -64,6 +64,7 @@ impl BackendService {
         req.id = wire.id;
         req.mount_point = wire.mount_point;
         req.display_name = wire.display_name;
+        req.entity_id = wire.entity_id;
         req.data = translate::json_object(&wire.data, "request body")?;
         req.secret = wire
             .secret

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tonic::transport::Channel;
 
-use crate::framework::{Error, Result, Storage, SystemView};
+use crate::framework::{Entity, EntityAlias, Error, Group, Result, Storage, SystemView};
 use crate::proto::pb;
 use crate::proto::pb::storage_client::StorageClient;
 use crate::proto::pb::system_view_client::SystemViewClient;
@@ -164,5 +164,58 @@ impl SystemView for GrpcSystemView {
             .await
             .map_err(transport)?;
         Ok(u32::try_from(reply.into_inner().state).unwrap_or(0))
+    }
+
+    async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>> {
+        let reply = self
+            .0
+            .clone()
+            .entity_info(pb::EntityInfoArgs {
+                entity_id: entity_id.into(),
+            })
+            .await
+            .map_err(transport)?
+            .into_inner();
+        reply_err(reply.err)?;
+        Ok(reply.entity.map(|e| Entity {
+            id: e.id,
+            name: e.name,
+            aliases: e
+                .aliases
+                .into_iter()
+                .map(|a| EntityAlias {
+                    mount_accessor: a.mount_accessor,
+                    mount_type: a.mount_type,
+                    name: a.name,
+                    metadata: a.metadata.into_iter().collect(),
+                })
+                .collect(),
+            metadata: e.metadata.into_iter().collect(),
+            disabled: e.disabled,
+            namespace_id: e.namespace_id,
+        }))
+    }
+
+    async fn groups_for_entity(&self, entity_id: &str) -> Result<Vec<Group>> {
+        let reply = self
+            .0
+            .clone()
+            .groups_for_entity(pb::EntityInfoArgs {
+                entity_id: entity_id.into(),
+            })
+            .await
+            .map_err(transport)?
+            .into_inner();
+        reply_err(reply.err)?;
+        Ok(reply
+            .groups
+            .into_iter()
+            .map(|g| Group {
+                id: g.id,
+                name: g.name,
+                metadata: g.metadata.into_iter().collect(),
+                namespace_id: g.namespace_id,
+            })
+            .collect())
     }
 }
