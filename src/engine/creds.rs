@@ -17,7 +17,9 @@ use std::time::SystemTime;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
 
-use super::{key_secret, roles, rollback, upstream, Engine, EXPIRY_GRACE, ISSUE_MARGIN};
+use super::{
+    attribution, key_secret, roles, rollback, upstream, Engine, EXPIRY_GRACE, ISSUE_MARGIN,
+};
 use crate::framework::storage::PERFORMANCE_STANDBY;
 use crate::framework::{
     calculate_ttl, callback, wal, Error, Operation, Path, Request, Response, Result, Secret,
@@ -58,6 +60,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         return Err(Error::ReadOnly);
     }
     let role = role.ok_or_else(|| Error::invalid(format!("unknown role {role_name:?}")))?;
+    let (user_id, team_id) = attribution::resolve(&role, &req).await?;
     let proxy = engine.clients.current(storage).await?;
 
     let now = SystemTime::now();
@@ -95,6 +98,9 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     metadata.insert("vault_request_id".into(), req.id.clone());
     metadata.insert("vault_mount".into(), req.mount_point.clone());
     metadata.insert("vault_display_name".into(), req.display_name.clone());
+    if !req.entity_id.is_empty() {
+        metadata.insert("vault_entity_id".into(), req.entity_id.clone());
+    }
     metadata.insert("created_by".into(), "vault-plugin-secrets-litellm".into());
     let (key_type, allowed_routes) = role.litellm_scope();
     let request = GenerateKeyRequest {
@@ -110,8 +116,8 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         tpm_limit: role.tpm_limit,
         rpm_limit: role.rpm_limit,
         max_parallel_requests: role.max_parallel_requests,
-        team_id: role.team_id.clone(),
-        user_id: role.user_id.clone(),
+        team_id: team_id.clone(),
+        user_id: user_id.clone(),
         key_type: key_type.map(str::to_string),
         allowed_routes,
         metadata,
@@ -140,6 +146,11 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert("max_budget".into(), json!(role.max_budget));
     data.insert("expires".into(), json!(key.expires));
     data.extend(role.limits());
+    for (field, value) in [("user_id", user_id), ("team_id", team_id)] {
+        if let Some(v) = value {
+            data.insert(field.into(), json!(v));
+        }
+    }
     let secret = Secret::new(
         key_secret::SECRET_TYPE,
         key_secret::internal_data(&alias, &key.token, &role_name, &proxy.home),

@@ -10,6 +10,7 @@
 //! | `proxies/<id>` | settings of proxies keys were minted on before (seal-wrapped) |
 //! | `wal/<id>`     | aliases of keys being minted right now (local to the cluster) |
 
+mod attribution;
 mod config;
 mod creds;
 mod key_secret;

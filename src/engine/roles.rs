@@ -15,6 +15,7 @@ use crate::framework::field::FieldData;
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, Request, Response, Result, Storage,
+    Template,
 };
 
 const PREFIX: &str = "roles/";
@@ -25,6 +26,7 @@ pub const RESERVED_METADATA: &[&str] = &[
     "vault_request_id",
     "vault_mount",
     "vault_display_name",
+    "vault_entity_id",
     "created_by",
 ];
 
@@ -128,6 +130,12 @@ pub struct Role {
     pub max_parallel_requests: Option<i64>,
     pub team_id: Option<String>,
     pub user_id: Option<String>,
+    /// Identity template for `user_id`, rendered per request; a fixed
+    /// `user_id` wins.
+    #[serde(default)]
+    pub user_id_template: Option<String>,
+    #[serde(default)]
+    pub team_id_template: Option<String>,
 }
 
 impl Default for Role {
@@ -149,6 +157,8 @@ impl Default for Role {
             max_parallel_requests: None,
             team_id: None,
             user_id: None,
+            user_id_template: None,
+            team_id_template: None,
         }
     }
 }
@@ -361,6 +371,19 @@ impl Role {
                 *slot = Some(v.trim().to_string()).filter(|v| !v.is_empty());
             }
         }
+        for (name, slot) in [
+            ("user_id_template", &mut self.user_id_template),
+            ("team_id_template", &mut self.team_id_template),
+        ] {
+            if let Some(v) = f.str(name) {
+                let v = v.trim();
+                if !v.is_empty() {
+                    Template::parse(v)
+                        .map_err(|e| Error::invalid(format!("field {name:?}: {e}")))?;
+                }
+                *slot = Some(v.to_string()).filter(|v| !v.is_empty());
+            }
+        }
         // Last, so that a wrong value elsewhere is reported first.
         if !self.all_models() && self.models.is_empty() {
             return Err(Error::invalid(format!(
@@ -480,6 +503,18 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             FieldType::String,
             "LiteLLM user the keys belong to.",
         ))
+        .field(Field::new(
+            "user_id_template",
+            FieldType::String,
+            "LiteLLM user of each key from the caller's identity, e.g. {{identity.entity.name}}; \
+             a fixed user_id wins.",
+        ))
+        .field(Field::new(
+            "team_id_template",
+            FieldType::String,
+            "LiteLLM team of each key from the caller's identity, e.g. \
+             {{identity.groups.names.ml.id}}; a fixed team_id wins.",
+        ))
         .on(Operation::Read, callback(engine, read))
         .on_write(callback(engine, write))
         .on(Operation::Delete, callback(engine, delete))
@@ -538,6 +573,14 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert(
         "user_id".into(),
         json!(role.user_id.clone().unwrap_or_default()),
+    );
+    data.insert(
+        "user_id_template".into(),
+        json!(role.user_id_template.clone().unwrap_or_default()),
+    );
+    data.insert(
+        "team_id_template".into(),
+        json!(role.team_id_template.clone().unwrap_or_default()),
     );
     let mut response = Response::with_data(data);
     for warning in role.warnings() {

@@ -694,3 +694,81 @@ async fn wal_entries_record_their_hold_expiry_and_proxy() {
     m.call(Operation::Rollback, "", json!(null)).await.unwrap();
     assert_eq!(m.wal_entries(), 1);
 }
+
+#[tokio::test]
+async fn identity_templates_attribute_keys_before_any_side_effect() {
+    use crate::framework::{Entity, Group};
+    let system = StaticSystemView {
+        entities: vec![Entity {
+            id: "ent-1".into(),
+            name: "alice".into(),
+            ..Entity::default()
+        }],
+        groups: vec![(
+            "ent-1".into(),
+            vec![Group {
+                id: "grp-9".into(),
+                name: "ml".into(),
+                ..Group::default()
+            }],
+        )],
+        ..StaticSystemView::default()
+    };
+    let (stub, m) = mount_against(vec![route("POST /key/generate", 200, GENERATED)], system).await;
+    m.call(
+        Operation::Update,
+        "roles/dev",
+        json!({"user_id_template": "u-{{identity.entity.name}}", "team_id_template": "{{identity.groups.names.ml.id}}"}),
+    )
+    .await
+    .unwrap();
+    let as_entity = |entity: &str| {
+        let mut req = m.request(Operation::Read, "creds/dev", json!(null));
+        req.entity_id = entity.into();
+        req
+    };
+    let resp = m.backend.handle(as_entity("ent-1")).await.unwrap().unwrap();
+    assert_eq!(resp.data["user_id"], "u-alice");
+    assert_eq!(resp.data["team_id"], "grp-9");
+    let sent = stub.requests().concat();
+    assert!(sent.contains(r#""user_id":"u-alice""#), "{sent}");
+    assert!(sent.contains(r#""team_id":"grp-9""#), "{sent}");
+    assert!(sent.contains(r#""vault_entity_id":"ent-1""#), "{sent}");
+
+    // No entity (a root token), or one the server does not know: 400, and
+    // nothing written or called.
+    for entity in ["", "ent-unknown"] {
+        let err = m.backend.handle(as_entity(entity)).await.unwrap_err();
+        assert_eq!(err.status(), 400, "{err}");
+    }
+    // A template that does not resolve for this entity names its field.
+    m.call(
+        Operation::Update,
+        "roles/dev",
+        json!({"team_id_template": "{{identity.groups.names.admins.id}}"}),
+    )
+    .await
+    .unwrap();
+    let err = m.backend.handle(as_entity("ent-1")).await.unwrap_err();
+    assert!(err.to_string().contains("team_id_template"), "{err}");
+    assert_eq!(stub.count("POST /key/generate"), 1);
+    assert_eq!(m.wal_entries(), 0);
+
+    // A fixed team_id wins over the template.
+    m.call(Operation::Update, "roles/dev", json!({"team_id": "fixed"}))
+        .await
+        .unwrap();
+    let resp = m.backend.handle(as_entity("ent-1")).await.unwrap().unwrap();
+    assert_eq!(resp.data["team_id"], "fixed");
+
+    // Bad templates are refused when the role is written.
+    let err = m
+        .call(
+            Operation::Update,
+            "roles/dev",
+            json!({"user_id_template": "{{identity.entity.email}}"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("user_id_template"), "{err}");
+}

@@ -17,7 +17,7 @@ pub mod wal;
 pub use backend::{Backend, PeriodicTask, SecretType, SpecialPaths, WalRollback};
 pub use error::{Error, Result};
 pub use field::{Field, FieldData, FieldType};
-pub use identity::{Entity, EntityAlias, Group};
+pub use identity::{Entity, EntityAlias, Group, Template};
 pub use lease::{calculate_ttl, Secret, TtlGrant, TtlRequest};
 pub use path::{callback, Callback, Handler, Path};
 pub use request::{Operation, Request};
