@@ -17,23 +17,46 @@ use std::time::SystemTime;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
 
+use super::narrowing::Narrowing;
 use super::{
     attribution, key_secret, roles, rollback, upstream, Engine, EXPIRY_GRACE, ISSUE_MARGIN,
 };
 use crate::framework::storage::PERFORMANCE_STANDBY;
 use crate::framework::{
-    calculate_ttl, callback, wal, Error, Operation, Path, Request, Response, Result, Secret,
-    Storage, TtlRequest,
+    calculate_ttl, callback, wal, Error, Field, FieldType, Operation, Path, Request, Response,
+    Result, Secret, Storage, TtlRequest,
 };
 use crate::litellm::{self, Client, Deleted, GenerateKeyRequest};
 
 pub fn path(engine: &Arc<Engine>) -> Path {
     Path::new("creds/{name}")
+        .field(Field::new(
+            "ttl",
+            FieldType::Duration,
+            "Write only: a lease TTL shorter than the role's.",
+        ))
+        .field(Field::new(
+            "models",
+            FieldType::StringList,
+            "Write only: a subset of the role's models.",
+        ))
+        .field(Field::new(
+            "max_budget",
+            FieldType::Float,
+            "Write only: a budget at most the role's.",
+        ))
+        .field(Field::new(
+            "metadata",
+            FieldType::StringMap,
+            "Write only: key metadata under the keys the role's allowed_request_metadata lists.",
+        ))
         .on(Operation::Read, callback(engine, read))
+        .on(Operation::Update, callback(engine, read))
         .help(
             "Mint a LiteLLM virtual key for a role.",
             "Returns a new key limited by the role, leased: renew the lease to extend the key, \
-             revoke it to delete the key. The key also expires in LiteLLM when the lease would.",
+             revoke it to delete the key. The key also expires in LiteLLM when the lease would. \
+             A write may narrow the key (ttl, models, max_budget, allowed metadata), never widen it.",
         )
 }
 
@@ -63,10 +86,16 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let (user_id, team_id) = attribution::resolve(&role, &req).await?;
     let proxy = engine.clients.current(storage).await?;
 
+    let role_ttl = if role.ttl().is_zero() {
+        mount_default_ttl
+    } else {
+        role.ttl()
+    };
+    let narrowing = Narrowing::check(&req.fields, &role, role_ttl)?;
     let now = SystemTime::now();
     let grant = calculate_ttl(&TtlRequest {
         increment: std::time::Duration::ZERO,
-        backend_ttl: role.ttl(),
+        backend_ttl: narrowing.ttl.unwrap_or(role.ttl()),
         backend_max_ttl: role.max_ttl(),
         mount_default_ttl,
         mount_max_ttl,
@@ -94,6 +123,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     .await?;
 
     let mut metadata = role.metadata.clone();
+    metadata.extend(narrowing.metadata.clone());
     metadata.insert("vault_role".into(), role_name.clone());
     metadata.insert("vault_request_id".into(), req.id.clone());
     metadata.insert("vault_mount".into(), req.mount_point.clone());
@@ -106,12 +136,14 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let request = GenerateKeyRequest {
         key_alias: alias.clone(),
         duration: format!("{}s", key_lifetime.as_secs()),
-        models: if role.all_models() {
-            Vec::new()
-        } else {
-            role.models.clone()
+        models: match &narrowing.models {
+            Some(models) => models.clone(),
+            None if role.all_models() => Vec::new(),
+            None => role.models.clone(),
         },
-        max_budget: (role.max_budget > 0.0).then_some(role.max_budget),
+        max_budget: narrowing
+            .max_budget
+            .or((role.max_budget > 0.0).then_some(role.max_budget)),
         budget_duration: role.budget_duration.clone(),
         tpm_limit: role.tpm_limit,
         rpm_limit: role.rpm_limit,
@@ -142,8 +174,11 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let mut data = Map::new();
     data.insert("key".into(), json!(key.key));
     data.insert("key_alias".into(), json!(alias));
-    data.insert("models".into(), json!(role.models));
-    data.insert("max_budget".into(), json!(role.max_budget));
+    data.insert("models".into(), json!(request.models));
+    data.insert(
+        "max_budget".into(),
+        json!(request.max_budget.unwrap_or(0.0)),
+    );
     data.insert("expires".into(), json!(key.expires));
     data.extend(role.limits());
     for (field, value) in [("user_id", user_id), ("team_id", team_id)] {
@@ -151,12 +186,12 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             data.insert(field.into(), json!(v));
         }
     }
-    let secret = Secret::new(
-        key_secret::SECRET_TYPE,
-        key_secret::internal_data(&alias, &key.token, &role_name, &proxy.home),
-        grant.ttl,
-        role.max_ttl(),
-    );
+    let mut internal = key_secret::internal_data(&alias, &key.token, &role_name, &proxy.home);
+    if let Some(ttl) = narrowing.ttl {
+        // Renewals keep the narrower TTL.
+        internal.insert(key_secret::REQUESTED_TTL.into(), json!(ttl.as_secs()));
+    }
+    let secret = Secret::new(key_secret::SECRET_TYPE, internal, grant.ttl, role.max_ttl());
     let mut response = Response::with_data(data);
     response.secret = Some(secret);
     if let Some(w) = grant.warning {

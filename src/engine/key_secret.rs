@@ -4,7 +4,7 @@
 //! role and the proxy the key lives on: never the key.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
@@ -16,6 +16,8 @@ use crate::framework::{
 use crate::litellm::Deleted;
 
 pub const SECRET_TYPE: &str = "litellm_key";
+/// Internal data: the TTL a `creds` write asked for, below the role's.
+pub const REQUESTED_TTL: &str = "requested_ttl";
 
 pub fn internal_data(alias: &str, token: &str, role: &str, home: &Home) -> Map<String, Value> {
     let mut m = Map::new();
@@ -59,7 +61,11 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let now = SystemTime::now();
     let grant = calculate_ttl(&TtlRequest {
         increment: secret.increment,
-        backend_ttl: role.ttl(),
+        backend_ttl: secret
+            .internal
+            .get(REQUESTED_TTL)
+            .and_then(Value::as_u64)
+            .map_or(role.ttl(), Duration::from_secs),
         backend_max_ttl: role.max_ttl(),
         mount_default_ttl,
         mount_max_ttl,

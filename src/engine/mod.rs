@@ -14,6 +14,7 @@ mod attribution;
 mod config;
 mod creds;
 mod key_secret;
+mod narrowing;
 mod proxy;
 mod roles;
 mod rollback;

@@ -136,6 +136,9 @@ pub struct Role {
     pub user_id_template: Option<String>,
     #[serde(default)]
     pub team_id_template: Option<String>,
+    /// Metadata keys a `creds` write may set on its key.
+    #[serde(default)]
+    pub allowed_request_metadata: Vec<String>,
 }
 
 impl Default for Role {
@@ -159,6 +162,7 @@ impl Default for Role {
             user_id: None,
             user_id_template: None,
             team_id_template: None,
+            allowed_request_metadata: Vec::new(),
         }
     }
 }
@@ -384,6 +388,17 @@ impl Role {
                 *slot = Some(v.to_string()).filter(|v| !v.is_empty());
             }
         }
+        if let Some(keys) = f.list("allowed_request_metadata") {
+            if let Some(k) = keys
+                .iter()
+                .find(|k| RESERVED_METADATA.contains(&k.as_str()))
+            {
+                return Err(Error::invalid(format!(
+                    "field \"allowed_request_metadata\": {k:?} is set by the engine"
+                )));
+            }
+            self.allowed_request_metadata = keys.to_vec();
+        }
         // Last, so that a wrong value elsewhere is reported first.
         if !self.all_models() && self.models.is_empty() {
             return Err(Error::invalid(format!(
@@ -504,6 +519,11 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             "LiteLLM user the keys belong to.",
         ))
         .field(Field::new(
+            "allowed_request_metadata",
+            FieldType::StringList,
+            "Metadata keys a creds write may set on its key; \"\" unsets.",
+        ))
+        .field(Field::new(
             "user_id_template",
             FieldType::String,
             "LiteLLM user of each key from the caller's identity, e.g. {{identity.entity.name}}; \
@@ -573,6 +593,10 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert(
         "user_id".into(),
         json!(role.user_id.clone().unwrap_or_default()),
+    );
+    data.insert(
+        "allowed_request_metadata".into(),
+        json!(role.allowed_request_metadata),
     );
     data.insert(
         "user_id_template".into(),

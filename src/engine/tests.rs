@@ -772,3 +772,59 @@ async fn identity_templates_attribute_keys_before_any_side_effect() {
         .unwrap_err();
     assert!(err.to_string().contains("user_id_template"), "{err}");
 }
+
+#[tokio::test]
+async fn a_creds_write_narrows_its_role_and_never_widens_it() {
+    let (stub, m) = mount_against(
+        vec![route("POST /key/generate", 200, GENERATED)],
+        StaticSystemView::default(),
+    )
+    .await;
+    m.call(
+        Operation::Update,
+        "roles/dev",
+        json!({"models": ["a", "b"], "max_budget": 5, "allowed_request_metadata": "ticket"}),
+    )
+    .await
+    .unwrap();
+    for (body, field) in [
+        (json!({"ttl": "2h"}), "ttl"),
+        (json!({"models": ["c"]}), "models"),
+        (json!({"models": ""}), "models"),
+        (json!({"max_budget": 6}), "max_budget"),
+        (json!({"max_budget": 0}), "max_budget"),
+        (json!({"metadata": {"owner": "x"}}), "metadata"),
+        (json!({"metadata": {"vault_role": "x"}}), "metadata"),
+        (json!({"key_type": "management"}), "key_type"),
+    ] {
+        let err = m
+            .call(Operation::Update, "creds/dev", body.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 400, "{body}");
+        assert!(err.to_string().contains(field), "{body}: {err}");
+    }
+    assert_eq!(stub.count("POST /key/generate"), 0, "nothing was minted");
+    assert_eq!(m.wal_entries(), 0);
+
+    let resp = m
+        .ok(
+            Operation::Update,
+            "creds/dev",
+            json!({"ttl": "10m", "models": "b", "max_budget": 1.5, "metadata": "ticket=T-1"}),
+        )
+        .await;
+    let secret = resp.secret.unwrap();
+    assert_eq!(secret.ttl, Duration::from_secs(600));
+    assert_eq!(secret.internal[key_secret::REQUESTED_TTL], 600);
+    assert_eq!(resp.data["models"], json!(["b"]));
+    let sent = stub.requests().concat();
+    for part in [
+        r#""models":["b"]"#,
+        r#""max_budget":1.5"#,
+        r#""ticket":"T-1""#,
+        r#""duration":"630s""#,
+    ] {
+        assert!(sent.contains(part), "{part} not in {sent}");
+    }
+}
