@@ -153,6 +153,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         key_type: key_type.map(str::to_string),
         allowed_routes,
         metadata,
+        extra: role.extra_key_fields(),
     };
     let key = match proxy.client.generate_key(&request).await {
         Ok(key) => key,

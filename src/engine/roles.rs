@@ -139,6 +139,158 @@ pub struct Role {
     /// Metadata keys a `creds` write may set on its key.
     #[serde(default)]
     pub allowed_request_metadata: Vec<String>,
+    /// Further typed `/key/generate` fields, by their LiteLLM names.
+    #[serde(default)]
+    pub key_settings: Map<String, Value>,
+    /// Raw `/key/generate` fields, merged under everything typed.
+    #[serde(default)]
+    pub key_request: Map<String, Value>,
+}
+
+/// Typed per-key settings passed to LiteLLM as they are, by name. Those
+/// marked enterprise need a LiteLLM Enterprise licence (LiteLLM's refusal
+/// comes back as a 400).
+#[derive(Clone, Copy)]
+enum Limit {
+    /// `model=n` pairs.
+    PerModelInt,
+    /// `alias=model` pairs.
+    StringMap,
+    NonNegativeFloat,
+    PositiveInt,
+    List,
+    Text,
+    OneOf(&'static [&'static str]),
+}
+
+const LIMITS: &[(&str, Limit, &str)] = &[
+    (
+        "model_rpm_limit",
+        Limit::PerModelInt,
+        "Requests per minute per model: model=n pairs.",
+    ),
+    (
+        "model_tpm_limit",
+        Limit::PerModelInt,
+        "Tokens per minute per model: model=n pairs.",
+    ),
+    (
+        "soft_budget",
+        Limit::NonNegativeFloat,
+        "Spend in USD at which LiteLLM alerts; 0 unsets.",
+    ),
+    (
+        "aliases",
+        Limit::StringMap,
+        "Model aliases for the key: alias=model pairs.",
+    ),
+    ("tpd_limit", Limit::PositiveInt, "Tokens per day; 0 unsets."),
+    (
+        "allowed_cache_controls",
+        Limit::List,
+        "Cache-control values the key may send.",
+    ),
+    (
+        "organization_id",
+        Limit::Text,
+        "LiteLLM organization of the keys.",
+    ),
+    (
+        "rpm_limit_type",
+        Limit::OneOf(&["guaranteed_throughput", "best_effort_throughput", "dynamic"]),
+        "How rpm_limit is enforced.",
+    ),
+    (
+        "tpm_limit_type",
+        Limit::OneOf(&["guaranteed_throughput", "best_effort_throughput", "dynamic"]),
+        "How tpm_limit is enforced.",
+    ),
+    (
+        "tags",
+        Limit::List,
+        "Tags for spend tracking (LiteLLM Enterprise).",
+    ),
+    (
+        "guardrails",
+        Limit::List,
+        "Guardrails applied to the key (LiteLLM Enterprise).",
+    ),
+    (
+        "enforced_params",
+        Limit::List,
+        "Request parameters the key must send (LiteLLM Enterprise).",
+    ),
+];
+
+/// `/key/generate` fields a role's `key_request` may not set: the engine
+/// owns them, or a typed role field does.
+const ENGINE_OWNED_KEY_FIELDS: &[&str] = &[
+    "key",
+    "key_alias",
+    "duration",
+    "metadata",
+    "spend",
+    "key_type",
+    "allowed_routes",
+    "auto_rotate",
+    "rotation_interval",
+    "send_invite_email",
+    "token",
+    "expires",
+    "models",
+    "max_budget",
+    "budget_duration",
+    "tpm_limit",
+    "rpm_limit",
+    "max_parallel_requests",
+    "team_id",
+    "user_id",
+];
+
+fn parse_limit(name: &str, kind: Limit, f: &FieldData) -> Result<Option<Value>> {
+    let bad = |rule: &str| Error::invalid(format!("field {name:?} {rule}"));
+    Ok(match kind {
+        Limit::PerModelInt => f
+            .map(name)
+            .map(|m| {
+                m.iter()
+                    .map(|(model, n)| match n.trim().parse::<i64>() {
+                        Ok(n) if n >= 0 => Ok((model.clone(), Value::from(n))),
+                        _ => Err(bad(&format!("needs a whole number >= 0 for {model:?}"))),
+                    })
+                    .collect::<Result<Map<String, Value>>>()
+                    .map(Value::Object)
+            })
+            .transpose()?,
+        Limit::StringMap => f.map(name).map(|m| json!(m)),
+        Limit::NonNegativeFloat => match f.float(name) {
+            Some(v) if v < 0.0 => return Err(bad("must be >= 0")),
+            v => v.map(Value::from),
+        },
+        Limit::PositiveInt => match f.int(name) {
+            Some(v) if v < 0 => return Err(bad("must be >= 0")),
+            v => v.map(Value::from),
+        },
+        Limit::List => f.list(name).map(|l| json!(l)),
+        Limit::Text => f.str(name).map(|t| json!(t.trim())),
+        Limit::OneOf(allowed) => match f.str(name).map(str::trim) {
+            Some(v) if !v.is_empty() && !allowed.contains(&v) => {
+                return Err(bad(&format!("must be one of {}", allowed.join(", "))))
+            }
+            v => v.map(Value::from),
+        },
+    })
+}
+
+/// An empty value unsets a limit: `0`, `""`, `[]`, `{}`.
+fn is_unset(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
 }
 
 impl Default for Role {
@@ -163,6 +315,8 @@ impl Default for Role {
             user_id_template: None,
             team_id_template: None,
             allowed_request_metadata: Vec::new(),
+            key_settings: Map::new(),
+            key_request: Map::new(),
         }
     }
 }
@@ -174,6 +328,14 @@ impl Role {
 
     pub fn max_ttl(&self) -> Duration {
         Duration::from_secs(self.max_ttl)
+    }
+
+    /// The `/key/generate` fields beyond the engine's own: the raw
+    /// `key_request`, then the typed limits over it.
+    pub fn extra_key_fields(&self) -> Map<String, Value> {
+        let mut out = self.key_request.clone();
+        out.extend(self.key_settings.clone());
+        out
     }
 
     /// Whether keys may call every model.
@@ -388,6 +550,27 @@ impl Role {
                 *slot = Some(v.to_string()).filter(|v| !v.is_empty());
             }
         }
+        for (name, kind, _) in LIMITS {
+            if let Some(v) = parse_limit(name, *kind, f)? {
+                if is_unset(&v) {
+                    self.key_settings.remove(*name);
+                } else {
+                    self.key_settings.insert((*name).to_string(), v);
+                }
+            }
+        }
+        if let Some(raw) = f.object("key_request") {
+            let owned = |k: &String| {
+                ENGINE_OWNED_KEY_FIELDS.contains(&k.as_str())
+                    || LIMITS.iter().any(|(n, _, _)| n == k)
+            };
+            if let Some(k) = raw.keys().find(|k| owned(k)) {
+                return Err(Error::invalid(format!(
+                    "field \"key_request\": {k:?} is set by the engine or by a role field of its own"
+                )));
+            }
+            self.key_request = raw.clone();
+        }
         if let Some(keys) = f.list("allowed_request_metadata") {
             if let Some(k) = keys
                 .iter()
@@ -519,6 +702,12 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             "LiteLLM user the keys belong to.",
         ))
         .field(Field::new(
+            "key_request",
+            FieldType::Object,
+            "Further /key/generate fields as a JSON object, merged under the typed ones; \
+             fields the engine owns are refused.",
+        ))
+        .field(Field::new(
             "allowed_request_metadata",
             FieldType::StringList,
             "Metadata keys a creds write may set on its key; \"\" unsets.",
@@ -535,6 +724,16 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             "LiteLLM team of each key from the caller's identity, e.g. \
              {{identity.groups.names.ml.id}}; a fixed team_id wins.",
         ))
+        .fields(LIMITS.iter().map(|(name, kind, description)| {
+            let ty = match kind {
+                Limit::PerModelInt | Limit::StringMap => FieldType::StringMap,
+                Limit::NonNegativeFloat => FieldType::Float,
+                Limit::PositiveInt => FieldType::Int,
+                Limit::List => FieldType::StringList,
+                Limit::Text | Limit::OneOf(_) => FieldType::String,
+            };
+            Field::new(name, ty, description)
+        }))
         .on(Operation::Read, callback(engine, read))
         .on_write(callback(engine, write))
         .on(Operation::Delete, callback(engine, delete))
@@ -598,6 +797,12 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         "allowed_request_metadata".into(),
         json!(role.allowed_request_metadata),
     );
+    for (name, _, _) in LIMITS {
+        if let Some(v) = role.key_settings.get(*name) {
+            data.insert((*name).into(), v.clone());
+        }
+    }
+    data.insert("key_request".into(), json!(role.key_request));
     data.insert(
         "user_id_template".into(),
         json!(role.user_id_template.clone().unwrap_or_default()),
@@ -736,6 +941,57 @@ mod tests {
             let err = apply(base.clone(), body.clone()).unwrap_err();
             let field = body.as_object().unwrap().keys().next().unwrap().clone();
             assert!(err.to_string().contains(&field), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn typed_limits_and_the_key_request_escape_hatch() {
+        let r = apply(
+            Role::default(),
+            json!({"models": "m", "model_rpm_limit": "gpt-4o=10,claude=5", "soft_budget": "2.5",
+                   "aliases": "fast=gpt-4o-mini", "tags": "a,b", "rpm_limit_type": "dynamic",
+                   "key_request": "{\"budget_id\": \"b1\", \"tpd_limit\": 1}"}),
+        );
+        // tpd_limit has a typed field of its own: not through key_request.
+        let err = r.unwrap_err();
+        assert!(err.to_string().contains("key_request"), "{err}");
+        assert!(err.to_string().contains("tpd_limit"), "{err}");
+
+        let r = apply(
+            Role::default(),
+            json!({"models": "m", "model_rpm_limit": "gpt-4o=10,claude=5", "soft_budget": "2.5",
+                   "aliases": "fast=gpt-4o-mini", "tags": "a,b", "rpm_limit_type": "dynamic",
+                   "key_request": {"budget_id": "b1", "config": {"x": 1}}}),
+        )
+        .unwrap();
+        let extra = r.extra_key_fields();
+        assert_eq!(extra["model_rpm_limit"], json!({"gpt-4o": 10, "claude": 5}));
+        assert_eq!(extra["soft_budget"], json!(2.5));
+        assert_eq!(extra["aliases"], json!({"fast": "gpt-4o-mini"}));
+        assert_eq!(extra["tags"], json!(["a", "b"]));
+        assert_eq!(extra["budget_id"], json!("b1"));
+        // 0 / "" unset a typed limit.
+        let r = apply(r, json!({"soft_budget": 0, "tags": ""})).unwrap();
+        assert!(!r.extra_key_fields().contains_key("soft_budget"));
+        assert!(!r.extra_key_fields().contains_key("tags"));
+
+        for (body, field) in [
+            (json!({"model_rpm_limit": "gpt-4o=lots"}), "model_rpm_limit"),
+            (json!({"soft_budget": -1}), "soft_budget"),
+            (json!({"rpm_limit_type": "fastest"}), "rpm_limit_type"),
+            (json!({"key_request": "not json"}), "key_request"),
+            (json!({"key_request": {"duration": "1h"}}), "key_request"),
+            (json!({"key_request": {"metadata": {}}}), "key_request"),
+            (
+                json!({"key_request": {"key_type": "management"}}),
+                "key_request",
+            ),
+            (json!({"key_request": {"user_id": "x"}}), "key_request"),
+        ] {
+            let mut body = body;
+            body["models"] = json!("m");
+            let err = apply(Role::default(), body.clone()).unwrap_err();
+            assert!(err.to_string().contains(field), "{body}: {err}");
         }
     }
 

@@ -26,6 +26,8 @@ pub enum FieldType {
     StringList,
     /// A JSON object of strings, or `k=v` pairs (comma-separated string or array).
     StringMap,
+    /// Any JSON object, or a string holding one (what the CLI sends).
+    Object,
 }
 
 impl FieldType {
@@ -38,7 +40,7 @@ impl FieldType {
             Self::Float => ("number", None),
             Self::Duration => ("string", Some("duration")),
             Self::StringList => ("array", None),
-            Self::StringMap => ("object", None),
+            Self::StringMap | Self::Object => ("object", None),
         }
     }
 }
@@ -191,6 +193,27 @@ impl Field {
                 Value::String(s) => FieldValue::List(split_list(s)),
                 _ => return Err(bad("a list of strings")),
             },
+            FieldType::Object => {
+                let parsed;
+                let object = match raw {
+                    Value::Object(map) => map,
+                    Value::String(s) => {
+                        parsed =
+                            serde_json::from_str::<Value>(s).map_err(|_| bad("a JSON object"))?;
+                        parsed.as_object().ok_or_else(|| bad("a JSON object"))?
+                    }
+                    _ => return Err(bad("a JSON object")),
+                };
+                if object.len() > MAX_ITEMS
+                    || Value::Object(object.clone()).to_string().len() > 64 * 1024
+                {
+                    return Err(Error::invalid(format!(
+                        "field {:?}: larger than {MAX_ITEMS} keys or 64 KiB",
+                        self.name
+                    )));
+                }
+                FieldValue::Object(object.clone())
+            }
             FieldType::StringMap => {
                 let mut out = BTreeMap::new();
                 let pairs: Vec<String> = match raw {
@@ -239,6 +262,7 @@ pub enum FieldValue {
     Duration(Duration),
     List(Vec<String>),
     Map(BTreeMap<String, String>),
+    Object(Map<String, Value>),
 }
 
 /// The validated fields of one request: path captures and body fields that
@@ -350,6 +374,13 @@ impl FieldData {
     pub fn map(&self, name: &str) -> Option<&BTreeMap<String, String>> {
         match self.values.get(name) {
             Some(FieldValue::Map(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn object(&self, name: &str) -> Option<&Map<String, Value>> {
+        match self.values.get(name) {
+            Some(FieldValue::Object(m)) => Some(m),
             _ => None,
         }
     }

@@ -81,6 +81,11 @@ impl Path {
         self
     }
 
+    pub fn fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
+        self.fields.extend(fields);
+        self
+    }
+
     pub fn on(mut self, operation: Operation, handler: Handler) -> Self {
         self.operations.push((operation, handler));
         self

@@ -227,7 +227,16 @@ impl Client {
         }
         let message = self.scrub(&error_message(&bytes));
         let code = status.as_u16();
+        // A licence refusal is about the request, not the master key.
+        let needs_licence = status == StatusCode::FORBIDDEN && {
+            let m = message.to_ascii_lowercase();
+            m.contains("enterprise") || m.contains("premium")
+        };
         Err(match status {
+            _ if needs_licence => Error::Rejected {
+                status: code,
+                message,
+            },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {
                 status: code,
                 message,

@@ -34,6 +34,10 @@ pub struct GenerateKeyRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_routes: Option<Vec<String>>,
     pub metadata: BTreeMap<String, String>,
+    /// Further fields, passed as they are (the engine makes sure none
+    /// repeats a field above).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The parts of the `/key/generate` answer the engine uses.
