@@ -550,7 +550,10 @@ impl DevServer {
         body: Option<&Value>,
     ) -> (u16, Value) {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
-        let mut request = self.http.request(method, url).header("X-Vault-Token", token);
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("X-Vault-Token", token);
         if let Some(namespace) = namespace {
             request = request.header("X-Vault-Namespace", namespace);
         }

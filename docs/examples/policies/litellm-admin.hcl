@@ -40,8 +40,13 @@ path "sys/leases/revoke" {
 }
 
 # Kill switch: revoke every lease of one role (`bao lease revoke -prefix litellm/creds/<role>`)
-# or of the whole mount (`-prefix litellm/`). revoke-prefix always needs sudo.
+# or of the whole mount (`-prefix litellm/`, which the CLI sends as .../revoke-prefix/litellm
+# without the slash: hence the second block). revoke-prefix always needs sudo.
 path "sys/leases/revoke-prefix/litellm/*" {
+  capabilities = ["update", "sudo"]
+}
+
+path "sys/leases/revoke-prefix/litellm" {
   capabilities = ["update", "sudo"]
 }
 
