@@ -857,6 +857,9 @@ fn namespaces_register_in_root_enable_in_a_namespace() {
         d.step(format!(
             "sys/plugins/catalog inside team-a: HTTP {status} ({})",
             error_text(&body)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
 
         let (status, body) = d.call(
