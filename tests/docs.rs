@@ -442,6 +442,21 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
 
         // Admin: the mount's leases.
         let (admin_lease, admin_key) = d.issue(&admin, None, "prod");
+        // As docs/policies.md warns: the body form is not scoped to a role, so a consumer who
+        // knows another lease's id can renew it.
+        let (status, body) = d.call(
+            &consumer,
+            None,
+            Method::PUT,
+            "sys/leases/renew",
+            Some(json!({"lease_id": admin_lease})),
+        );
+        assert_ok(
+            status,
+            &body,
+            "consumer renews a prod lease whose id it knows (documented)",
+        );
+        d.step("consumer: renewing a prod lease by its id also succeeds, as documented");
         let (status, leases) = d.call(
             &admin,
             None,
@@ -500,6 +515,20 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
         let (status, body) = d.call(&rotator, None, Method::GET, "litellm/creds/dev", None);
         assert_forbidden(status, &body, "rotator reads creds");
         d.step("rotator: master_key write ok; base_url, other fields, read and creds 403");
+
+        // Leases are children of the token that read them: revoking the token revokes them.
+        let short_lived = d.token(None, &["litellm-consumer-dev"]);
+        let (_, key) = d.issue(&short_lived, None, "dev");
+        let (status, body) = d.call(
+            &short_lived,
+            None,
+            Method::PUT,
+            "auth/token/revoke-self",
+            Some(json!({})),
+        );
+        assert_ok(status, &body, "consumer token revokes itself");
+        d.wait_refused(&key, "the consumer's token revoked itself");
+        d.step("consumer: token revoke-self revoked its lease, the key is refused");
     });
 }
 
@@ -569,6 +598,41 @@ fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch() {
         d.assert_works(&prod, "prod key after revoking dev");
         assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 2);
         d.step("admin: `lease revoke -prefix litellm/creds/dev`: both dev keys refused and gone; dev-2 and prod work");
+
+        // Without the policy's exact `sys/leases/revoke-prefix/litellm` block the whole-mount
+        // form is denied: the CLI sends the prefix without its trailing slash.
+        let glob_only = example("policies/litellm-admin.hcl").replace(
+            "path \"sys/leases/revoke-prefix/litellm\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
+            "",
+        );
+        assert_ne!(
+            glob_only,
+            example("policies/litellm-admin.hcl"),
+            "exact block not found"
+        );
+        let (status, body) = d.call(
+            ROOT_TOKEN,
+            None,
+            Method::PUT,
+            "sys/policies/acl/litellm-admin-glob-only",
+            Some(json!({ "policy": glob_only })),
+        );
+        assert_ok(
+            status,
+            &body,
+            "write the admin policy without the exact block",
+        );
+        let glob_admin = d.token(None, &["litellm-admin-glob-only"]);
+        let output = d.cli(&glob_admin, &["lease", "revoke", "-prefix", "litellm/"]);
+        assert!(
+            !output.status.success()
+                && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
+            "revoke -prefix litellm/ with only the glob block should be denied: {}",
+            cli_text(&output)
+        );
+        d.step(
+            "admin policy without the exact revoke-prefix/litellm block: `-prefix litellm/` denied",
+        );
 
         let output = d.cli(&admin, &["lease", "revoke", "-prefix", "litellm/"]);
         assert!(
