@@ -529,6 +529,24 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
         assert_ok(status, &body, "consumer token revokes itself");
         d.wait_refused(&key, "the consumer's token revoked itself");
         d.step("consumer: token revoke-self revoked its lease, the key is refused");
+
+        // ... and when the token expires, its leases go with it.
+        let (status, body) = d.call(
+            ROOT_TOKEN,
+            None,
+            Method::POST,
+            "auth/token/create",
+            Some(json!({"policies": ["litellm-consumer-dev"], "ttl": "5s"})),
+        );
+        assert_ok(status, &body, "a consumer token with a 5 s TTL");
+        let expiring = body["auth"]["client_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let (_, key) = d.issue(&expiring, None, "dev");
+        d.assert_works(&key, "key of the 5 s token");
+        d.wait_refused(&key, "the consumer's token expired");
+        d.step("consumer: a key read with a 5 s token is refused once the token expired");
     });
 }
 
