@@ -190,9 +190,11 @@ fn an_interrupted_issue_is_rolled_back() {
             &json!({"type": "crashy", "plugin_version": plugin_version(), "options": {"rollback_min_age": "1s"}}),
         );
         assert!((200..300).contains(&status), "{body}");
+        // A short request timeout keeps the entry's hold (twice the
+        // timeout plus a margin) well inside the wait below.
         let (status, body) = server.put(
             &format!("{MOUNT}/config"),
-            &json!({"base_url": litellm.url, "master_key": litellm.master_key}),
+            &json!({"base_url": litellm.url, "master_key": litellm.master_key, "request_timeout": "5s"}),
         );
         assert_eq!(status, 204, "{body}");
         server.put(

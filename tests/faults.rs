@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -12,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, LiteLlm,
-    Steps,
+    error_text, eventually, plugin_binary, plugin_version, unix_now, Cable, DevServer, Engine,
+    LiteLlm, Steps,
 };
 
 const MOUNT: &str = "litellm";
@@ -67,71 +65,6 @@ fn configure(server: &DevServer, base_url: &str, master_key: &str) {
 fn role(server: &DevServer, name: &str, body: Value) {
     let (status, out) = server.put(&format!("{MOUNT}/roles/{name}"), &body);
     assert_eq!(status, 204, "role {name}: {out}");
-}
-
-/// A TCP forwarder to LiteLLM that can be cut, to play "LiteLLM is down".
-struct Cable {
-    port: u16,
-    down: Arc<AtomicBool>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Cable {
-    fn to(upstream: &str) -> Cable {
-        let target = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let down = Arc::new(AtomicBool::new(false));
-        let open = Arc::new(Mutex::new(Vec::new()));
-        let (d, o) = (Arc::clone(&down), Arc::clone(&open));
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if d.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(&target) else {
-                    continue;
-                };
-                o.lock()
-                    .unwrap()
-                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pump(server, client);
-            }
-        });
-        Cable { port, down, open }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for s in self.open.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn mend(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream) {
-    thread::spawn(move || {
-        let mut buf = [0u8; 16384];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Write);
-    });
 }
 
 #[test]
@@ -273,6 +206,13 @@ fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
         let server = Arc::new(DevServer::start(engine, &plugin_binary()));
         mount(&server, json!({"rollback_min_age": "1s"}));
         configure(&server, &litellm.url, &litellm.master_key);
+        // Entries are held for twice the request timeout plus a margin:
+        // keep that well inside the wait for the rollback below.
+        let (status, body) = server.put(
+            &format!("{MOUNT}/config"),
+            &json!({"request_timeout": "10s"}),
+        );
+        assert_eq!(status, 204, "{body}");
         role(
             &server,
             "r",

@@ -2,6 +2,8 @@
 //!
 //! The master key is write-only: a read says whether it is set, never what
 //! it is. A write is verified against the proxy before anything is stored.
+//! Pointing `config` at a different proxy, or deleting it, keeps the old
+//! settings for the keys minted there (see `proxy`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 use url::Url;
 
+use super::proxy::{self, new_proxy_id};
 use super::Engine;
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
@@ -31,9 +34,17 @@ pub struct Config {
     #[serde(default)]
     pub tls_skip_verify: bool,
     pub request_timeout_secs: u64,
+    /// Identifies the proxy (its key store) across URL changes; recorded
+    /// in every lease. Empty in configs stored before it existed.
+    #[serde(default)]
+    pub proxy_id: String,
 }
 
 impl Config {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
     pub fn settings(&self) -> Result<litellm::Settings> {
         Ok(litellm::Settings {
             base_url: parse_base_url(&self.base_url)?,
@@ -46,7 +57,18 @@ impl Config {
 }
 
 pub async fn load(storage: &dyn Storage) -> Result<Option<Config>> {
-    get_json(storage, STORAGE_KEY).await
+    let mut config: Option<Config> = get_json(storage, STORAGE_KEY).await?;
+    if let Some(c) = config.as_mut().filter(|c| c.proxy_id.is_empty()) {
+        // Stable without a write, so standbys agree with the active node.
+        c.proxy_id = legacy_proxy_id(&c.base_url);
+    }
+    Ok(config)
+}
+
+fn legacy_proxy_id(base_url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(base_url.as_bytes());
+    format!("url-{}", hex::encode(&digest[..8]))
 }
 
 pub fn path(engine: &Arc<Engine>) -> Path {
@@ -90,6 +112,15 @@ pub fn path(engine: &Arc<Engine>) -> Path {
         )
         .field(
             Field::new(
+                "proxy_moved",
+                FieldType::Bool,
+                "With a new base_url: it is the same LiteLLM proxy (same key store) under a new \
+                 URL, so keys minted before renew and revoke there. Not stored.",
+            )
+            .default_value(false),
+        )
+        .field(
+            Field::new(
                 "verify_connection",
                 FieldType::Bool,
                 "Check the URL and master key against LiteLLM before saving.",
@@ -122,12 +153,22 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert("ca_cert".into(), json!(c.ca_cert));
     data.insert("tls_skip_verify".into(), json!(c.tls_skip_verify));
     data.insert("request_timeout".into(), json!(c.request_timeout_secs));
+    data.insert("proxy_id".into(), json!(c.proxy_id));
+    let retired: Map<String, serde_json::Value> = proxy::list_retired(req.storage.as_ref())
+        .await?
+        .into_iter()
+        .map(|r| (r.proxy_id, json!(r.base_url)))
+        .collect();
+    data.insert("retired_proxies".into(), json!(retired));
     Ok(Some(Response::with_data(data)))
 }
 
 async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let f = &req.fields;
-    let existing = load(req.storage.as_ref()).await?;
+    let storage = req.storage.as_ref();
+    // Read-modify-write: two partial writes at once must not lose a field.
+    let _writing = engine.writes.lock().await;
+    let existing = load(storage).await?;
     let base_url = match (f.str("base_url"), &existing) {
         (Some(u), _) => parse_base_url(u)?.to_string(),
         (None, Some(c)) => c.base_url.clone(),
@@ -150,7 +191,7 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             Duration::from_secs(c.request_timeout_secs)
         }),
     };
-    let config = Config {
+    let mut config = Config {
         base_url,
         master_key,
         ca_cert: f
@@ -163,7 +204,42 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             .or_else(|| existing.as_ref().map(|c| c.tls_skip_verify))
             .unwrap_or(false),
         request_timeout_secs: timeout.as_secs(),
+        proxy_id: String::new(),
     };
+    let moved = f.bool("proxy_moved").unwrap_or(false);
+    let mut warnings = Vec::new();
+    let mut reactivated = None;
+    config.proxy_id = match &existing {
+        Some(old) if old.base_url == config.base_url || moved => old.proxy_id.clone(),
+        None if moved => {
+            return Err(Error::invalid(
+                "field \"proxy_moved\": there is no configured proxy that could have moved",
+            ))
+        }
+        _ => {
+            // A proxy this mount used before under the same URL takes its
+            // keys back; anything else is a proxy of its own.
+            let known = proxy::list_retired(storage)
+                .await?
+                .into_iter()
+                .find(|r| r.base_url == config.base_url);
+            match known {
+                Some(r) => {
+                    reactivated = Some(r.proxy_id.clone());
+                    r.proxy_id
+                }
+                None => new_proxy_id(),
+            }
+        }
+    };
+    if let Some(old) = existing.as_ref().filter(|o| o.proxy_id != config.proxy_id) {
+        warnings.push(format!(
+            "keys minted on {} stay bound to it: their leases renew and revoke there with the \
+             settings kept for it. If {} is the same proxy under a new URL, write config again \
+             with base_url={} proxy_moved=true",
+            old.base_url, config.base_url, config.base_url
+        ));
+    }
     // Building the client validates ca_cert even when not verifying.
     let client =
         litellm::Client::new(&config.settings()?).map_err(|e| Error::invalid(e.to_string()))?;
@@ -174,15 +250,36 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             ))
         })?;
     }
-    put_json(req.storage.as_ref(), STORAGE_KEY, &config).await?;
-    engine.forget_client();
-    tracing::info!(base_url = %config.base_url, "LiteLLM connection configured");
-    Ok(None)
+    // Retire before replacing, so the old keys never lose their proxy.
+    if let Some(old) = existing.as_ref().filter(|o| o.proxy_id != config.proxy_id) {
+        proxy::retire(storage, old).await?;
+    }
+    put_json(storage, STORAGE_KEY, &config).await?;
+    if let Some(id) = reactivated {
+        proxy::forget_retired(storage, &id).await?;
+    }
+    engine.clients.forget();
+    tracing::info!(base_url = %config.base_url, proxy_id = %config.proxy_id, "LiteLLM connection configured");
+    if warnings.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        warnings
+            .into_iter()
+            .fold(Response::with_data(Map::new()), Response::warn),
+    ))
 }
 
+/// Removes the config, keeping its connection settings for the keys
+/// already minted: their leases still revoke (and renew) on that proxy.
 async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
-    req.storage.delete(STORAGE_KEY).await?;
-    engine.forget_client();
+    let storage = req.storage.as_ref();
+    let _writing = engine.writes.lock().await;
+    if let Some(config) = load(storage).await? {
+        proxy::retire(storage, &config).await?;
+    }
+    storage.delete(STORAGE_KEY).await?;
+    engine.clients.forget();
     Ok(None)
 }
 
@@ -190,8 +287,8 @@ async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 /// path gets a trailing `/` so API paths join below it.
 pub fn parse_base_url(raw: &str) -> Result<Url> {
     let bad = |why: &str| Error::invalid(format!("field \"base_url\": {why}"));
-    let mut url =
-        Url::parse(raw.trim()).map_err(|e| bad(&format!("{raw:?} is not a URL ({e})")))?;
+    // The input is never echoed: it may hold credentials.
+    let mut url = Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("must start with http:// or https://"));
     }

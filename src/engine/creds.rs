@@ -3,7 +3,8 @@
 //! The order of steps is what makes orphaned keys impossible:
 //! 1. refuse on a standby (the lease could not be stored there);
 //! 2. write a WAL entry naming the alias the key will have;
-//! 3. ask LiteLLM for the key, with a `duration` equal to the lease TTL;
+//! 3. ask LiteLLM for the key, with a `duration` of the lease TTL plus a
+//!    small grace (it must not die before its lease);
 //! 4. delete the WAL entry and return the lease.
 //!
 //! A crash after 3 leaves the WAL entry; the rollback deletes the key by its
@@ -14,15 +15,15 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use rand::distr::{Alphanumeric, SampleString};
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 
-use super::{key_secret, roles, rollback, upstream, Engine};
+use super::{key_secret, roles, rollback, upstream, Engine, EXPIRY_GRACE, ISSUE_MARGIN};
 use crate::framework::storage::PERFORMANCE_STANDBY;
 use crate::framework::{
     calculate_ttl, callback, wal, Error, Operation, Path, Request, Response, Result, Secret,
-    TtlRequest,
+    Storage, TtlRequest,
 };
-use crate::litellm::GenerateKeyRequest;
+use crate::litellm::{self, Client, Deleted, GenerateKeyRequest};
 
 pub fn path(engine: &Arc<Engine>) -> Path {
     Path::new("creds/{name}")
@@ -45,10 +46,11 @@ fn key_alias(prefix: &str, role: &str) -> String {
 
 async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let role_name = req.fields.str("name").unwrap_or_default().to_string();
+    let storage = req.storage.as_ref();
     // Independent reads from the server: one round trip instead of four.
     let (replication, role, mount_default_ttl, mount_max_ttl) = tokio::try_join!(
         req.system.replication_state(),
-        roles::load(req.storage.as_ref(), &role_name),
+        roles::load(storage, &role_name),
         req.system.default_lease_ttl(),
         req.system.max_lease_ttl(),
     )?;
@@ -56,7 +58,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         return Err(Error::ReadOnly);
     }
     let role = role.ok_or_else(|| Error::invalid(format!("unknown role {role_name:?}")))?;
-    let client = engine.client(req.storage.as_ref()).await?;
+    let proxy = engine.clients.current(storage).await?;
 
     let now = SystemTime::now();
     let grant = calculate_ttl(&TtlRequest {
@@ -68,12 +70,23 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         issue_time: now,
         now,
     })?;
+    // The key outlives its lease by the grace, never the other way round.
+    let key_lifetime = grant.ttl + EXPIRY_GRACE;
 
     let alias = key_alias(&role.key_alias_prefix, &role_name);
+    let mut wal_data = Map::new();
+    wal_data.insert("key_alias".into(), json!(alias));
+    proxy.home.record(&mut wal_data);
+    let timeout = proxy.config.request_timeout();
     let wal_id = wal::put(
-        req.storage.as_ref(),
+        storage,
         rollback::KIND,
-        json!({ "key_alias": alias }),
+        Value::Object(wal_data),
+        wal::Schedule {
+            // generate, then possibly a clean-up delete, each up to the timeout
+            hold_for: 2 * timeout + ISSUE_MARGIN,
+            give_up_after: Some(key_lifetime),
+        },
     )
     .await?;
 
@@ -83,10 +96,15 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     metadata.insert("vault_mount".into(), req.mount_point.clone());
     metadata.insert("vault_display_name".into(), req.display_name.clone());
     metadata.insert("created_by".into(), "vault-plugin-secrets-litellm".into());
+    let (key_type, allowed_routes) = role.litellm_scope();
     let request = GenerateKeyRequest {
         key_alias: alias.clone(),
-        duration: format!("{}s", grant.ttl.as_secs()),
-        models: role.models.clone(),
+        duration: format!("{}s", key_lifetime.as_secs()),
+        models: if role.all_models() {
+            Vec::new()
+        } else {
+            role.models.clone()
+        },
         max_budget: (role.max_budget > 0.0).then_some(role.max_budget),
         budget_duration: role.budget_duration.clone(),
         tpm_limit: role.tpm_limit,
@@ -94,20 +112,14 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         max_parallel_requests: role.max_parallel_requests,
         team_id: role.team_id.clone(),
         user_id: role.user_id.clone(),
+        key_type: key_type.map(str::to_string),
+        allowed_routes,
         metadata,
     };
-    let key = match client.generate_key(&request).await {
+    let key = match proxy.client.generate_key(&request).await {
         Ok(key) => key,
         Err(e) => {
-            // Did LiteLLM create it anyway (timeout after commit)? Delete by
-            // alias now; if that is not possible, the WAL stays for rollback.
-            if client
-                .delete_key_aliases(std::slice::from_ref(&alias))
-                .await
-                .is_ok()
-            {
-                let _ = wal::delete(req.storage.as_ref(), &wal_id).await;
-            }
+            settle_failed_generate(&proxy.client, storage, &wal_id, &alias, &e).await;
             return Err(upstream(e));
         }
     };
@@ -118,7 +130,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         std::process::abort();
     }
 
-    wal::delete(req.storage.as_ref(), &wal_id).await?;
+    wal::delete(storage, &wal_id).await?;
     tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "issued LiteLLM key");
 
     let mut data = Map::new();
@@ -130,7 +142,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.extend(role.limits());
     let secret = Secret::new(
         key_secret::SECRET_TYPE,
-        key_secret::internal_data(&alias, &key.token, &role_name),
+        key_secret::internal_data(&alias, &key.token, &role_name, &proxy.home),
         grant.ttl,
         role.max_ttl(),
     );
@@ -140,6 +152,34 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         response = response.warn(w);
     }
     Ok(Some(response))
+}
+
+/// After `/key/generate` failed: the WAL entry goes only when no key can
+/// exist. A clear refusal (4xx, nothing sent) created none. After an
+/// ambiguous failure (timeout, broken connection, 5xx, unreadable answer)
+/// LiteLLM may have created the key, or may still commit it: the entry goes
+/// only if deleting by alias removed a key now; otherwise the rollback
+/// deletes it once the entry's hold is over.
+async fn settle_failed_generate(
+    client: &Client,
+    storage: &dyn Storage,
+    wal_id: &str,
+    alias: &str,
+    error: &litellm::Error,
+) {
+    if error.is_ambiguous() {
+        match client.delete_key_aliases(&[alias.to_string()]).await {
+            Ok(Deleted::Now) => {}
+            outcome => {
+                tracing::warn!(key_alias = %alias, error = %error, outcome = ?outcome,
+                    "generate failed ambiguously; the rollback will delete the key if LiteLLM created it");
+                return;
+            }
+        }
+    }
+    if let Err(e) = wal::delete(storage, wal_id).await {
+        tracing::warn!(wal_id = %wal_id, error = %e, "cannot delete the WAL entry of a failed issue; the rollback will");
+    }
 }
 
 #[cfg(test)]

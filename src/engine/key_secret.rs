@@ -1,14 +1,15 @@
 //! The `litellm_key` lease: renew extends the key, revoke deletes it.
 //!
-//! The lease stores only the alias, the token hash (sha256 of the key) and
-//! the role: never the key.
+//! The lease stores only the alias, the token hash (sha256 of the key), the
+//! role and the proxy the key lives on: never the key.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
-use super::{roles, upstream, Engine};
+use super::proxy::Home;
+use super::{roles, upstream, Engine, EXPIRY_GRACE};
 use crate::framework::{
     calculate_ttl, callback, Error, Request, Response, Result, SecretType, TtlRequest,
 };
@@ -16,11 +17,12 @@ use crate::litellm::Deleted;
 
 pub const SECRET_TYPE: &str = "litellm_key";
 
-pub fn internal_data(alias: &str, token: &str, role: &str) -> Map<String, Value> {
+pub fn internal_data(alias: &str, token: &str, role: &str, home: &Home) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("key_alias".into(), json!(alias));
     m.insert("token".into(), json!(token));
     m.insert("role".into(), json!(role));
+    home.record(&mut m);
     m
 }
 
@@ -49,6 +51,11 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             "role {role_name:?} was deleted; its keys can no longer be renewed"
         ))
     })?;
+    // The max TTL counts from the issue time: guessing "now" would let a
+    // lease be renewed forever.
+    let issue_time = secret.issue_time.ok_or_else(|| {
+        Error::Internal("the server sent no issue time with the renewal; refusing to guess".into())
+    })?;
     let now = SystemTime::now();
     let grant = calculate_ttl(&TtlRequest {
         increment: secret.increment,
@@ -56,12 +63,16 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         backend_max_ttl: role.max_ttl(),
         mount_default_ttl,
         mount_max_ttl,
-        issue_time: secret.issue_time.unwrap_or(now),
+        issue_time,
         now,
     })?;
-    let client = engine.client(req.storage.as_ref()).await?;
+    let home = Home::recorded(&secret.internal);
+    let client = engine
+        .clients
+        .for_key(req.storage.as_ref(), home.as_ref())
+        .await?;
     let updated = client
-        .extend_key(&token, grant.ttl)
+        .extend_key(&token, grant.ttl + EXPIRY_GRACE)
         .await
         .map_err(upstream)?;
     tracing::info!(role = %role_name, key_alias = secret.internal_str("key_alias").unwrap_or("?"), ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
@@ -89,7 +100,11 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let alias = secret.internal_str("key_alias").unwrap_or("?");
     // Any error makes the host retry with backoff: the key is never
     // forgotten while it may still exist.
-    let client = engine.client(req.storage.as_ref()).await?;
+    let home = Home::recorded(&secret.internal);
+    let client = engine
+        .clients
+        .for_key(req.storage.as_ref(), home.as_ref())
+        .await?;
     match client.delete_keys(&[token]).await.map_err(upstream)? {
         Deleted::Now => tracing::info!(key_alias = %alias, "revoked LiteLLM key"),
         Deleted::AlreadyGone => tracing::info!(key_alias = %alias, "LiteLLM key was already gone"),

@@ -7,19 +7,21 @@
 //! |----------------|--------------------------------------------------|
 //! | `config`       | proxy URL, master key (seal-wrapped), TLS, timeout |
 //! | `roles/<name>` | what a minted key may do                         |
-//! | `wal/<id>`     | aliases of keys being minted right now           |
+//! | `proxies/<id>` | settings of proxies keys were minted on before (seal-wrapped) |
+//! | `wal/<id>`     | aliases of keys being minted right now (local to the cluster) |
 
 mod config;
 mod creds;
 mod key_secret;
+mod proxy;
 mod roles;
 mod rollback;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::framework::{Backend, Error, Result, SpecialPaths, Storage};
+use crate::framework::{Backend, Error, Result, SpecialPaths};
 use crate::litellm;
 
 const HELP: &str = "\
@@ -32,55 +34,38 @@ the lease would have. Configure the proxy at `config`, define `roles/<name>`
 and read `creds/<name>` to get a key.";
 
 /// Mount option: how old an unfinished WAL entry must be before the rollback
-/// deletes its key. It must exceed the longest a `creds` request can take
-/// (`request_timeout` is at most 5 minutes), or a key being issued right now
-/// could be deleted under its caller.
+/// deletes its key. Whatever it says, an entry is never touched before its
+/// own hold ends (`ISSUE_MARGIN` plus twice the request timeout: the longest
+/// an issue can take), so a key being issued right now is never deleted
+/// under its caller.
 pub const ROLLBACK_MIN_AGE_OPTION: &str = "rollback_min_age";
 const DEFAULT_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(600);
-/// After this long a failing rollback gives up (the key has expired in
-/// LiteLLM by itself long before, since its duration is the lease TTL).
-const ROLLBACK_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Beyond the LiteLLM calls of an issue (generate, and a clean-up delete
+/// after a failure): storage writes and scheduling.
+pub const ISSUE_MARGIN: Duration = Duration::from_secs(15);
+/// How much longer a key lives in LiteLLM than its lease: LiteLLM starts the
+/// clock when it creates the key, the server when it stores the lease a
+/// moment later, and the two clocks may differ a little. The key must never
+/// expire before the lease that promises it.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(30);
+/// Rollback entries written before entries recorded their key's expiry are
+/// given up after this long: longer than the longest lease a mount allows
+/// by default (32 days), so no live key is abandoned.
+const LEGACY_ROLLBACK_MAX_AGE: Duration = Duration::from_secs(33 * 24 * 3600);
 
 /// The state shared by all handlers of one mount.
 pub struct Engine {
-    /// The client for the stored config, built on first use. The counter
-    /// makes sure a client built from a config that changed meanwhile is
-    /// never cached.
-    client: Mutex<(u64, Option<Arc<litellm::Client>>)>,
+    clients: proxy::Clients,
+    /// Serialises read-modify-write of `config` and roles.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
     fn new() -> Self {
         Self {
-            client: Mutex::new((0, None)),
+            clients: proxy::Clients::default(),
+            writes: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// The LiteLLM client for the current config.
-    async fn client(&self, storage: &dyn Storage) -> Result<Arc<litellm::Client>> {
-        let generation = {
-            let cached = self.client.lock().unwrap();
-            if let Some(client) = &cached.1 {
-                return Ok(Arc::clone(client));
-            }
-            cached.0
-        };
-        let config = config::load(storage).await?.ok_or_else(|| {
-            Error::invalid("the LiteLLM connection is not configured: write config first")
-        })?;
-        let client = Arc::new(litellm::Client::new(&config.settings()?).map_err(upstream)?);
-        let mut cached = self.client.lock().unwrap();
-        if cached.0 == generation {
-            cached.1 = Some(Arc::clone(&client));
-        }
-        Ok(client)
-    }
-
-    /// Drops the cached client: the config changed (here or on another node).
-    fn forget_client(&self) {
-        let mut cached = self.client.lock().unwrap();
-        cached.0 += 1;
-        cached.1 = None;
     }
 }
 
@@ -90,11 +75,12 @@ fn upstream(e: litellm::Error) -> Error {
     match &e {
         L::Config(_) | L::Rejected { .. } => Error::invalid(e.to_string()),
         L::Unreachable { .. } => Error::coded(503, e.to_string()),
+        L::Interrupted { .. } => Error::coded(502, e.to_string()),
         L::Timeout(_) => Error::coded(504, e.to_string()),
         L::Unauthorized { .. } => {
             Error::coded(502, format!("{e}; update the master key at config"))
         }
-        L::NotFound(_) | L::Server { .. } | L::InvalidResponse(_) => {
+        L::NotFound { .. } | L::Server { .. } | L::InvalidResponse(_) => {
             Error::coded(502, e.to_string())
         }
     }
@@ -116,22 +102,25 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         .path(creds::path(&engine))
         .secret(key_secret::secret_type(&engine));
     backend.special_paths = SpecialPaths {
-        seal_wrap_storage: vec![config::STORAGE_KEY.into()],
+        seal_wrap_storage: vec![config::STORAGE_KEY.into(), proxy::RETIRED_PREFIX.into()],
+        // A WAL entry belongs to the cluster whose node wrote it: it must
+        // not replicate to (or be forwarded from) performance secondaries.
+        local_storage: vec![crate::framework::wal::WAL_PREFIX.into()],
         ..SpecialPaths::default()
     };
     backend.wal_rollback = Some(rollback::wal_rollback(
         &engine,
         rollback_min_age,
-        ROLLBACK_MAX_AGE,
+        LEGACY_ROLLBACK_MAX_AGE,
     ));
     let on_invalidate = Arc::clone(&engine);
     backend.invalidate = Some(Arc::new(move |key: &str| {
-        if key == config::STORAGE_KEY {
-            on_invalidate.forget_client();
+        if key == config::STORAGE_KEY || key.starts_with(proxy::RETIRED_PREFIX) {
+            on_invalidate.clients.forget();
         }
     }));
     let on_cleanup = Arc::clone(&engine);
-    backend.cleanup = Some(Arc::new(move || on_cleanup.forget_client()));
+    backend.cleanup = Some(Arc::new(move || on_cleanup.clients.forget()));
     Ok(backend)
 }
 

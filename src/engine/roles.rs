@@ -28,10 +28,92 @@ pub const RESERVED_METADATA: &[&str] = &[
     "created_by",
 ];
 
+/// What a key may call in LiteLLM, as LiteLLM's `key_type` presets.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyType {
+    /// Model calls only (LiteLLM's `llm_api_routes`).
+    LlmApi,
+    /// Read-only info routes (`info_routes`): no model calls, no changes.
+    ReadOnly,
+    /// Whatever the key's user may do: an internal user's key can mint keys.
+    Default,
+    /// Key and user management (`management_routes`).
+    Management,
+}
+
+impl KeyType {
+    const NAMES: &'static str = "llm_api, read_only, default or management";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LlmApi => "llm_api",
+            Self::ReadOnly => "read_only",
+            Self::Default => "default",
+            Self::Management => "management",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim() {
+            "llm_api" => Self::LlmApi,
+            "read_only" => Self::ReadOnly,
+            "default" => Self::Default,
+            "management" => Self::Management,
+            _ => return None,
+        })
+    }
+}
+
+/// LiteLLM route groups that cannot create, change or delete keys or users.
+const ROUTE_GROUPS_WITHOUT_MANAGEMENT: &[&str] = &[
+    "llm_api_routes",
+    "openai_routes",
+    "anthropic_routes",
+    "google_routes",
+    "mapped_pass_through_routes",
+    "passthrough_routes_wildcard",
+    "mcp_inference_routes",
+    "agent_inference_routes",
+    "litellm_native_routes",
+    "model_info_routes",
+    "info_routes",
+];
+/// Path prefixes of model calls (an explicit route such as `/v1/chat/completions`).
+const MODEL_CALL_PREFIXES: &[&str] = &[
+    "/v1/",
+    "/chat/",
+    "/completions",
+    "/embeddings",
+    "/images/",
+    "/audio/",
+    "/moderations",
+    "/responses",
+    "/messages",
+    "/models",
+];
+
+/// True unless `route` is known not to manage keys or users.
+fn route_may_manage(route: &str) -> bool {
+    !(ROUTE_GROUPS_WITHOUT_MANAGEMENT.contains(&route)
+        || MODEL_CALL_PREFIXES.iter().any(|p| route.starts_with(p)))
+}
+
 /// A stored role. Optional limits are `None` when unset (0 in a write).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Role {
     pub models: Vec<String>,
+    /// Every model, explicitly. `None`: stored before this field existed,
+    /// when an empty `models` meant every model.
+    #[serde(default)]
+    pub allow_all_models: Option<bool>,
+    /// `None`: stored before `key_type` existed; its keys get LiteLLM's
+    /// `default` type, as they always did.
+    #[serde(default)]
+    pub key_type: Option<KeyType>,
+    /// Overrides `key_type` when not empty.
+    #[serde(default)]
+    pub allowed_routes: Vec<String>,
     /// 0 = no budget cap.
     pub max_budget: f64,
     pub key_alias_prefix: String,
@@ -49,9 +131,13 @@ pub struct Role {
 }
 
 impl Default for Role {
+    /// A role being created: model calls only, and no model until named.
     fn default() -> Self {
         Self {
             models: Vec::new(),
+            allow_all_models: Some(false),
+            key_type: Some(KeyType::LlmApi),
+            allowed_routes: Vec::new(),
             max_budget: 0.0,
             key_alias_prefix: DEFAULT_ALIAS_PREFIX.into(),
             metadata: BTreeMap::new(),
@@ -74,6 +160,62 @@ impl Role {
 
     pub fn max_ttl(&self) -> Duration {
         Duration::from_secs(self.max_ttl)
+    }
+
+    /// Whether keys may call every model.
+    pub fn all_models(&self) -> bool {
+        self.allow_all_models.unwrap_or(self.models.is_empty())
+    }
+
+    /// What LiteLLM is asked for: `(key_type, allowed_routes)`. An explicit
+    /// route list wins, and LiteLLM applies `key_type` over it, so only one
+    /// is sent.
+    pub fn litellm_scope(&self) -> (Option<&'static str>, Option<Vec<String>>) {
+        if self.allowed_routes.is_empty() {
+            (self.key_type.map(KeyType::as_str), None)
+        } else {
+            (None, Some(self.allowed_routes.clone()))
+        }
+    }
+
+    /// Keys of this role may create, change or delete keys or users
+    /// (depending on their user, for `default`).
+    pub fn may_manage_keys(&self) -> bool {
+        if !self.allowed_routes.is_empty() {
+            return self.allowed_routes.iter().any(|r| route_may_manage(r));
+        }
+        matches!(
+            self.key_type,
+            None | Some(KeyType::Default | KeyType::Management)
+        )
+    }
+
+    /// What an operator should know when reading the role.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.key_type.is_none() && self.allowed_routes.is_empty() {
+            out.push(
+                "this role predates key_type: its keys are LiteLLM \"default\" keys, which may mint \
+                 and delete keys when user_id names an internal user or admin; tighten it with \
+                 key_type=llm_api (model calls only)"
+                    .to_string(),
+            );
+        } else if self.may_manage_keys() {
+            out.push(
+                "keys of this role may manage keys or users in LiteLLM (key_type or allowed_routes); \
+                 keys they mint are not leased and outlive their parent: use key_type=llm_api unless \
+                 this is intended"
+                    .to_string(),
+            );
+        }
+        if self.allow_all_models.is_none() && self.models.is_empty() {
+            out.push(
+                "this role predates allow_all_models: its keys may call every model; name them with \
+                 models=... or confirm with allow_all_models=true"
+                    .to_string(),
+            );
+        }
+        out
     }
 
     /// The role's LiteLLM limits that are set, as response/help data.
@@ -101,8 +243,46 @@ impl Role {
 
     /// Applies the fields of a write on top of `self`, then checks the whole.
     fn apply(mut self, f: &FieldData) -> Result<Self> {
-        if let Some(models) = f.list("models") {
+        let models = f.list("models");
+        if let Some(models) = models {
+            // Blank input ("", " , ", [""]) parses to nothing: never "every model".
+            if models.is_empty() {
+                return Err(Error::invalid(format!(
+                    "field \"models\" names no model; {MODELS_HINT}"
+                )));
+            }
             self.models = models.to_vec();
+        }
+        match f.bool("allow_all_models") {
+            Some(true) if models.is_some() => {
+                return Err(Error::invalid(
+                    "fields \"models\" and \"allow_all_models\"=true exclude each other: give one",
+                ))
+            }
+            Some(all) => {
+                self.allow_all_models = Some(all);
+                if all {
+                    self.models.clear();
+                }
+            }
+            None if models.is_some() => self.allow_all_models = Some(false),
+            None => {}
+        }
+        if let Some(key_type) = f.str("key_type") {
+            self.key_type = Some(KeyType::parse(key_type).ok_or_else(|| {
+                Error::invalid(format!("field \"key_type\" must be {}", KeyType::NAMES))
+            })?);
+        }
+        if let Some(routes) = f.list("allowed_routes") {
+            if let Some(bad) = routes
+                .iter()
+                .find(|r| r.len() > 256 || r.chars().any(char::is_whitespace))
+            {
+                return Err(Error::invalid(format!(
+                    "field \"allowed_routes\": {bad:?} is not a route or route group"
+                )));
+            }
+            self.allowed_routes = routes.to_vec();
         }
         if let Some(budget) = f.float("max_budget") {
             if budget < 0.0 {
@@ -181,9 +361,18 @@ impl Role {
                 *slot = Some(v.trim().to_string()).filter(|v| !v.is_empty());
             }
         }
+        // Last, so that a wrong value elsewhere is reported first.
+        if !self.all_models() && self.models.is_empty() {
+            return Err(Error::invalid(format!(
+                "field \"models\" is required; {MODELS_HINT}"
+            )));
+        }
         Ok(self)
     }
 }
+
+const MODELS_HINT: &str = "list the models keys may call (models=gpt-4o,claude-3-haiku), or set \
+     allow_all_models=true to allow every model";
 
 /// LiteLLM's duration syntax: a count and one unit.
 fn is_litellm_duration(s: &str) -> bool {
@@ -206,7 +395,29 @@ pub fn path(engine: &Arc<Engine>) -> Path {
         .field(Field::new(
             "models",
             FieldType::StringList,
-            "Models the key may call; empty = every model.",
+            "Models the key may call; required unless allow_all_models=true.",
+        ))
+        .field(
+            Field::new(
+                "allow_all_models",
+                FieldType::Bool,
+                "Let keys call every model (instead of listing them in models).",
+            )
+            .default_value(false),
+        )
+        .field(
+            Field::new(
+                "key_type",
+                FieldType::String,
+                "LiteLLM key type: llm_api (model calls only), read_only, default (the powers of \
+                 the key's user) or management.",
+            )
+            .default_value("llm_api"),
+        )
+        .field(Field::new(
+            "allowed_routes",
+            FieldType::StringList,
+            "LiteLLM routes or route groups keys may call; overrides key_type. Empty = unset.",
         ))
         .field(
             Field::new(
@@ -298,6 +509,13 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     };
     let mut data = Map::new();
     data.insert("models".into(), json!(role.models));
+    data.insert("allow_all_models".into(), json!(role.all_models()));
+    data.insert(
+        "key_type".into(),
+        json!(role.key_type.unwrap_or(KeyType::Default).as_str()),
+    );
+    data.insert("allowed_routes".into(), json!(role.allowed_routes));
+    data.insert("may_manage_keys".into(), json!(role.may_manage_keys()));
     data.insert("max_budget".into(), json!(role.max_budget));
     data.insert("key_alias_prefix".into(), json!(role.key_alias_prefix));
     data.insert("metadata".into(), json!(role.metadata));
@@ -321,19 +539,34 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         "user_id".into(),
         json!(role.user_id.clone().unwrap_or_default()),
     );
-    Ok(Some(Response::with_data(data)))
+    let mut response = Response::with_data(data);
+    for warning in role.warnings() {
+        response = response.warn(warning);
+    }
+    Ok(Some(response))
 }
 
-async fn write(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let name = req.fields.str("name").unwrap_or_default();
+    // Read-modify-write: two partial writes at once must not lose a field.
+    let _writing = engine.writes.lock().await;
     let existing = load(req.storage.as_ref(), name).await?.unwrap_or_default();
     let role = existing.apply(&req.fields)?;
     put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
-    Ok(None)
+    let warnings = role.warnings();
+    if warnings.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        warnings
+            .into_iter()
+            .fold(Response::with_data(Map::new()), Response::warn),
+    ))
 }
 
-async fn delete(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let name = req.fields.str("name").unwrap_or_default();
+    let _writing = engine.writes.lock().await;
     req.storage.delete(&format!("{PREFIX}{name}")).await?;
     Ok(None)
 }
@@ -357,10 +590,109 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let r = apply(Role::default(), json!({})).unwrap();
+        let r = apply(Role::default(), json!({"models": "m"})).unwrap();
         assert_eq!(r.key_alias_prefix, "vault");
-        assert!(r.models.is_empty());
+        assert_eq!(r.models, ["m"]);
         assert_eq!(r.max_budget, 0.0);
+        assert_eq!(r.key_type, Some(KeyType::LlmApi));
+        assert!(!r.may_manage_keys());
+        assert!(r.warnings().is_empty());
+        assert_eq!(r.litellm_scope(), (Some("llm_api"), None));
+    }
+
+    #[test]
+    fn models_fail_closed() {
+        for body in [
+            json!({}),
+            json!({"models": ""}),
+            json!({"models": " , "}),
+            json!({"models": [""]}),
+            json!({"models": []}),
+            json!({"allow_all_models": false}),
+        ] {
+            let err = apply(Role::default(), body.clone()).unwrap_err();
+            assert_eq!(err.status(), 400, "{body}");
+            assert!(err.to_string().contains("\"models\""), "{body}: {err}");
+        }
+        let err = apply(
+            Role::default(),
+            json!({"models": "a", "allow_all_models": true}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("allow_all_models"), "{err}");
+
+        let all = apply(Role::default(), json!({"allow_all_models": true})).unwrap();
+        assert!(all.all_models() && all.models.is_empty());
+        // Naming models later narrows the role again.
+        let narrowed = apply(all, json!({"models": "a"})).unwrap();
+        assert!(!narrowed.all_models());
+        // Turning "all" off without naming models is refused.
+        let err = apply(narrowed.clone(), json!({"models": ""})).unwrap_err();
+        assert!(err.to_string().contains("models"), "{err}");
+        let widened = apply(narrowed, json!({"allow_all_models": true})).unwrap();
+        assert!(widened.models.is_empty());
+    }
+
+    #[test]
+    fn key_types_and_routes() {
+        let base = apply(Role::default(), json!({"models": "m"})).unwrap();
+        for (body, manages) in [
+            (json!({"key_type": "llm_api"}), false),
+            (json!({"key_type": "read_only"}), false),
+            (json!({"key_type": "default"}), true),
+            (json!({"key_type": "management"}), true),
+            (
+                json!({"allowed_routes": "llm_api_routes,/v1/chat/completions"}),
+                false,
+            ),
+            (
+                json!({"allowed_routes": ["llm_api_routes", "/key/generate"]}),
+                true,
+            ),
+            (json!({"allowed_routes": "management_routes"}), true),
+        ] {
+            let r = apply(base.clone(), body.clone()).unwrap();
+            assert_eq!(r.may_manage_keys(), manages, "{body}");
+            assert_eq!(!r.warnings().is_empty(), manages, "{body}");
+        }
+        let routed = apply(base.clone(), json!({"allowed_routes": "llm_api_routes"})).unwrap();
+        assert_eq!(
+            routed.litellm_scope(),
+            (None, Some(vec!["llm_api_routes".to_string()]))
+        );
+        let unset = apply(routed, json!({"allowed_routes": ""})).unwrap();
+        assert_eq!(unset.litellm_scope(), (Some("llm_api"), None));
+        for body in [
+            json!({"key_type": "admin"}),
+            json!({"allowed_routes": ["has space"]}),
+        ] {
+            let err = apply(base.clone(), body.clone()).unwrap_err();
+            let field = body.as_object().unwrap().keys().next().unwrap().clone();
+            assert!(err.to_string().contains(&field), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn roles_stored_before_key_type_keep_working_with_warnings() {
+        let legacy: Role = serde_json::from_value(json!({
+            "models": [], "max_budget": 0.0, "key_alias_prefix": "vault", "metadata": {},
+            "ttl": 0, "max_ttl": 0, "budget_duration": null, "tpm_limit": null, "rpm_limit": null,
+            "max_parallel_requests": null, "team_id": null, "user_id": "u"
+        }))
+        .unwrap();
+        assert_eq!(legacy.key_type, None);
+        assert!(legacy.all_models());
+        assert!(legacy.may_manage_keys());
+        assert_eq!(legacy.litellm_scope(), (None, None));
+        let warnings = legacy.warnings().join(" ");
+        assert!(warnings.contains("key_type=llm_api"), "{warnings}");
+        assert!(warnings.contains("allow_all_models"), "{warnings}");
+        // An unrelated write keeps its behaviour; tightening is explicit.
+        let touched = apply(legacy, json!({"max_budget": 1})).unwrap();
+        assert_eq!(touched.key_type, None);
+        assert!(touched.all_models());
+        let tightened = apply(touched, json!({"key_type": "llm_api", "models": "m"})).unwrap();
+        assert!(tightened.warnings().is_empty());
     }
 
     #[test]
@@ -391,6 +723,7 @@ mod tests {
             json!({"models":["a"],"max_budget":3,"ttl":60}),
         )
         .unwrap();
+        assert!(!r.all_models());
         let r = apply(r, json!({"max_budget":5})).unwrap();
         assert_eq!(r.models, ["a"]);
         assert_eq!(r.ttl, 60);
@@ -423,6 +756,10 @@ mod tests {
             (json!({"models": [1]}), "models"),
             (json!({"modles": ["a"]}), "modles"),
         ] {
+            let mut body = body;
+            if body.get("models").is_none() {
+                body["models"] = json!("m");
+            }
             let err = apply(Role::default(), body.clone()).unwrap_err();
             assert_eq!(err.status(), 400, "{body}");
             assert!(err.to_string().contains(field), "{body}: {err}");
@@ -431,7 +768,7 @@ mod tests {
 
     #[test]
     fn ttl_above_an_existing_max_ttl_is_refused() {
-        let r = apply(Role::default(), json!({"max_ttl":"1h"})).unwrap();
+        let r = apply(Role::default(), json!({"max_ttl":"1h","models":"m"})).unwrap();
         assert!(apply(r, json!({"ttl":"2h"})).is_err());
     }
 

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::proxy::Home;
 use super::{upstream, Engine};
 use crate::framework::wal::WalEntry;
 use crate::framework::{callback, Error, Request, Result, WalRollback};
 
-/// WAL kind of a key being minted; data `{"key_alias": ...}`.
+/// WAL kind of a key being minted; data `{"key_alias", "proxy_id", "proxy_url"}`.
 pub const KIND: &str = "litellm_key";
 
 pub fn wal_rollback(engine: &Arc<Engine>, min_age: Duration, max_age: Duration) -> WalRollback {
@@ -32,7 +33,11 @@ async fn delete_abandoned_key(
         .as_str()
         .ok_or_else(|| Error::Internal("WAL entry without key_alias".into()))?
         .to_string();
-    let client = engine.client(req.storage.as_ref()).await?;
+    let home = entry.data.as_object().and_then(Home::recorded);
+    let client = engine
+        .clients
+        .for_key(req.storage.as_ref(), home.as_ref())
+        .await?;
     let outcome = client
         .delete_key_aliases(std::slice::from_ref(&alias))
         .await

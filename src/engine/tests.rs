@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::framework::storage::{MemoryStorage, StaticSystemView, PERFORMANCE_STANDBY};
-use crate::framework::{wal, Operation, Request, Secret, SystemView};
+use crate::framework::{wal, Operation, Request, Secret, Storage, SystemView};
 use crate::litellm::stub::{route, Route, Stub};
 
 const GENERATED: &str = r#"{"key":"sk-generated-secret","token":"abc123hash","key_alias":"x","expires":"2030-01-01T00:00:00Z"}"#;
@@ -87,6 +87,15 @@ impl Mount {
         self.call(Operation::Read, "creds/dev", json!(null)).await
     }
 
+    /// Where keys minted now live.
+    async fn home(&self) -> proxy::Home {
+        let c = config::load(self.storage.as_ref()).await.unwrap().unwrap();
+        proxy::Home {
+            proxy_id: c.proxy_id,
+            base_url: c.base_url,
+        }
+    }
+
     fn wal_entries(&self) -> usize {
         self.storage
             .keys()
@@ -123,7 +132,9 @@ async fn creds_issue_a_lease_and_clean_the_wal() {
     );
     assert_eq!(m.wal_entries(), 0);
     let sent = stub.requests().concat();
-    assert!(sent.contains(r#""duration":"3600s""#), "{sent}");
+    // The lease's TTL plus the grace: the key never dies before its lease.
+    assert!(sent.contains(r#""duration":"3630s""#), "{sent}");
+    assert!(sent.contains(r#""key_type":"llm_api""#), "{sent}");
     assert!(sent.contains(r#""vault_role":"dev""#), "{sent}");
     for key in m.storage.keys() {
         let stored = String::from_utf8(m.storage.get(&key).await.unwrap().unwrap()).unwrap();
@@ -237,6 +248,7 @@ async fn rollback_deletes_by_alias_and_clears_the_wal() {
         m.storage.as_ref(),
         rollback::KIND,
         json!({"key_alias": "vault-dev-x"}),
+        wal::Schedule::default(),
     )
     .await
     .unwrap();
@@ -246,10 +258,10 @@ async fn rollback_deletes_by_alias_and_clears_the_wal() {
     assert!(sent.contains(r#""key_aliases":["vault-dev-x"]"#), "{sent}");
 }
 
-fn lease(token: &str) -> Secret {
+fn lease(token: &str, home: &proxy::Home) -> Secret {
     let mut s = Secret::new(
         key_secret::SECRET_TYPE,
-        key_secret::internal_data("vault-dev-x", token, "dev"),
+        key_secret::internal_data("vault-dev-x", token, "dev", home),
         Duration::from_secs(60),
         Duration::ZERO,
     );
@@ -265,7 +277,7 @@ async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     )
     .await;
     let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
-    req.secret = Some(lease("abc"));
+    req.secret = Some(lease("abc", &m.home().await));
     assert!(m.backend.handle(req).await.unwrap().is_none());
 
     let (_down, m) = mount_against(
@@ -274,7 +286,7 @@ async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     )
     .await;
     let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
-    req.secret = Some(lease("abc"));
+    req.secret = Some(lease("abc", &m.home().await));
     let err = m.backend.handle(req).await.unwrap_err();
     assert_eq!(err.status(), 502, "an error makes the server retry: {err}");
 }
@@ -295,7 +307,7 @@ async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
         "creds/dev",
         json!({"key": "sk-plain", "key_alias": "vault-dev-x"}),
     );
-    let mut secret = lease("abc");
+    let mut secret = lease("abc", &m.home().await);
     secret.increment = Duration::from_secs(600);
     req.secret = Some(secret);
     let resp = m.backend.handle(req).await.unwrap().unwrap();
@@ -303,7 +315,7 @@ async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
     assert!(resp.data.get("key").is_none());
     let sent = stub.requests().concat();
     assert!(
-        sent.contains(r#""duration":"600s""#) && sent.contains(r#""key":"abc""#),
+        sent.contains(r#""duration":"630s""#) && sent.contains(r#""key":"abc""#),
         "{sent}"
     );
 }
@@ -350,7 +362,7 @@ async fn config_read_never_shows_the_master_key() {
 #[tokio::test]
 async fn unconfigured_and_unknown_roles_are_400() {
     let m = Mount::new(StaticSystemView::default());
-    m.call(Operation::Update, "roles/dev", json!({}))
+    m.call(Operation::Update, "roles/dev", json!({"models": ["m"]}))
         .await
         .unwrap();
     let err = m.creds().await.unwrap_err();
@@ -396,7 +408,20 @@ fn upstream_errors_map_to_http_codes() {
             },
             502,
         ),
-        (L::NotFound("x".into()), 502),
+        (
+            L::NotFound {
+                url: "u".into(),
+                message: "x".into(),
+            },
+            502,
+        ),
+        (
+            L::Interrupted {
+                url: "u".into(),
+                reason: "reset".into(),
+            },
+            502,
+        ),
         (L::InvalidResponse("x".into()), 502),
     ];
     for (e, status) in cases {
@@ -415,4 +440,257 @@ fn bad_mount_options_fail_the_mount() {
         panic!("a bad option must fail the mount")
     };
     assert!(e.contains(ROLLBACK_MIN_AGE_OPTION), "{e}");
+}
+
+/// `creds/dev` against a stub whose generate fails with `generate`, and
+/// whose clean-up delete answers `delete`: returns the WAL entries left and
+/// how many deletes were tried.
+async fn failed_generate(generate: Route, delete: Route) -> (usize, usize) {
+    let (stub, m) = mount_against(vec![generate, delete], StaticSystemView::default()).await;
+    assert!(m.creds().await.is_err());
+    (m.wal_entries(), stub.count("POST /key/delete"))
+}
+
+#[tokio::test]
+async fn ambiguous_generate_failures_keep_the_wal_unless_a_key_was_deleted() {
+    let deleted = route("POST /key/delete", 200, r#"{"deleted_keys":["a"]}"#);
+    let no_keys = route("POST /key/delete", 404, NO_KEYS);
+    let slow = Route {
+        route: "POST /key/generate",
+        status: 200,
+        body: GENERATED,
+        delay: Duration::from_secs(3),
+    };
+    let broken = route("POST /key/generate", 500, "boom");
+    let reset = route("POST /key/generate", 0, "");
+    let garbled = route("POST /key/generate", 200, "<html>");
+    for generate in [slow, broken, reset, garbled] {
+        let what = format!("{} {}", generate.status, generate.body);
+        // LiteLLM may commit the key after the clean-up ran: keep the entry.
+        assert_eq!(
+            failed_generate(generate.clone(), no_keys.clone()).await,
+            (1, 1),
+            "{what}"
+        );
+        // The clean-up removed the key: nothing is left to roll back.
+        assert_eq!(
+            failed_generate(generate, deleted.clone()).await,
+            (0, 1),
+            "{what}"
+        );
+    }
+    // A clear refusal created nothing: no clean-up call, no entry.
+    let refused = route("POST /key/generate", 400, r#"{"error":{"message":"bad"}}"#);
+    assert_eq!(failed_generate(refused, no_keys).await, (0, 0));
+}
+
+#[tokio::test]
+async fn an_unreachable_proxy_leaves_no_wal_entry() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        url::Url::parse(&format!("http://{}/", l.local_addr().unwrap())).unwrap()
+    };
+    let m = Mount::new(StaticSystemView::default())
+        .configured(&closed)
+        .await;
+    let err = m.creds().await.unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    assert_eq!(m.wal_entries(), 0);
+}
+
+#[tokio::test]
+async fn only_litellms_own_no_keys_found_means_already_gone() {
+    // A 404 from anything else (a wrong path prefix, a gateway) keeps the lease.
+    for (status, body) in [
+        (404, r#"{"detail":"Not Found"}"#),
+        (404, "<html>404 Not Found</html>"),
+        (
+            404,
+            r#"{"error":{"message":"Key not found.","code":"404"}}"#,
+        ),
+    ] {
+        let (_stub, m) = mount_against(
+            vec![Route {
+                route: "POST /key/delete",
+                status,
+                body,
+                delay: Duration::ZERO,
+            }],
+            StaticSystemView::default(),
+        )
+        .await;
+        let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
+        req.secret = Some(lease("abc", &m.home().await));
+        let err = m.backend.handle(req).await.unwrap_err();
+        assert_eq!(err.status(), 502, "{body}: {err}");
+    }
+    // The rollback treats it the same way: the entry stays.
+    let (_stub, m) = mount_against(vec![], StaticSystemView::default()).await;
+    wal::put(
+        m.storage.as_ref(),
+        rollback::KIND,
+        json!({"key_alias": "vault-dev-x"}),
+        wal::Schedule::default(),
+    )
+    .await
+    .unwrap();
+    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    assert_eq!(m.wal_entries(), 1);
+}
+
+#[tokio::test]
+async fn renew_without_an_issue_time_is_refused() {
+    let (stub, m) = mount_against(
+        vec![route("POST /key/update", 200, "{}")],
+        StaticSystemView::default(),
+    )
+    .await;
+    let mut req = m.request(Operation::Renew, "creds/dev", json!({}));
+    let mut secret = lease("abc", &m.home().await);
+    secret.issue_time = None;
+    req.secret = Some(secret);
+    let err = m.backend.handle(req).await.unwrap_err();
+    assert!(err.to_string().contains("issue time"), "{err}");
+    assert_eq!(stub.count("POST /key/update"), 0);
+}
+
+/// Revokes a lease minted at `home` and returns its outcome.
+async fn revoke(m: &Mount, home: &proxy::Home) -> Result<Option<crate::framework::Response>> {
+    let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
+    req.secret = Some(lease("abc", home));
+    m.backend.handle(req).await
+}
+
+async fn write_config(m: &Mount, body: Value) -> Result<Option<crate::framework::Response>> {
+    let mut body = body;
+    body["verify_connection"] = json!(false);
+    m.call(Operation::Update, "config", body).await
+}
+
+#[tokio::test]
+async fn keys_revoke_on_the_proxy_they_were_minted_on() {
+    let gone = route("POST /key/delete", 200, r#"{"deleted_keys":["abc"]}"#);
+    let first = Stub::start(vec![gone.clone()]).await;
+    let second = Stub::start(vec![gone.clone()]).await;
+    let m = Mount::new(StaticSystemView::default())
+        .configured(&first.url)
+        .await;
+    let home = m.home().await;
+
+    // Another proxy: the old key still revokes on the first one.
+    let resp = write_config(&m, json!({"base_url": second.url.as_str()}))
+        .await
+        .unwrap()
+        .expect("a warning");
+    assert!(
+        resp.warnings[0].contains("proxy_moved=true"),
+        "{:?}",
+        resp.warnings
+    );
+    assert_ne!(m.home().await.proxy_id, home.proxy_id);
+    revoke(&m, &home).await.unwrap();
+    assert_eq!((first.count("POST"), second.count("POST")), (1, 0));
+    let read = m.ok(Operation::Read, "config", json!(null)).await;
+    assert_eq!(
+        read.data["retired_proxies"][&home.proxy_id],
+        first.url.as_str()
+    );
+    assert!(!Value::Object(read.data).to_string().contains("sk-master"));
+
+    // Deleting the config keeps what revoke needs.
+    m.call(Operation::Delete, "config", json!(null))
+        .await
+        .unwrap();
+    revoke(&m, &home).await.unwrap();
+    assert_eq!(first.count("POST"), 2);
+    let err = m.creds().await.unwrap_err();
+    assert!(err.to_string().contains("write config first"), "{err}");
+
+    // Back at the first URL: the first proxy's keys are its keys again.
+    write_config(
+        &m,
+        json!({"base_url": first.url.as_str(), "master_key": "sk-master"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.home().await.proxy_id, home.proxy_id);
+
+    // The same proxy moved: its keys follow it to the new URL.
+    write_config(
+        &m,
+        json!({"base_url": second.url.as_str(), "proxy_moved": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.home().await.proxy_id, home.proxy_id);
+    revoke(&m, &home).await.unwrap();
+    assert_eq!((first.count("POST"), second.count("POST")), (2, 1));
+
+    // A proxy the mount never knew: loud, and nothing is called.
+    let stranger = proxy::Home {
+        proxy_id: "feedface".into(),
+        base_url: "http://elsewhere:4000/".into(),
+    };
+    let err = revoke(&m, &stranger).await.unwrap_err();
+    assert!(err.to_string().contains("http://elsewhere:4000/"), "{err}");
+    assert_eq!((first.count("POST"), second.count("POST")), (2, 1));
+}
+
+#[tokio::test]
+async fn rollback_gives_up_only_after_the_keys_own_expiry() {
+    let (_stub, m) = mount_against(
+        vec![route("POST /key/delete", 503, "down")],
+        StaticSystemView::default(),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Older than any fixed limit, but its key lives on: kept.
+    let alive = wal::WalEntry {
+        kind: rollback::KIND.into(),
+        data: json!({"key_alias": "a"}),
+        created_at: now - 60 * 24 * 3600,
+        hold_until: None,
+        give_up_after: Some(now + 3600),
+    };
+    // Its key has expired in LiteLLM by itself: dropped.
+    let expired = wal::WalEntry {
+        give_up_after: Some(now - 10),
+        ..alive.clone()
+    };
+    for (id, entry) in [("alive", &alive), ("expired", &expired)] {
+        let bytes = serde_json::to_vec(entry).unwrap();
+        m.storage
+            .put(&format!("{}{id}", wal::WAL_PREFIX), bytes)
+            .await
+            .unwrap();
+    }
+    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    assert_eq!(wal::list(m.storage.as_ref()).await.unwrap(), vec!["alive"]);
+}
+
+#[tokio::test]
+async fn wal_entries_record_their_hold_expiry_and_proxy() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("POST /key/generate", 500, "boom"),
+            route("POST /key/delete", 404, NO_KEYS),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    assert!(m.creds().await.is_err());
+    let id = wal::list(m.storage.as_ref()).await.unwrap().remove(0);
+    let entry = wal::get(m.storage.as_ref(), &id).await.unwrap().unwrap();
+    // request_timeout is 2s: generate + clean-up + the margin.
+    let hold = entry.hold_until.unwrap() - entry.created_at;
+    assert_eq!(hold, 2 * 2 + ISSUE_MARGIN.as_secs() + 1);
+    let lifetime = entry.give_up_after.unwrap() - entry.created_at;
+    assert_eq!(lifetime, 3600 + EXPIRY_GRACE.as_secs() + 1);
+    assert_eq!(entry.data["proxy_id"], json!(m.home().await.proxy_id));
+    // Within its hold, even a zero minimum age leaves it alone.
+    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    assert_eq!(m.wal_entries(), 1);
 }

@@ -27,8 +27,10 @@ pub struct SecretType {
 /// How the engine undoes work recorded in the WAL that never reached a lease.
 pub struct WalRollback {
     /// Younger entries may belong to a request still in flight: skip them.
+    /// An entry's own `hold_until` can only make the wait longer.
     pub min_age: Duration,
-    /// Older entries whose rollback still fails are dropped (with a log line).
+    /// Entries that do not say when to give up (`give_up_after`) and whose
+    /// rollback still fails at this age are dropped (with a log line).
     pub max_age: Duration,
     pub handler: Callback<(Request, wal::WalEntry), ()>,
 }
@@ -190,9 +192,12 @@ impl Backend {
                 }
             };
             let age = entry.age(now);
-            if age < rollback.min_age {
+            if age < rollback.min_age || entry.is_held(now) {
                 continue;
             }
+            let past_give_up = entry
+                .is_past_give_up(now)
+                .unwrap_or(age >= rollback.max_age);
             let kind = entry.kind.clone();
             match (rollback.handler)((req.clone(), entry)).await {
                 Ok(()) => {
@@ -201,7 +206,7 @@ impl Backend {
                         tracing::warn!(wal_id = %id, error = %e, "rollback: cannot delete WAL entry");
                     }
                 }
-                Err(e) if age >= rollback.max_age => {
+                Err(e) if past_give_up => {
                     tracing::error!(wal_id = %id, kind = %kind, error = %e, "rollback keeps failing; giving up on this WAL entry");
                     let _ = wal::delete(req.storage.as_ref(), &id).await;
                 }
@@ -417,12 +422,22 @@ mod tests {
         let st = state();
         let b = backend(&st, Duration::ZERO);
         let s = Arc::new(MemoryStorage::default());
-        wal::put(s.as_ref(), "k", json!({"fail": false}))
-            .await
-            .unwrap();
-        let failing = wal::put(s.as_ref(), "k", json!({"fail": true}))
-            .await
-            .unwrap();
+        wal::put(
+            s.as_ref(),
+            "k",
+            json!({"fail": false}),
+            wal::Schedule::default(),
+        )
+        .await
+        .unwrap();
+        let failing = wal::put(
+            s.as_ref(),
+            "k",
+            json!({"fail": true}),
+            wal::Schedule::default(),
+        )
+        .await
+        .unwrap();
         b.handle(request(Operation::Rollback, "", &s))
             .await
             .unwrap();
@@ -435,7 +450,28 @@ mod tests {
         let st = state();
         let b = backend(&st, Duration::from_secs(600));
         let s = Arc::new(MemoryStorage::default());
-        wal::put(s.as_ref(), "k", json!({})).await.unwrap();
+        wal::put(s.as_ref(), "k", json!({}), wal::Schedule::default())
+            .await
+            .unwrap();
+        b.handle(request(Operation::Rollback, "", &s))
+            .await
+            .unwrap();
+        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
+        assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn rollback_respects_an_entrys_own_hold() {
+        let st = state();
+        let b = backend(&st, Duration::ZERO);
+        let s = Arc::new(MemoryStorage::default());
+        let schedule = wal::Schedule {
+            hold_for: Duration::from_secs(300),
+            give_up_after: None,
+        };
+        wal::put(s.as_ref(), "k", json!({}), schedule)
+            .await
+            .unwrap();
         b.handle(request(Operation::Rollback, "", &s))
             .await
             .unwrap();

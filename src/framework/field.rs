@@ -118,10 +118,16 @@ impl Field {
 
     fn parse_type(&self, raw: &Value) -> Result<FieldValue> {
         let bad = |expected: &str| {
-            Error::invalid(format!(
-                "field {:?}: expected {expected}, got {}",
-                self.name,
+            // Errors reach the caller, the audit log and debug logs: the
+            // value of a sensitive field is never part of one.
+            let got = if self.sensitive {
+                json_kind(raw).to_string()
+            } else {
                 describe(raw)
+            };
+            Error::invalid(format!(
+                "field {:?}: expected {expected}, got {got}",
+                self.name
             ))
         };
         Ok(match self.ty {
@@ -405,6 +411,18 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The JSON type of a value, without the value.
+fn json_kind(raw: &Value) -> &'static str {
+    match raw {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn describe(raw: &Value) -> String {
     let text = raw.to_string();
     if text.chars().count() > 40 {
@@ -439,6 +457,30 @@ mod tests {
             &[("name", "dev".into())],
             body.as_object().unwrap(),
         )
+    }
+
+    #[test]
+    fn sensitive_values_never_appear_in_errors() {
+        let secret = Field::new("master_key", FieldType::String, "").sensitive();
+        for raw in [
+            json!({"k": "sk-secret-1234"}),
+            json!(["sk-secret-1234"]),
+            json!(true),
+        ] {
+            let err = secret.parse(&raw).unwrap_err().to_string();
+            assert!(err.contains("master_key"), "{err}");
+            assert!(err.contains("expected a string"), "{err}");
+            assert!(!err.contains("sk-secret"), "{err}");
+        }
+        let long = Field::new("master_key", FieldType::String, "")
+            .sensitive()
+            .max_len(4);
+        let err = long.parse(&json!("sk-secret-1234")).unwrap_err();
+        assert!(!err.to_string().contains("sk-secret"), "{err}");
+        // Other fields keep showing what was wrong.
+        let plain = Field::new("ttl", FieldType::Duration, "");
+        let err = plain.parse(&json!("soon")).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
     }
 
     #[test]

@@ -24,14 +24,22 @@ pub use types::{GenerateKeyRequest, GeneratedKey, UpdatedKey};
 pub enum Error {
     #[error("invalid LiteLLM connection settings: {0}")]
     Config(String),
+    /// Nothing was sent: the connection could not be made.
     #[error("cannot reach LiteLLM at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The connection broke after the request may have been sent: LiteLLM
+    /// may or may not have acted on it.
+    #[error("the connection to LiteLLM at {url} broke: {reason}")]
+    Interrupted { url: String, reason: String },
     #[error("LiteLLM did not answer within {}s", .0.as_secs())]
     Timeout(Duration),
     #[error("LiteLLM rejected the master key (HTTP {status}): {message}")]
     Unauthorized { status: u16, message: String },
-    #[error("LiteLLM found no such key (HTTP 404): {0}")]
-    NotFound(String),
+    /// A 404 that is not LiteLLM's own "No keys found": a wrong path
+    /// prefix, a gateway, a route missing during a redeploy. Never taken to
+    /// mean that a key is gone.
+    #[error("HTTP 404 from {url}: {message} (is base_url the LiteLLM proxy itself?)")]
+    NotFound { url: String, message: String },
     #[error("LiteLLM refused the request (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
     #[error("LiteLLM failed (HTTP {status}): {message}")]
@@ -45,7 +53,22 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable { .. } | Self::Timeout(_) | Self::Server { .. }
+            Self::Unreachable { .. }
+                | Self::Interrupted { .. }
+                | Self::Timeout(_)
+                | Self::Server { .. }
+        )
+    }
+
+    /// The request may have taken effect although it failed: a timeout, a
+    /// broken connection, a 5xx or an answer that could not be read.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self,
+            Self::Interrupted { .. }
+                | Self::Timeout(_)
+                | Self::Server { .. }
+                | Self::InvalidResponse(_)
         )
     }
 }
@@ -83,9 +106,14 @@ impl fmt::Debug for Client {
 /// Outcome of a delete that may be a retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deleted {
+    /// LiteLLM removed a key just now.
     Now,
+    /// LiteLLM itself answered that no such key exists.
     AlreadyGone,
 }
+
+/// LiteLLM's words when none of the keys of a delete exist (inside a 404).
+const NO_KEYS_FOUND: &str = "No keys found";
 
 impl Client {
     pub fn new(settings: &Settings) -> Result<Self, Error> {
@@ -160,7 +188,9 @@ impl Client {
             .await
         {
             Ok(_) => Ok(Deleted::Now),
-            Err(Error::NotFound(_)) => Ok(Deleted::AlreadyGone),
+            Err(Error::NotFound { message, .. }) if message.contains(NO_KEYS_FOUND) => {
+                Ok(Deleted::AlreadyGone)
+            }
             Err(e) => Err(e),
         }
     }
@@ -202,7 +232,10 @@ impl Client {
                 status: code,
                 message,
             },
-            StatusCode::NOT_FOUND => Error::NotFound(message),
+            StatusCode::NOT_FOUND => Error::NotFound {
+                url: redact_url(&url),
+                message,
+            },
             s if s.is_server_error() => Error::Server {
                 status: code,
                 message,
@@ -225,9 +258,12 @@ impl Client {
             reason = s.to_string();
             source = s.source();
         }
-        Error::Unreachable {
-            url: self.base_url.to_string(),
-            reason: self.scrub(&reason),
+        let url = self.base_url.to_string();
+        let reason = self.scrub(&reason);
+        if e.is_connect() {
+            Error::Unreachable { url, reason }
+        } else {
+            Error::Interrupted { url, reason }
         }
     }
 
@@ -239,6 +275,14 @@ impl Client {
         text.replace(&self.master_key, "<master key>")
             .replace(&self.master_key_hash, "<master key hash>")
     }
+}
+
+/// The URL without any query (it never carries credentials: `base_url` has
+/// none, and keys travel in bodies and headers).
+fn redact_url(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
 }
 
 /// LiteLLM's error text: `{"error":{"message":..}}`, FastAPI's

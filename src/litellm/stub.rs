@@ -11,6 +11,10 @@ use url::Url;
 
 /// One canned answer: requests whose first line starts with `route`
 /// (e.g. `"POST /key/generate"`) get `status` and `body` after `delay`.
+/// Status 0 closes the connection without an answer, after the request
+/// was read (a crash or reset mid-request). Unmatched requests get a 404
+/// like a web server's for an unknown route, which is not LiteLLM's
+/// "No keys found".
 #[derive(Clone)]
 pub struct Route {
     pub route: &'static str,
@@ -54,6 +58,9 @@ impl Stub {
                             (r.status, r.body, r.delay)
                         });
                     tokio::time::sleep(delay).await;
+                    if status == 0 {
+                        return;
+                    }
                     let reply = format!(
                         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()

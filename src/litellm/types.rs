@@ -26,6 +26,13 @@ pub struct GenerateKeyRequest {
     pub team_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// `llm_api`, `read_only`, `default` or `management`; unset = LiteLLM's
+    /// `default`, whose powers are those of the key's user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<String>,
+    /// Routes or route groups the key may call; overrides `key_type`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_routes: Option<Vec<String>>,
     pub metadata: BTreeMap<String, String>,
 }
 

@@ -32,6 +32,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+mod fixtures;
+mod net;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use fixtures::{configured_server, live_leases, unique_prefix, MOUNT};
+#[allow(unused_imports)]
+pub use net::Cable;
+
 /// The file name of the plugin binary inside the server's plugin directory, and the `command`
 /// it is registered with.
 pub const PLUGIN_FILE_NAME: &str = "vault-plugin-secrets-litellm";

@@ -1,0 +1,194 @@
+//! Which LiteLLM proxy a key lives on, and the clients that reach it.
+//!
+//! Every lease and WAL entry records the `proxy_id` of the proxy its key was
+//! minted on. `config` names the current proxy; when it is deleted or points
+//! at a different proxy, the old connection settings are kept under
+//! `proxies/<id>` ("retired"), so the keys minted there still renew and
+//! revoke *there*, never on a proxy that never had them. A proxy that only
+//! moved to a new URL keeps its id (`config` write with `proxy_moved=true`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::config::{self, Config};
+use super::upstream;
+use crate::framework::storage::{get_json, put_json};
+use crate::framework::{Error, Result, Storage};
+use crate::litellm::Client;
+
+pub const RETIRED_PREFIX: &str = "proxies/";
+
+/// Where a key lives, as recorded in its lease and WAL entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Home {
+    pub proxy_id: String,
+    /// For messages only: the URL may change while the id stays.
+    pub base_url: String,
+}
+
+impl Home {
+    pub fn record(&self, data: &mut Map<String, Value>) {
+        data.insert("proxy_id".into(), self.proxy_id.clone().into());
+        data.insert("proxy_url".into(), self.base_url.clone().into());
+    }
+
+    /// `None` for leases and WAL entries written before proxies were
+    /// recorded: those keys belong to the configured proxy.
+    pub fn recorded(data: &Map<String, Value>) -> Option<Home> {
+        let id = data.get("proxy_id")?.as_str()?;
+        Some(Home {
+            proxy_id: id.to_string(),
+            base_url: data
+                .get("proxy_url")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+        })
+    }
+}
+
+pub fn new_proxy_id() -> String {
+    let mut raw = [0u8; 8];
+    rand::rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+pub async fn load_retired(storage: &dyn Storage, id: &str) -> Result<Option<Config>> {
+    get_json(storage, &format!("{RETIRED_PREFIX}{id}")).await
+}
+
+pub async fn retire(storage: &dyn Storage, config: &Config) -> Result<()> {
+    put_json(
+        storage,
+        &format!("{RETIRED_PREFIX}{}", config.proxy_id),
+        config,
+    )
+    .await
+}
+
+pub async fn forget_retired(storage: &dyn Storage, id: &str) -> Result<()> {
+    storage.delete(&format!("{RETIRED_PREFIX}{id}")).await
+}
+
+/// Every retired proxy's settings.
+pub async fn list_retired(storage: &dyn Storage) -> Result<Vec<Config>> {
+    let mut out = Vec::new();
+    for id in storage.list(RETIRED_PREFIX).await? {
+        if let Some(c) = load_retired(storage, &id).await? {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The configured proxy, ready to mint keys on.
+pub struct Current {
+    pub client: Arc<Client>,
+    pub home: Home,
+    pub config: Arc<Config>,
+}
+
+/// Clients built from stored settings, built once and reused. The
+/// generation makes sure a client built from settings that changed
+/// meanwhile is never cached.
+#[derive(Default)]
+pub struct Clients {
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    current: Option<(Arc<Config>, Arc<Client>)>,
+    retired: HashMap<String, Arc<Client>>,
+}
+
+impl Clients {
+    /// The client of the configured proxy.
+    pub async fn current(&self, storage: &dyn Storage) -> Result<Current> {
+        self.try_current(storage).await?.ok_or_else(|| {
+            Error::invalid("the LiteLLM connection is not configured: write config first")
+        })
+    }
+
+    async fn try_current(&self, storage: &dyn Storage) -> Result<Option<Current>> {
+        let generation = {
+            let cache = self.cache.lock().unwrap();
+            if let Some((config, client)) = &cache.current {
+                return Ok(Some(current(config, client)));
+            }
+            cache.generation
+        };
+        let Some(config) = config::load(storage).await? else {
+            return Ok(None);
+        };
+        let config = Arc::new(config);
+        let client = Arc::new(Client::new(&config.settings()?).map_err(upstream)?);
+        let mut cache = self.cache.lock().unwrap();
+        if cache.generation == generation {
+            cache.current = Some((Arc::clone(&config), Arc::clone(&client)));
+        }
+        Ok(Some(current(&config, &client)))
+    }
+
+    /// The client of the proxy a key lives on.
+    pub async fn for_key(&self, storage: &dyn Storage, home: Option<&Home>) -> Result<Arc<Client>> {
+        let Some(home) = home else {
+            return Ok(self.current(storage).await?.client);
+        };
+        // Not configured (deleted) is fine: the key's proxy may be retired.
+        if let Some(c) = self.try_current(storage).await? {
+            if c.home.proxy_id == home.proxy_id {
+                return Ok(c.client);
+            }
+        }
+        let generation = {
+            let cache = self.cache.lock().unwrap();
+            if let Some(client) = cache.retired.get(&home.proxy_id) {
+                return Ok(Arc::clone(client));
+            }
+            cache.generation
+        };
+        let config = load_retired(storage, &home.proxy_id)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                "this key was minted on the LiteLLM proxy at {} (proxy id {}), which this mount no \
+                 longer knows; nothing was deleted. If that proxy now answers at the configured \
+                 base_url, write config with base_url and proxy_moved=true",
+                home.base_url, home.proxy_id
+            ))
+            })?;
+        let client = Arc::new(Client::new(&config.settings()?).map_err(upstream)?);
+        let mut cache = self.cache.lock().unwrap();
+        if cache.generation == generation {
+            cache
+                .retired
+                .insert(home.proxy_id.clone(), Arc::clone(&client));
+        }
+        Ok(client)
+    }
+
+    /// Drops every cached client: settings changed (here or on another node).
+    pub fn forget(&self) {
+        let mut cache = self.cache.lock().unwrap();
+        cache.generation += 1;
+        cache.current = None;
+        cache.retired.clear();
+    }
+}
+
+fn current(config: &Arc<Config>, client: &Arc<Client>) -> Current {
+    Current {
+        client: Arc::clone(client),
+        home: Home {
+            proxy_id: config.proxy_id.clone(),
+            base_url: config.base_url.clone(),
+        },
+        config: Arc::clone(config),
+    }
+}

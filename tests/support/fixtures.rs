@@ -1,0 +1,59 @@
+//! Small pieces several test files need: unique alias prefixes, lease
+//! counts, a mounted and configured engine, and LiteLLM calls made with a
+//! virtual key instead of the master key.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::{plugin_binary, plugin_version, send, unix_now, DevServer, Engine, LiteLlm};
+
+/// The mount path every test uses.
+pub const MOUNT: &str = "litellm";
+
+/// A short alias prefix unique to this run: keys made by one test never
+/// match another's.
+pub fn unique_prefix(tag: &str) -> String {
+    format!("t{tag}{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff)
+}
+
+/// Leases alive under `litellm/creds/<role>/`.
+pub fn live_leases(server: &DevServer, role: &str) -> usize {
+    let (status, body) = server.list(&format!("sys/leases/lookup/{MOUNT}/creds/{role}/"));
+    match status {
+        404 => 0,
+        200 => body["data"]["keys"].as_array().map_or(0, Vec::len),
+        _ => panic!("listing leases: {status} {body}"),
+    }
+}
+
+/// A dev server with the plugin mounted at `MOUNT` and configured for `litellm`.
+pub fn configured_server(engine: Engine, litellm: &LiteLlm) -> DevServer {
+    let server = DevServer::start(engine, &plugin_binary());
+    server.register_this_plugin("litellm");
+    server.enable(MOUNT, "litellm", &plugin_version());
+    let (status, body) = server.put(
+        &format!("{MOUNT}/config"),
+        &json!({"base_url": litellm.url, "master_key": litellm.master_key}),
+    );
+    assert!((200..300).contains(&status), "config: {status} {body}");
+    server
+}
+
+impl LiteLlm {
+    /// Any LiteLLM route called with a virtual key: what that key may do.
+    pub fn call_as(&self, key: &str, method: Method, path: &str, body: &Value) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.url))
+            .bearer_auth(key);
+        if method != Method::GET {
+            request = request.json(body);
+        }
+        send(request)
+    }
+
+    /// A LiteLLM route called with the master key.
+    pub fn admin(&self, method: Method, path: &str, body: &Value) -> (u16, Value) {
+        self.call_as(&self.master_key.clone(), method, path, body)
+    }
+}
