@@ -313,6 +313,47 @@ fn tool(names: &[&str], skipped_check: &str) -> Option<PathBuf> {
 
 // ------------------------------------------------------------------------------------ policies
 
+/// Listens on a free loopback port and returns it with a thread that answers the first HTTP
+/// request like LiteLLM's `/key/list` and returns that request's head (empty after 30 s without
+/// one).
+fn capture_one_request() -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let thread = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(_) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
+                Err(_) => return String::new(),
+            }
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let body = br#"{"keys":[],"total_count":0,"current_page":1,"total_pages":1}"#;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(body);
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    (port, thread)
+}
+
 /// docs/examples/policies: the consumer may read creds/dev and renew/revoke its lease, and
 /// gets 403 on another role, on config, on roles and on the kill switch; the admin manages
 /// config, roles and leases; the rotator may only replace the master key.
@@ -547,6 +588,30 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
         d.assert_works(&key, "key of the 5 s token");
         d.wait_refused(&key, "the consumer's token expired");
         d.step("consumer: a key read with a 5 s token is refused once the token expired");
+
+        // docs/policies.md: `update` on config is as good as the master key. A write of
+        // base_url alone makes the engine call the new URL with the stored master key.
+        let (port, captured) = capture_one_request();
+        let (status, body) = d.call(
+            &admin,
+            None,
+            Method::POST,
+            "litellm/config",
+            Some(json!({ "base_url": format!("http://127.0.0.1:{port}") })),
+        );
+        let request = captured.join().expect("capture thread");
+        let bearer = format!("bearer {}", d.litellm.master_key).to_lowercase();
+        assert!(
+            request.lines().any(|line| {
+                let line = line.to_lowercase();
+                line.starts_with("authorization:") && line.ends_with(&bearer)
+            }),
+            "a base_url-only config write (HTTP {status}: {}) did not send the stored master key \
+             to the new URL; request line: {:?}",
+            error_text(&body),
+            request.lines().next()
+        );
+        d.step("admin: a base_url-only config write sends the stored master key to that URL, as the docs warn");
     });
 }
 
@@ -1059,11 +1124,10 @@ fn same_value(written: &Value, read: &Value) -> bool {
 }
 
 /// docs/examples/terraform/main.tf: `terraform fmt` accepts it; its roles, written to the engine
-/// and read back the way the provider does with ignore_absent_fields, show no drift; and the
-/// reason for `disable_delete` on the config: unmounting revokes every lease, which works with
-/// the config in place and fails (leaving the mount tainted) without it.
+/// and read back the way the provider does with ignore_absent_fields, show no drift; and
+/// `terraform destroy`'s order (roles, config, then the mount) still revokes every key.
 #[test]
-fn terraform_example_roles_apply_without_drift_and_config_outlives_the_mount() {
+fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys() {
     for_each_engine(|engine| {
         let d = Docs::new(engine, "terraform", "t", true);
         let root = ROOT_TOKEN;
@@ -1127,7 +1191,8 @@ fn terraform_example_roles_apply_without_drift_and_config_outlives_the_mount() {
             ));
         }
 
-        // With the config kept, unmounting revokes the key.
+        // `terraform destroy` order: roles, then config, then the mount. Deleting config only
+        // stops new issues; the unmount still revokes the keys already issued.
         let (status, body) = d.call(
             root,
             None,
@@ -1137,74 +1202,21 @@ fn terraform_example_roles_apply_without_drift_and_config_outlives_the_mount() {
         );
         assert_ok(status, &body, "role probe");
         let (_, key) = d.issue(root, None, "probe");
-        d.server.disable(MOUNT);
-        d.wait_refused(&key, "unmount with the config in place");
-        d.step("config kept: unmounting revoked the lease and the key is gone");
-
-        // With the config deleted first, the unmount fails and the mount is left tainted.
-        d.server.enable("litellm-b", PLUGIN, &plugin_version());
-        let (status, body) = d.call(
-            root,
-            None,
-            Method::POST,
-            "litellm-b/config",
-            Some(d.config_body()),
-        );
-        assert_ok(status, &body, "config of litellm-b");
-        let (status, body) = d.call(
-            root,
-            None,
-            Method::POST,
-            "litellm-b/roles/probe",
-            Some(d.role_body(json!({"ttl": "1h"}))),
-        );
-        assert_ok(status, &body, "role probe on litellm-b");
-        let (status, creds) = d.call(root, None, Method::GET, "litellm-b/creds/probe", None);
-        assert_ok(status, &creds, "creds on litellm-b");
-        let orphan = creds["data"]["key"].as_str().unwrap_or_default().to_owned();
-        let (status, body) = d.call(root, None, Method::DELETE, "litellm-b/config", None);
-        assert_ok(status, &body, "delete config of litellm-b");
-        let (status, body) = d.call(root, None, Method::DELETE, "sys/mounts/litellm-b", None);
-        assert!(
-            (400..500).contains(&status) && error_text(&body).contains("not configured"),
-            "unmount without config: expected a 4xx naming the missing config, got HTTP {status}: {}",
-            error_text(&body)
-        );
-        let (status, body) = d.call(
-            root,
-            None,
-            Method::POST,
-            "litellm-b/config",
-            Some(d.config_body()),
-        );
+        for path in ["litellm/roles/probe", "litellm/config"] {
+            let (status, body) = d.call(root, None, Method::DELETE, path, None);
+            assert_ok(status, &body, &format!("delete {path}"));
+        }
+        let (status, body) = d.call(root, None, Method::GET, "litellm/creds/probe", None);
         assert!(
             !(200..300).contains(&status),
-            "the mount should be tainted after the failed unmount, but writing config gave HTTP {status}: {}",
-            error_text(&body)
+            "creds after deleting role and config: HTTP {status}: {body}"
         );
-        d.step(format!(
-            "config deleted first: unmount refused (revocation needs the config), mount tainted (config write HTTP {status})"
-        ));
-        // The way out: force-revoke (drops the leases without deleting the keys), then unmount.
-        let (status, body) = d.call(
-            root,
-            None,
-            Method::PUT,
-            "sys/leases/revoke-force/litellm-b",
-            Some(json!({})),
+        d.server.disable(MOUNT);
+        d.wait_refused(&key, "unmount after the config was deleted");
+        assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
+        d.step(
+            "destroy order (role, config, then mount): unmount ok, the key is gone from LiteLLM",
         );
-        assert_ok(status, &body, "revoke-force litellm-b/");
-        d.server.disable("litellm-b");
-        d.assert_works(
-            &orphan,
-            "key after revoke-force (left for LiteLLM to expire)",
-        );
-        assert_eq!(
-            d.litellm.delete_key(&orphan),
-            200,
-            "deleting the orphan by hand"
-        );
-        d.step("revoke-force + unmount cleared it; the key stayed live in LiteLLM (deleted here by hand)");
     });
 }
 

@@ -94,10 +94,6 @@ resource "vault_generic_endpoint" "litellm_config" {
 
   # master_key is write-only (a read returns master_key_set), so there is nothing to compare.
   disable_read = true
-
-  # Never delete the config on destroy: unmounting revokes every lease, and revoking needs the
-  # connection. With the config gone first the unmount fails and leaves the mount tainted.
-  disable_delete = true
 }
 
 resource "vault_generic_endpoint" "litellm_role" {
