@@ -34,12 +34,11 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, LiteLlm,
-    Steps, ROOT_TOKEN,
+    error_text, eventually, plugin_binary, plugin_version, unique_prefix, unix_now, DevServer,
+    Engine, LiteLlm, Steps, MOUNT, ROOT_TOKEN,
 };
 
-/// Mount path and plugin catalog name, as in the docs.
-const MOUNT: &str = "litellm";
+/// Plugin catalog name, as in the docs (the mount is `support::MOUNT`, `litellm`).
 const PLUGIN: &str = "litellm";
 
 /// A model the mock LiteLLM serves.
@@ -104,11 +103,8 @@ impl Docs {
     fn new(engine: Engine, test: &str, tag: &str, mount: bool) -> Docs {
         let steps = Steps::new(format!("{engine} docs {test}"));
         let litellm = LiteLlm::from_env();
-        let prefix = format!(
-            "docs-{}{tag}-{:08x}",
-            &engine.name()[..1],
-            (unix_now() * 1000.0) as u64 & 0xffff_ffff
-        );
+        // "td" + engine initial + test tag: no other test file's prefix starts like that.
+        let prefix = unique_prefix(&format!("d{}{tag}", &engine.name()[..1]));
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin(PLUGIN);
         if mount {
