@@ -46,6 +46,7 @@ locals {
   litellm_roles = {
     dev = {
       models           = ["gpt-4o-mini", "claude-3-haiku"]
+      key_type         = "llm_api" # model calls only (the default, stated for review)
       max_budget       = 5
       budget_duration  = "30d"
       rpm_limit        = 60
