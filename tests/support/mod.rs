@@ -546,6 +546,30 @@ impl DevServer {
         send(request)
     }
 
+    /// Like [`DevServer::request`], with another token and optionally a namespace
+    /// (`X-Vault-Namespace`), for tests of ACL policies and namespaces.
+    pub fn request_as(
+        &self,
+        token: &str,
+        namespace: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("X-Vault-Token", token);
+        if let Some(namespace) = namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        send(request)
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.request(Method::GET, path, None)
     }

@@ -1,0 +1,56 @@
+# Administrator of the mount "litellm/": connection, roles and the leases (keys) it issued.
+#
+#   bao policy write litellm-admin litellm-admin.hcl
+#
+# `config` holds the write-only `master_key`: a read returns `master_key_set`, never the key.
+# Still, treat `update` on config like holding the master key: the engine sends the stored
+# master key to whatever `base_url` is configured.
+path "litellm/config" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+path "litellm/roles" {
+  capabilities = ["list"]
+}
+
+path "litellm/roles/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+# Mint a key with any role (to try a role out). Remove if admins must not hold keys.
+path "litellm/creds/*" {
+  capabilities = ["read"]
+}
+
+# The mount's leases: list them (sudo), look one up, renew or revoke one.
+path "sys/leases/lookup/litellm/*" {
+  capabilities = ["list", "sudo"]
+}
+
+path "sys/leases/lookup" {
+  capabilities = ["update"]
+}
+
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}
+
+path "sys/leases/revoke" {
+  capabilities = ["update"]
+}
+
+# Kill switch: revoke every lease of one role (`bao lease revoke -prefix litellm/creds/<role>`)
+# or of the whole mount (`-prefix litellm/`, which the CLI sends as .../revoke-prefix/litellm
+# without the slash: hence the second block). revoke-prefix always needs sudo.
+path "sys/leases/revoke-prefix/litellm/*" {
+  capabilities = ["update", "sudo"]
+}
+
+path "sys/leases/revoke-prefix/litellm" {
+  capabilities = ["update", "sudo"]
+}
+
+# Default and max TTLs of the mount, and its plugin version (upgrades).
+path "sys/mounts/litellm/tune" {
+  capabilities = ["read", "update"]
+}
