@@ -1440,9 +1440,9 @@ fn static_examples_parse_and_match_their_pages() {
 // ------------------------------------------------------------------------------------ enterprise
 
 /// docs/litellm-enterprise.md: `tags` and `guardrails` on a key are refused by open-source
-/// LiteLLM (403 naming the feature), and a role cannot carry them at all.
+/// LiteLLM (403 naming the feature), and a role carrying them gets that message as a 400.
 #[test]
-fn enterprise_only_litellm_fields_are_refused_and_roles_cannot_set_them() {
+fn enterprise_only_litellm_fields_are_refused_with_the_licence_message() {
     let litellm = LiteLlm::from_env();
     let http = support::http_client();
     let alias = format!(
@@ -1495,18 +1495,28 @@ fn enterprise_only_litellm_fields_are_refused_and_roles_cannot_set_them() {
                 "litellm/roles/dev",
                 Some(d.role_body(json!({ field: ["docs-test"] }))),
             );
+            assert_ok(status, &body, &format!("role with `{field}`"));
+            let (status, body) = d.call(ROOT_TOKEN, None, Method::GET, "litellm/creds/dev", None);
             assert_eq!(
                 status,
                 400,
-                "role with `{field}`: HTTP {status}: {}",
+                "creds with `{field}`: HTTP {status}: {}",
                 error_text(&body)
             );
             assert!(
-                error_text(&body).contains(field),
-                "the 400 does not name {field}: {}",
+                error_text(&body).contains("Enterprise") && error_text(&body).contains(field),
+                "the 400 does not carry LiteLLM's licence message for {field}: {}",
                 error_text(&body)
             );
+            let (status, body) = d.call(
+                ROOT_TOKEN,
+                None,
+                Method::POST,
+                "litellm/roles/dev",
+                Some(d.role_body(json!({ field: "" }))),
+            );
+            assert_ok(status, &body, &format!("unset `{field}`"));
         }
-        d.step("roles/dev with `tags` or `guardrails`: 400 naming the field");
+        d.step("roles/dev with `tags` or `guardrails`: creds answers 400 with the licence message");
     });
 }
