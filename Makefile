@@ -12,8 +12,8 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 BIN := vault-plugin-secrets-litellm
-# Unit tests live in the library and the binary; `--lib` only when there is a library target.
-UNIT_TARGETS := $(if $(wildcard src/lib.rs),--lib) --bins
+# Unit tests live in the libraries (the plugin and crates/vault-plugin-sdk) and the binary.
+UNIT_TARGETS := --workspace --lib --bins
 # Integration-test output is not captured, so SKIPPED lines and step timings are visible.
 IT_ARGS := -- --nocapture --test-threads=1
 
@@ -30,18 +30,20 @@ build: ## Release build; copies the binary and its sha256 into ./dist
 	cd dist && sha256sum $(BIN) > $(BIN).sha256 && cat $(BIN).sha256
 
 fmt: ## Format the code (cargo fmt)
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 lint: ## cargo fmt --check and cargo clippy --all-targets -D warnings (with and without test features)
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features fault-injection -- -D warnings
 
 unit: ## Unit tests only (no servers needed)
 	$(CARGO) test $(UNIT_TARGETS)
 
-test: lint unit ## Lint, unit tests, then all integration tests (tests/*.rs) against the e2e stack
-	e2e/run-with-stack.sh $(CARGO) test --features fault-injection --test '*' $(IT_ARGS)
+test: lint unit ## Lint, unit tests, then all integration tests (tests/*.rs, the SDK's example engine) against the e2e stack
+	e2e/run-with-stack.sh bash -c '$(CARGO) test --features fault-injection --test "*" $(IT_ARGS) && \
+	  $(CARGO) build -p vault-plugin-sdk --example notes && \
+	  $(CARGO) test -p vault-plugin-sdk --test "*" $(IT_ARGS)'
 
 e2e: ## End-to-end lifecycle test (tests/e2e.rs) on every engine in ENGINES
 	e2e/run-with-stack.sh $(CARGO) test --test e2e $(IT_ARGS)

@@ -1,41 +1,42 @@
 //! vault-plugin-secrets-litellm: a HashiCorp Vault / OpenBao secrets engine
 //! that issues LiteLLM proxy virtual keys as leases.
 //!
-//! A tour of the layout, from the wire up:
+//! A tour of the layout:
 //!
-//! * [`proto`]: the wire protocol, generated at build time from `proto/`.
-//! * [`runtime`]: serving that protocol: environment checks and the handshake
-//!   line, AutoMTLS with pinned certificates, the connection broker, the gRPC
-//!   services, hclog logging and the process lifecycle. Knows no engine.
-//! * [`framework`]: what an engine is written against: paths with field
-//!   schemas, typed requests and responses, leased secrets and TTL math,
-//!   storage and the write-ahead log. Knows no protocol and no engine.
+//! * `crates/vault-plugin-sdk`: the plugin protocol ([`runtime`]) and what
+//!   an engine is written against ([`framework`]); it knows no engine and is
+//!   re-exported here under the same names.
 //! * [`litellm`]: a small client for the LiteLLM proxy's key management API.
 //! * [`engine`]: the secrets engine itself, one module per path family
-//!   (`config`, `roles`, `creds`) plus the lease (`key_secret`) and rollback.
+//!   (`config`, `roles`, `creds`) plus the lease (`key_secret`), where keys
+//!   live (`proxy`), who they are for (`attribution`), what a request may
+//!   narrow (`narrowing`) and the rollback.
 //!
-//! `main.rs` hands [`engine::factory`] to [`runtime::serve`].
+//! `main.rs` hands [`engine::factory`] and [`PLUGIN`] to [`runtime::serve`].
+
+pub use vault_plugin_sdk::{framework, proto, runtime};
 
 pub mod engine;
-pub mod framework;
 pub mod litellm;
-pub mod runtime;
 
-/// Code generated from `proto/` by `build.rs`.
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
-pub mod proto {
-    pub mod pb {
-        tonic::include_proto!("pb");
-    }
-    pub mod logical {
-        tonic::include_proto!("logical");
-    }
-    pub mod plugin {
-        tonic::include_proto!("plugin");
-    }
-    pub mod pluginutil {
-        pub mod multiplexing {
-            tonic::include_proto!("pluginutil.multiplexing");
-        }
-    }
-}
+/// What the plugin says about itself: name, version, and what a person who
+/// runs the binary by hand reads.
+pub const PLUGIN: runtime::PluginInfo = runtime::PluginInfo {
+    name: "vault-plugin-secrets-litellm",
+    version: concat!("v", env!("CARGO_PKG_VERSION")),
+    usage: "\
+This binary is a plugin for HashiCorp Vault and OpenBao; it is started by the
+server, not by hand. To use it:
+
+  1. copy it into the server's plugin_directory
+  2. register it with its sha256 and version:
+       SHA=$(sha256sum vault-plugin-secrets-litellm | cut -d' ' -f1)
+       bao plugin register -sha256=$SHA -version={VERSION} \\
+           -command=vault-plugin-secrets-litellm secret litellm
+     (the same with `vault` instead of `bao`)
+  3. enable and configure it:
+       bao secrets enable -path=litellm litellm
+       bao write litellm/config base_url=http://127.0.0.1:4000 master_key=sk-...
+
+Run with --version to print the version.",
+};

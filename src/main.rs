@@ -1,9 +1,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use vault_plugin_secrets_litellm::{engine, runtime, PLUGIN};
+
 fn main() -> ExitCode {
-    vault_plugin_secrets_litellm::runtime::serve(
-        "vault-plugin-secrets-litellm",
-        Arc::new(vault_plugin_secrets_litellm::engine::factory),
-    )
+    runtime::serve(PLUGIN, Arc::new(engine::factory))
 }

@@ -20,6 +20,7 @@
 //! ```text
 //! e2e/run-with-stack.sh cargo test --test docs -- --nocapture --test-threads=1
 //! ```
+#![allow(unsafe_code)] // kill(2) on processes the tests started; SAFETY notes at each call
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Fault tests: every one ends by comparing the keys alive in LiteLLM with
 //! the leases alive in the server; they must match exactly.
+#![allow(unsafe_code)] // kill(2) on processes the tests started; SAFETY notes at each call
 
 mod support;
 

@@ -5,6 +5,7 @@
 //! still renew and revoke their keys; writes on the leader reach every node;
 //! and no key is orphaned. OpenBao only (the recipe is OpenBao's; see
 //! shared/reference/openbao-ha.md).
+#![allow(unsafe_code)] // kill(2) on processes the tests started; SAFETY notes at each call
 
 mod support;
 

@@ -98,6 +98,7 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
     };
     let engine = Arc::new(Engine::new());
     let mut backend = Backend::new(HELP)
+        .named(crate::PLUGIN.name, crate::PLUGIN.version)
         .path(config::path(&engine))
         .path(roles::list_path(&engine))
         .path(roles::path(&engine))

@@ -117,7 +117,8 @@ const NO_KEYS_FOUND: &str = "No keys found";
 
 impl Client {
     pub fn new(settings: &Settings) -> Result<Self, Error> {
-        crate::runtime::tls::install_default_provider();
+        // aws-lc-rs, the one provider in the binary (reqwest is built without its own).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))

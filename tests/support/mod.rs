@@ -13,7 +13,7 @@
 //!
 //! Everything started here is stopped on drop, also when the test panics; the server's log is
 //! then kept and its tail printed.
-
+#![allow(unsafe_code)] // kill(2) on processes the tests started; SAFETY notes at each call
 #![allow(dead_code)] // each test crate uses a different part of this module
 
 use std::fmt;
@@ -57,9 +57,13 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------------------------ helpers
 
-/// The plugin binary cargo built for this test run.
+/// The plugin binary cargo built for this test run (the harness is shared
+/// with the SDK's tests, which have no such binary).
 pub fn plugin_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vault-plugin-secrets-litellm"))
+    match option_env!("CARGO_BIN_EXE_vault-plugin-secrets-litellm") {
+        Some(path) => PathBuf::from(path),
+        None => panic!("only the plugin crate's tests have the plugin binary"),
+    }
 }
 
 /// The version the plugin reports and is registered with (`v` + the crate version).

@@ -60,6 +60,9 @@ pub struct SpecialPaths {
 pub struct Backend {
     /// Overview shown by `path-help <mount>`.
     pub help: &'static str,
+    /// Title and version of the OpenAPI document (see [`Backend::named`]).
+    pub title: &'static str,
+    pub version: &'static str,
     pub paths: Vec<Path>,
     pub secrets: Vec<SecretType>,
     pub special_paths: SpecialPaths,
@@ -76,6 +79,8 @@ impl Backend {
     pub fn new(help: &'static str) -> Self {
         Self {
             help,
+            title: "plugin",
+            version: "",
             paths: Vec::new(),
             secrets: Vec::new(),
             special_paths: SpecialPaths::default(),
@@ -89,6 +94,13 @@ impl Backend {
 
     pub fn periodic(mut self, task: PeriodicTask) -> Self {
         self.periodic.push((task, Mutex::new(None)));
+        self
+    }
+
+    /// Names the engine in its OpenAPI document.
+    pub fn named(mut self, title: &'static str, version: &'static str) -> Self {
+        self.title = title;
+        self.version = version;
         self
     }
 
@@ -275,13 +287,18 @@ impl Backend {
         let (text, doc) = if request_path.trim_matches('/').is_empty() {
             (
                 self.root_help(),
-                openapi::document(self.help, self.paths.iter()),
+                openapi::document(self.title, self.version, self.help, self.paths.iter()),
             )
         } else {
             let (path, _) = self.find(request_path).ok_or(Error::UnsupportedPath)?;
             (
                 format!("{}\n\n{}", path.synopsis, path.description),
-                openapi::document(path.synopsis, std::iter::once(path)),
+                openapi::document(
+                    self.title,
+                    self.version,
+                    path.synopsis,
+                    std::iter::once(path),
+                ),
             )
         };
         let mut data = Map::new();

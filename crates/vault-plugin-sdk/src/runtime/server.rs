@@ -120,16 +120,9 @@ fn apply_socket_group(path: &Path, group: &str) -> Result<(), RuntimeError> {
         Err(_) => {
             let name =
                 std::ffi::CString::new(group).map_err(|e| RuntimeError::Start(e.to_string()))?;
-            // SAFETY: getgrnam reads a NUL-terminated name and returns a
-            // pointer into static storage, read immediately.
-            let entry = unsafe { libc::getgrnam(name.as_ptr()) };
-            if entry.is_null() {
-                return Err(RuntimeError::Start(format!(
-                    "PLUGIN_UNIX_SOCKET_GROUP: no group {group:?}"
-                )));
-            }
-            // SAFETY: checked non-null above.
-            unsafe { (*entry).gr_gid }
+            super::sys::group_id(&name).ok_or_else(|| {
+                RuntimeError::Start(format!("PLUGIN_UNIX_SOCKET_GROUP: no group {group:?}"))
+            })?
         }
     };
     std::os::unix::fs::chown(path, None, Some(gid))?;

@@ -12,13 +12,39 @@ mod host;
 pub mod log;
 mod server;
 mod services;
+mod sys;
 pub mod tls;
 mod translate;
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 pub use backend_service::Factory;
-pub use services::VERSION;
+
+/// What a plugin says about itself; given to [`serve`] by the engine's
+/// `main`, so the runtime carries no engine's name.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginInfo {
+    /// The binary's name, e.g. `vault-plugin-secrets-example`.
+    pub name: &'static str,
+    /// What the plugin reports to the server (`PluginVersion`), which the
+    /// server compares with the registered `-version`: `v` + semver.
+    pub version: &'static str,
+    /// Printed when a person runs the binary by hand (or with `--help`);
+    /// `{VERSION}` is replaced by `version`.
+    pub usage: &'static str,
+}
+
+static PLUGIN: OnceLock<PluginInfo> = OnceLock::new();
+
+/// The running plugin's info (unnamed before [`serve`] set it, in tests).
+pub(crate) fn plugin() -> PluginInfo {
+    PLUGIN.get().copied().unwrap_or(PluginInfo {
+        name: "plugin",
+        version: "v0.0.0",
+        usage: "",
+    })
+}
 
 /// Everything that can stop the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -39,33 +65,31 @@ pub enum RuntimeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Runs the plugin: call this from `main` with the engine's factory.
-pub fn serve(name: &str, factory: Factory) -> ExitCode {
+/// Runs the plugin: call this from `main` with the plugin's info and the
+/// engine's factory.
+pub fn serve(info: PluginInfo, factory: Factory) -> ExitCode {
+    let _ = PLUGIN.set(info);
+    let name = info.name;
+    let usage = info.usage.replace("{VERSION}", info.version);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args
         .iter()
         .any(|a| a == "--version" || a == "-version" || a == "-v")
     {
-        println!("{name} {VERSION}");
+        println!("{name} {}", info.version);
         return ExitCode::SUCCESS;
     }
     if args
         .iter()
         .any(|a| a == "--help" || a == "-h" || a == "-help")
     {
-        println!(
-            "{}",
-            handshake::MANUAL_START_HELP.replace("{VERSION}", env!("CARGO_PKG_VERSION"))
-        );
+        println!("{usage}");
         return ExitCode::SUCCESS;
     }
     let host = match handshake::HostEnv::from_env() {
         Ok(host) => host,
         Err(RuntimeError::NotLaunchedByHost) => {
-            eprintln!(
-                "{}",
-                handshake::MANUAL_START_HELP.replace("{VERSION}", env!("CARGO_PKG_VERSION"))
-            );
+            eprintln!("{usage}");
             return ExitCode::FAILURE;
         }
         Err(e) => {
@@ -76,9 +100,8 @@ pub fn serve(name: &str, factory: Factory) -> ExitCode {
     log::init();
     guard_against_orphaning();
     if host.mlock {
-        // SAFETY: mlockall has no memory-safety preconditions.
-        if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
-            tracing::error!(error = %std::io::Error::last_os_error(), "mlock requested by the server failed");
+        if let Err(e) = sys::lock_memory() {
+            tracing::error!(error = %e, "mlock requested by the server failed");
             return ExitCode::FAILURE;
         }
     }
@@ -109,11 +132,7 @@ pub fn serve(name: &str, factory: Factory) -> ExitCode {
 /// SIGTERM stops the plugin cleanly). SIGINT is ignored, like go-plugin does,
 /// so a Ctrl-C at the server's terminal lets the server shut us down in order.
 fn guard_against_orphaning() {
-    // SAFETY: plain syscalls with constant arguments.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-    }
+    sys::die_with_parent();
     // A parent that died before prctl took effect cannot be detected by
     // getppid() == 1 (in a container the server itself may be PID 1); the
     // first-connection deadline covers that case.

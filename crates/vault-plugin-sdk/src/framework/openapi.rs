@@ -9,7 +9,12 @@ use super::request::Operation;
 
 /// A document describing `paths`. The host merges it into its own, prefixing
 /// each path with the mount.
-pub fn document<'a>(description: &str, paths: impl Iterator<Item = &'a Path>) -> Value {
+pub fn document<'a>(
+    title: &str,
+    version: &str,
+    description: &str,
+    paths: impl Iterator<Item = &'a Path>,
+) -> Value {
     let mut out = Map::new();
     let mut schemas = Map::new();
     for path in paths {
@@ -22,9 +27,9 @@ pub fn document<'a>(description: &str, paths: impl Iterator<Item = &'a Path>) ->
     json!({
         "openapi": "3.0.2",
         "info": {
-            "title": "vault-plugin-secrets-litellm",
+            "title": title,
             "description": description.trim(),
-            "version": concat!("v", env!("CARGO_PKG_VERSION")),
+            "version": version,
             "license": {"name": "MPL-2.0", "url": "https://www.mozilla.org/en-US/MPL/2.0/"},
         },
         "paths": out,

@@ -88,7 +88,7 @@ impl Identity {
     fn self_signed(key: KeyPair) -> Result<Self, RuntimeError> {
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(tls_err)?;
         let mut name = DistinguishedName::new();
-        name.push(DnType::OrganizationName, "vault-plugin-secrets-litellm");
+        name.push(DnType::OrganizationName, super::plugin().name);
         name.push(DnType::CommonName, "localhost");
         params.distinguished_name = name;
         params.extended_key_usages = vec![

@@ -11,8 +11,6 @@ use crate::proto::pluginutil::multiplexing;
 /// canonicalises with a leading `v`.
 pub struct Version;
 
-pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
-
 #[tonic::async_trait]
 impl logical::plugin_version_server::PluginVersion for Version {
     async fn version(
@@ -20,7 +18,7 @@ impl logical::plugin_version_server::PluginVersion for Version {
         _: Request<logical::Empty>,
     ) -> Result<Response<logical::VersionReply>, Status> {
         Ok(Response::new(logical::VersionReply {
-            plugin_version: VERSION.into(),
+            plugin_version: super::plugin().version.into(),
         }))
     }
 }

@@ -87,23 +87,6 @@ pub fn handshake_line(socket: &Path, cert_der: &[u8]) -> String {
     )
 }
 
-/// Printed when someone runs the binary by hand.
-pub const MANUAL_START_HELP: &str = "\
-This binary is a plugin for HashiCorp Vault and OpenBao; it is started by the
-server, not by hand. To use it:
-
-  1. copy it into the server's plugin_directory
-  2. register it with its sha256 and version:
-       SHA=$(sha256sum vault-plugin-secrets-litellm | cut -d' ' -f1)
-       bao plugin register -sha256=$SHA -version=v{VERSION} \\
-           -command=vault-plugin-secrets-litellm secret litellm
-     (the same with `vault` instead of `bao`)
-  3. enable and configure it:
-       bao secrets enable -path=litellm litellm
-       bao write litellm/config base_url=http://127.0.0.1:4000 master_key=sk-...
-
-Run with --version to print the version.";
-
 #[cfg(test)]
 mod tests {
     use super::*;

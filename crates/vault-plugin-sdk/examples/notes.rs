@@ -1,0 +1,84 @@
+//! A whole Vault/OpenBao secrets engine in a few lines: notes kept in the
+//! mount's storage. `cargo build --example notes`, put the binary in the
+//! server's plugin directory, register it by sha256, and:
+//!
+//! ```sh
+//! bao secrets enable -path=notes notes
+//! bao write notes/notes/first text=hello
+//! bao read notes/notes/first
+//! bao list notes/notes
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use vault_plugin_sdk::framework::storage::{get_json, put_json};
+use vault_plugin_sdk::framework::{
+    callback, Backend, Error, Field, FieldType, Operation, Path, Request, Response, Result,
+};
+use vault_plugin_sdk::runtime::{serve, PluginInfo};
+
+const PLUGIN: PluginInfo = PluginInfo {
+    name: "vault-plugin-secrets-notes",
+    version: concat!("v", env!("CARGO_PKG_VERSION")),
+    usage: "A Vault/OpenBao plugin that keeps notes; register it with the server.",
+};
+
+/// The engine has no state of its own: everything lives in storage.
+struct Notes;
+
+fn key(req: &Request) -> String {
+    format!("notes/{}", req.fields.str("name").unwrap_or_default())
+}
+
+async fn read(_: Arc<Notes>, req: Request) -> Result<Option<Response>> {
+    let text: Option<String> = get_json(req.storage.as_ref(), &key(&req)).await?;
+    Ok(text.map(|text| {
+        let mut data = Map::new();
+        data.insert("text".into(), Value::String(text));
+        Response::with_data(data)
+    }))
+}
+
+async fn write(_: Arc<Notes>, req: Request) -> Result<Option<Response>> {
+    let text = req
+        .fields
+        .str("text")
+        .ok_or_else(|| Error::invalid("field \"text\" is required"))?;
+    put_json(req.storage.as_ref(), &key(&req), &json!(text)).await?;
+    Ok(None)
+}
+
+async fn delete(_: Arc<Notes>, req: Request) -> Result<Option<Response>> {
+    req.storage.delete(&key(&req)).await?;
+    Ok(None)
+}
+
+async fn list(_: Arc<Notes>, req: Request) -> Result<Option<Response>> {
+    Ok(Some(Response::list(req.storage.list("notes/").await?)))
+}
+
+fn main() -> ExitCode {
+    serve(
+        PLUGIN,
+        Arc::new(|_mount_options| {
+            let notes = Arc::new(Notes);
+            Ok(Backend::new("Keeps short notes.")
+                .named(PLUGIN.name, PLUGIN.version)
+                .path(
+                    Path::new("notes/")
+                        .on(Operation::List, callback(&notes, list))
+                        .help("List the notes.", "Names of all notes."),
+                )
+                .path(
+                    Path::new("notes/{name}")
+                        .field(Field::new("text", FieldType::String, "The note."))
+                        .on(Operation::Read, callback(&notes, read))
+                        .on_write(callback(&notes, write))
+                        .on(Operation::Delete, callback(&notes, delete))
+                        .help("One note.", "Read, write or delete a note."),
+                ))
+        }),
+    )
+}

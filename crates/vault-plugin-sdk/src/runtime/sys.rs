@@ -1,0 +1,38 @@
+//! The few libc calls the runtime needs, in one place: the only module of
+//! the SDK allowed `unsafe` code, each block with its SAFETY note.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+
+/// Locks all current and future memory (what the server asks for unless it
+/// runs with `disable_mlock`).
+pub fn lock_memory() -> io::Result<()> {
+    // SAFETY: mlockall has no memory-safety preconditions.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Ignores SIGINT and asks the kernel for SIGTERM when the parent dies.
+pub fn die_with_parent() {
+    // SAFETY: plain syscalls with constant arguments.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
+}
+
+/// The id of group `name`, `None` if there is no such group.
+pub fn group_id(name: &CString) -> Option<u32> {
+    // SAFETY: getgrnam reads a NUL-terminated name and returns a pointer
+    // into static storage, read immediately.
+    let entry = unsafe { libc::getgrnam(name.as_ptr()) };
+    if entry.is_null() {
+        return None;
+    }
+    // SAFETY: checked non-null above.
+    Some(unsafe { (*entry).gr_gid })
+}
