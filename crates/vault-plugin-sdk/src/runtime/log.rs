@@ -23,17 +23,37 @@ const OUR_CRATE: &str = env!("CARGO_CRATE_NAME");
 /// Writes events at `max_level` and above; dependencies only from WARN up.
 pub struct HclogLayer {
     max_level: Level,
+    /// The engine's crate (as tracing names it), whose events count as ours.
+    app_crate: String,
+}
+
+impl HclogLayer {
+    /// The module path below our crates, or `None` for a dependency's event
+    /// (only warnings and errors of those are logged).
+    fn module<'a>(&self, target: &'a str) -> Option<&'a str> {
+        [OUR_CRATE, self.app_crate.as_str()]
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .find_map(|c| target.strip_prefix(c))
+            .filter(|rest| rest.is_empty() || rest.starts_with("::"))
+            .map(|rest| rest.trim_start_matches("::"))
+    }
 }
 
 /// Reads the level from `PLUGIN_LOG_LEVEL` (trace|debug|info|warn|error,
-/// default info). The host filters again by its own level.
-pub fn init() {
+/// default info). The host filters again by its own level. Events of the
+/// SDK and of the engine's crate (`plugin_name` with `_` for `-`, Cargo's
+/// crate name) are logged at that level, dependencies' only from warn up.
+pub fn init(plugin_name: &str) {
     let max_level = std::env::var("PLUGIN_LOG_LEVEL")
         .ok()
         .and_then(|l| l.parse::<Level>().ok())
         .unwrap_or(Level::INFO);
     let _ = tracing_subscriber::registry()
-        .with(HclogLayer { max_level })
+        .with(HclogLayer {
+            max_level,
+            app_crate: plugin_name.replace('-', "_"),
+        })
         .try_init();
 }
 
@@ -105,7 +125,7 @@ impl Visit for Fields {
 impl<S: Subscriber> Layer<S> for HclogLayer {
     fn enabled(&self, metadata: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
         let level = metadata.level();
-        let ours = metadata.target().starts_with(OUR_CRATE);
+        let ours = self.module(metadata.target()).is_some();
         *level <= self.max_level && (ours || *level <= Level::WARN)
     }
 
@@ -113,10 +133,8 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let module = meta
-            .target()
-            .strip_prefix(OUR_CRATE)
-            .map(|m| m.trim_start_matches("::"))
+        let module = self
+            .module(meta.target())
             .filter(|m| !m.is_empty())
             .unwrap_or(meta.target());
         let line = record(
@@ -134,6 +152,24 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_of_the_sdk_and_the_engine_are_ours() {
+        let layer = HclogLayer {
+            max_level: Level::INFO,
+            app_crate: "vault_plugin_secrets_x".into(),
+        };
+        assert_eq!(
+            layer.module("vault_plugin_secrets_x::engine::creds"),
+            Some("engine::creds")
+        );
+        assert_eq!(
+            layer.module("vault_plugin_sdk::runtime::server"),
+            Some("runtime::server")
+        );
+        assert_eq!(layer.module("vault_plugin_secrets_x_other::a"), None);
+        assert_eq!(layer.module("h2::proto"), None);
+    }
 
     #[test]
     fn record_has_hclog_shape() {

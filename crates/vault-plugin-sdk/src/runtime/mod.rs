@@ -97,7 +97,7 @@ pub fn serve(info: PluginInfo, factory: Factory) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    log::init();
+    log::init(info.name);
     guard_against_orphaning();
     if host.mlock {
         if let Err(e) = sys::lock_memory() {
