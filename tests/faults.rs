@@ -12,25 +12,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, plugin_binary, plugin_version, unix_now, Cable, DevServer, Engine,
-    LiteLlm, Steps,
+    error_text, eventually, live_leases, plugin_binary, plugin_version, unique_prefix, Cable,
+    DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
-
-const MOUNT: &str = "litellm";
-
-fn unique_prefix(tag: &str) -> String {
-    format!("f{tag}{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff)
-}
-
-/// Leases alive under `litellm/creds/<role>/`.
-fn live_leases(server: &DevServer, role: &str) -> usize {
-    let (status, body) = server.list(&format!("sys/leases/lookup/{MOUNT}/creds/{role}/"));
-    match status {
-        404 => 0,
-        200 => body["data"]["keys"].as_array().map_or(0, Vec::len),
-        _ => panic!("listing leases: {status} {body}"),
-    }
-}
 
 fn assert_keys_match_leases(
     server: &DevServer,

@@ -12,17 +12,11 @@ use std::thread;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, live_leases, parse_utc_timestamp, unique_prefix, Cable,
-    DevServer, Engine, LiteLlm, Steps, MOUNT,
+    configured_server, error_text, live_leases, on_each_engine, parse_utc_timestamp, put_role,
+    unique_prefix, Cable, DevServer, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
-
-fn put_role(server: &DevServer, name: &str, body: Value) -> Value {
-    let (status, out) = server.put(&format!("{MOUNT}/roles/{name}"), &body);
-    assert!((200..300).contains(&status), "role {name}: {status} {out}");
-    out
-}
 
 /// A key for `role`: `(key, lease_id)`.
 fn issue(server: &DevServer, role: &str) -> (String, String) {
@@ -36,16 +30,6 @@ fn issue(server: &DevServer, role: &str) -> (String, String) {
 
 fn write_config(server: &DevServer, body: Value) -> (u16, Value) {
     server.put(&format!("{MOUNT}/config"), &body)
-}
-
-/// Runs `test` on every engine under test, each reported on its own.
-fn on_each_engine(name: &str, test: impl Fn(&Steps, Engine, &LiteLlm)) {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("{name}/{engine}"));
-        test(&steps, engine, &litellm);
-        steps.step("done");
-    }
 }
 
 #[test]

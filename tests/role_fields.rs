@@ -6,9 +6,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{
-    configured_server, error_text, unique_prefix, DevServer, Engine, LiteLlm, Steps, MOUNT,
-};
+use support::{configured_server, error_text, on_each_engine, unique_prefix, DevServer, MOUNT};
 
 const MODEL: &str = "gpt-3.5-turbo";
 
@@ -16,15 +14,6 @@ fn ok(server: &DevServer, path: &str, body: Value) -> Value {
     let (status, out) = server.put(path, &body);
     assert!((200..300).contains(&status), "{path}: {status} {out}");
     out
-}
-
-fn on_each_engine(name: &str, test: impl Fn(&Steps, Engine, &LiteLlm)) {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("{name}/{engine}"));
-        test(&steps, engine, &litellm);
-        steps.step("done");
-    }
 }
 
 #[test]

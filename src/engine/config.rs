@@ -260,14 +260,7 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     }
     engine.clients.forget();
     tracing::info!(base_url = %config.base_url, proxy_id = %config.proxy_id, "LiteLLM connection configured");
-    if warnings.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        warnings
-            .into_iter()
-            .fold(Response::with_data(Map::new()), Response::warn),
-    ))
+    Ok(Response::warnings_only(warnings))
 }
 
 /// Removes the config, keeping its connection settings for the keys

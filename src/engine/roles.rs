@@ -825,15 +825,7 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let existing = load(req.storage.as_ref(), name).await?.unwrap_or_default();
     let role = existing.apply(&req.fields)?;
     put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
-    let warnings = role.warnings();
-    if warnings.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        warnings
-            .into_iter()
-            .fold(Response::with_data(Map::new()), Response::warn),
-    ))
+    Ok(Response::warnings_only(role.warnings()))
 }
 
 async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {

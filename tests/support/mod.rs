@@ -35,7 +35,9 @@ use sha2::{Digest, Sha256};
 mod fixtures;
 mod net;
 #[allow(unused_imports)] // each test crate uses a different part
-pub use fixtures::{configured_server, live_leases, unique_prefix, MOUNT};
+pub use fixtures::{
+    configured_server, live_leases, on_each_engine, put_role, unique_prefix, MOUNT,
+};
 #[allow(unused_imports)]
 pub use net::Cable;
 

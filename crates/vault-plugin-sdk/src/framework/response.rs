@@ -28,6 +28,14 @@ impl Response {
         Self::with_data(data)
     }
 
+    /// A write's answer: nothing (204), or only `warnings` (200).
+    pub fn warnings_only(warnings: Vec<String>) -> Option<Self> {
+        (!warnings.is_empty()).then(|| Self {
+            warnings,
+            ..Self::default()
+        })
+    }
+
     pub fn warn(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
         self
