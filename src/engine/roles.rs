@@ -26,6 +26,7 @@ pub const RESERVED_METADATA: &[&str] = &[
     "vault_mount",
     "vault_display_name",
     "created_by",
+    "vault_mount_id",
 ];
 
 /// What a key may call in LiteLLM, as LiteLLM's `key_type` presets.
