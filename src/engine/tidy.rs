@@ -427,9 +427,15 @@ async fn tidy_orphans(
     let in_flight = inventory::aliases_in_flight(storage).await?;
     let recorded: HashSet<String> = inventory::aliases(storage).await?.into_iter().collect();
     let cutoff = report.started_at.saturating_sub(buffer);
+    // Two proxy entries may name one LiteLLM (a URL changed without
+    // proxy_moved): count and delete each key once.
+    let mut seen = HashSet::new();
     for (client, keys) in listed {
         let mut tokens = Vec::new();
         for key in &keys {
+            if key.token.as_ref().is_some_and(|t| !seen.insert(t.clone())) {
+                continue;
+            }
             if key.meta(MOUNT_ID_METADATA) == Some(mount_id) {
                 report.marked_keys_checked += 1;
             }
