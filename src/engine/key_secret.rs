@@ -78,41 +78,25 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .map_err(upstream)?;
     let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
     tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
-    // The lease is alive: a revoke that failed earlier is history. A lease
-    // from before the inventory gets its record now.
-    let storage = req.storage.as_ref();
-    let record = match inventory::get(storage, &alias).await? {
-        Some(r) => r,
-        None => KeyRecord {
-            alias: alias.clone(),
-            token: token.clone(),
-            role: role_name.clone(),
+    if secret.internal_str("key_alias").is_ok() {
+        let record = KeyRecord {
+            alias,
+            token,
+            role: role_name,
             issued_at: inventory::unix(issue_time),
-            lease_expires: 0,
+            lease_expires: inventory::unix(now) + grant.ttl.as_secs(),
             proxy_id: home
                 .as_ref()
                 .map(|h| h.proxy_id.clone())
                 .unwrap_or_default(),
-            proxy_url: home
-                .as_ref()
-                .map(|h| h.base_url.clone())
-                .unwrap_or_default(),
+            proxy_url: home.map(|h| h.base_url).unwrap_or_default(),
             display_name: String::new(),
             entity_id: String::new(),
             revoke_failed_at: None,
             revoke_error: None,
-        },
-    };
-    inventory::put(
-        storage,
-        &KeyRecord {
-            lease_expires: inventory::unix(now) + grant.ttl.as_secs(),
-            revoke_failed_at: None,
-            revoke_error: None,
-            ..record
-        },
-    )
-    .await?;
+        };
+        renewed(req.storage.as_ref(), record).await?;
+    }
     secret.ttl = grant.ttl;
     secret.max_ttl = role.max_ttl();
     // The host shows this data to whoever renews and stores it with the
@@ -158,4 +142,21 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     }
     inventory::delete(storage, alias).await?;
     Ok(None)
+}
+
+/// Moves the record's expiry. The lease is alive: a revoke that failed
+/// earlier is history. A lease from before the inventory gets its record
+/// now (with what the lease knows). Failing here fails the renewal: a
+/// record whose expiry lags its lease could let tidy delete a live key.
+async fn renewed(storage: &dyn crate::framework::Storage, fresh: KeyRecord) -> Result<()> {
+    let record = match inventory::get(storage, &fresh.alias).await? {
+        Some(old) => KeyRecord {
+            lease_expires: fresh.lease_expires,
+            revoke_failed_at: None,
+            revoke_error: None,
+            ..old
+        },
+        None => fresh,
+    };
+    inventory::put(storage, &record).await
 }
