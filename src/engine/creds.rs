@@ -156,6 +156,11 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         },
     )
     .await?;
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("LITELLM_PLUGIN_CRASH_AFTER_RECORD").is_some() {
+        tracing::warn!(key_alias = %alias, "fault injection: dying between the record and the WAL delete");
+        std::process::abort();
+    }
     wal::delete(storage, &wal_id).await?;
     tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "issued LiteLLM key");
 
