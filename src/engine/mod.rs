@@ -70,7 +70,7 @@ pub struct Engine {
     mount_id: std::sync::OnceLock<String>,
     mount_id_lock: tokio::sync::Mutex<()>,
     /// Held while a tidy runs: one at a time, whoever starts it.
-    tidying: tokio::sync::Mutex<()>,
+    tidying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Engine {
@@ -80,7 +80,7 @@ impl Engine {
             writes: tokio::sync::Mutex::new(()),
             mount_id: std::sync::OnceLock::new(),
             mount_id_lock: tokio::sync::Mutex::new(()),
-            tidying: tokio::sync::Mutex::new(()),
+            tidying: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 }

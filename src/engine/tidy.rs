@@ -36,6 +36,9 @@ const DEFAULT_BUFFER: Duration = Duration::from_secs(72 * 3600);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 /// Reports list at most this many aliases per kind (the counts are exact).
 const LISTED: usize = 1000;
+/// A manual tidy that takes longer goes on in the background (the server
+/// and clients time requests out); its report lands at `tidy-status`.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// What one tidy does.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,8 +138,9 @@ pub fn path(engine: &Arc<Engine>) -> Path {
         .on(Operation::Update, callback(engine, tidy))
         .help(
             "Delete the keys leases cannot: orphans, and keys of leases that ended.",
-            "Runs at once and answers with its report (also at tidy-status). Keys without this \
-             mount's id are never touched. dry_run=true only reports.",
+            "Answers with its report (also kept at tidy-status), or with state=running when it \
+             takes longer than 30s and carries on in the background. Keys without this mount's \
+             id are never touched. dry_run=true only reports.",
         )
 }
 
@@ -203,8 +207,27 @@ async fn tidy(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             "fields \"tidy_orphans\" and \"tidy_expired\" are both false: nothing to do",
         ));
     }
-    let report = run(&engine, req.storage.as_ref(), options, "manual").await?;
-    let mut response = Response::with_data(report.to_data());
+    let guard = lock(&engine)?;
+    // In its own task: a tidy of a big LiteLLM may outlast the request.
+    let storage = Arc::clone(&req.storage);
+    let mut task = tokio::spawn(async move {
+        let _tidying = guard;
+        run_locked(&engine, storage.as_ref(), options, "manual").await
+    });
+    let report = match tokio::time::timeout(ANSWER_WITHIN, &mut task).await {
+        Ok(joined) => joined.map_err(|e| Error::Internal(format!("tidy failed: {e}")))??,
+        Err(_) => {
+            let mut data = Map::new();
+            data.insert("state".into(), "running".into());
+            return Ok(Some(
+                Response::with_data(data)
+                    .warn("tidy is still running; its report will be at tidy-status"),
+            ));
+        }
+    };
+    let mut data = report.to_data();
+    data.insert("state".into(), "finished".into());
+    let mut response = Response::with_data(data);
     if !report.errors.is_empty() {
         response = response.warn(format!(
             "tidy met {} error(s); see errors",
@@ -212,6 +235,13 @@ async fn tidy(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         ));
     }
     Ok(Some(response))
+}
+
+/// The mount's tidy lock, or 409 while another tidy runs.
+fn lock(engine: &Engine) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+    Arc::clone(&engine.tidying)
+        .try_lock_owned()
+        .map_err(|_| Error::coded(409, "a tidy is already running on this mount"))
 }
 
 async fn status(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -307,9 +337,17 @@ pub async fn run(
     options: TidyOptions,
     trigger: &str,
 ) -> Result<TidyReport> {
-    let Ok(_tidying) = engine.tidying.try_lock() else {
-        return Err(Error::coded(409, "a tidy is already running on this mount"));
-    };
+    let _tidying = lock(engine)?;
+    run_locked(engine, storage, options, trigger).await
+}
+
+/// One tidy, the caller holding the lock.
+async fn run_locked(
+    engine: &Engine,
+    storage: &dyn Storage,
+    options: TidyOptions,
+    trigger: &str,
+) -> Result<TidyReport> {
     let mut report = TidyReport {
         trigger: trigger.into(),
         dry_run: options.dry_run,
