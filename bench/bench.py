@@ -301,6 +301,27 @@ def run(bao, row):
         f"{(REVOKES / revoke_wall) / (len(direct_tokens) / direct_wall):.2f}x")
     for tok in tokens[REVOKES:]:
         direct_delete(tok)
+    inventory_cost(bao, row)
+
+
+def inventory_cost(bao, row):
+    """What the inventory adds to an issue: one storage write of the key's record.
+
+    Measured as a plugin-served write minus a plugin-served read of the same entry
+    (`config/auto-tidy`: the write is one storage read plus one write), paired per sample;
+    the difference also holds the server's heavier write path, so it is an upper bound."""
+    bao.ok("PUT", "litellm/config/auto-tidy", {"enabled": False})
+    reads, writes = [], []
+    for _ in range(N):
+        t = time.perf_counter()
+        bao.ok("GET", "litellm/config/auto-tidy")
+        reads.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bao.ok("PUT", "litellm/config/auto-tidy", {"enabled": False})
+        writes.append(time.perf_counter() - t)
+    added = statistics.median(w - r for r, w in zip(reads, writes)) * 1000
+    row("overhead", "inventory record on issue: one storage write (paired write - read, median)",
+        f"{added:.2f} ms", f"plugin read {statistics.median(reads) * 1000:.2f} ms")
 
 
 def write_results(rows):

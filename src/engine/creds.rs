@@ -5,10 +5,12 @@
 //! 2. write a WAL entry naming the alias the key will have;
 //! 3. ask LiteLLM for the key, with a `duration` of the lease TTL plus a
 //!    small grace (it must not die before its lease);
-//! 4. delete the WAL entry and return the lease.
+//! 4. record the key in the inventory, delete the WAL entry and return the
+//!    lease.
 //!
 //! A crash after 3 leaves the WAL entry; the rollback deletes the key by its
-//! alias. If the host fails to store the lease it revokes it at once. And a
+//! alias (and its record, if 4 got that far). The record exists before the
+//! WAL entry goes, so no live key is ever in neither. If the host fails to store the lease it revokes it at once. And a
 //! key nobody revokes still dies in LiteLLM when its duration runs out.
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use std::time::SystemTime;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
 
+use super::inventory::{self, KeyRecord};
 use super::narrowing::Narrowing;
 use super::{
     attribution, key_secret, roles, rollback, upstream, Engine, EXPIRY_GRACE, ISSUE_MARGIN,
@@ -85,6 +88,8 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let role = role.ok_or_else(|| Error::invalid(format!("unknown role {role_name:?}")))?;
     let (user_id, team_id) = attribution::resolve(&role, &req).await?;
     let proxy = engine.clients.current(storage).await?;
+    // One storage read on the first issue of a process, then cached.
+    let mount_id = inventory::ensure_mount_id(&engine, storage).await?;
 
     let role_ttl = if role.ttl().is_zero() {
         mount_default_ttl
@@ -132,6 +137,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         metadata.insert("vault_entity_id".into(), req.entity_id.clone());
     }
     metadata.insert("created_by".into(), "vault-plugin-secrets-litellm".into());
+    metadata.insert(inventory::MOUNT_ID_METADATA.into(), mount_id);
     let (key_type, allowed_routes) = role.litellm_scope();
     let request = GenerateKeyRequest {
         key_alias: alias.clone(),
@@ -169,6 +175,31 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         std::process::abort();
     }
 
+    // The record before the WAL entry goes: a crash in between leaves both
+    // (the rollback deletes the key and the record), never neither.
+    let issued_at = inventory::unix(now);
+    inventory::put(
+        storage,
+        &KeyRecord {
+            alias: alias.clone(),
+            token: key.token.clone(),
+            role: role_name.clone(),
+            issued_at,
+            lease_expires: issued_at + grant.ttl.as_secs(),
+            proxy_id: proxy.home.proxy_id.clone(),
+            proxy_url: proxy.home.base_url.clone(),
+            display_name: req.display_name.clone(),
+            entity_id: req.entity_id.clone(),
+            revoke_failed_at: None,
+            revoke_error: None,
+        },
+    )
+    .await?;
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("LITELLM_PLUGIN_CRASH_AFTER_RECORD").is_some() {
+        tracing::warn!(key_alias = %alias, "fault injection: dying between the record and the WAL delete");
+        std::process::abort();
+    }
     wal::delete(storage, &wal_id).await?;
     tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "issued LiteLLM key");
 

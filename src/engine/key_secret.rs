@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
+use super::inventory::{self, KeyRecord};
 use super::proxy::Home;
 use super::{roles, upstream, Engine, EXPIRY_GRACE};
 use crate::framework::{
@@ -81,7 +82,27 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .extend_key(&token, grant.ttl + EXPIRY_GRACE)
         .await
         .map_err(upstream)?;
-    tracing::info!(role = %role_name, key_alias = secret.internal_str("key_alias").unwrap_or("?"), ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
+    let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
+    tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
+    if secret.internal_str("key_alias").is_ok() {
+        let record = KeyRecord {
+            alias,
+            token,
+            role: role_name,
+            issued_at: inventory::unix(issue_time),
+            lease_expires: inventory::unix(now) + grant.ttl.as_secs(),
+            proxy_id: home
+                .as_ref()
+                .map(|h| h.proxy_id.clone())
+                .unwrap_or_default(),
+            proxy_url: home.map(|h| h.base_url).unwrap_or_default(),
+            display_name: String::new(),
+            entity_id: String::new(),
+            revoke_failed_at: None,
+            revoke_error: None,
+        };
+        renewed(req.storage.as_ref(), record).await?;
+    }
     secret.ttl = grant.ttl;
     secret.max_ttl = role.max_ttl();
     // The host shows this data to whoever renews and stores it with the
@@ -107,13 +128,41 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     // Any error makes the host retry with backoff: the key is never
     // forgotten while it may still exist.
     let home = Home::recorded(&secret.internal);
-    let client = engine
-        .clients
-        .for_key(req.storage.as_ref(), home.as_ref())
-        .await?;
-    match client.delete_keys(&[token]).await.map_err(upstream)? {
-        Deleted::Now => tracing::info!(key_alias = %alias, "revoked LiteLLM key"),
-        Deleted::AlreadyGone => tracing::info!(key_alias = %alias, "LiteLLM key was already gone"),
+    let storage = req.storage.as_ref();
+    let outcome = async {
+        let client = engine.clients.for_key(storage, home.as_ref()).await?;
+        client.delete_keys(&[token]).await.map_err(upstream)
     }
+    .await;
+    match outcome {
+        Ok(Deleted::Now) => tracing::info!(key_alias = %alias, "revoked LiteLLM key"),
+        Ok(Deleted::AlreadyGone) => {
+            tracing::info!(key_alias = %alias, "LiteLLM key was already gone")
+        }
+        Err(e) => {
+            // The server retries, but gives up after a few attempts: the
+            // mark lets tidy finish the job then.
+            inventory::mark_revoke_failed(storage, alias, &e.to_string()).await;
+            return Err(e);
+        }
+    }
+    inventory::delete(storage, alias).await?;
     Ok(None)
+}
+
+/// Moves the record's expiry. The lease is alive: a revoke that failed
+/// earlier is history. A lease from before the inventory gets its record
+/// now (with what the lease knows). Failing here fails the renewal: a
+/// record whose expiry lags its lease could let tidy delete a live key.
+async fn renewed(storage: &dyn crate::framework::Storage, fresh: KeyRecord) -> Result<()> {
+    let record = match inventory::get(storage, &fresh.alias).await? {
+        Some(old) => KeyRecord {
+            lease_expires: fresh.lease_expires,
+            revoke_failed_at: None,
+            revoke_error: None,
+            ..old
+        },
+        None => fresh,
+    };
+    inventory::put(storage, &record).await
 }

@@ -9,15 +9,23 @@
 //! | `roles/<name>` | what a minted key may do                         |
 //! | `proxies/<id>` | settings of proxies keys were minted on before (seal-wrapped) |
 //! | `wal/<id>`     | aliases of keys being minted right now (local to the cluster) |
+//! | `inventory/mount_id` | this mount's id, written into every key's metadata (local) |
+//! | `inventory/keys/<alias>` | what was issued: token hash, role, lease expiry, proxy (local) |
+//! | `inventory/tidy_status` | the last tidy's report (local) |
+//! | `auto_tidy`    | when and how tidy runs by itself |
 
 mod attribution;
 mod config;
 mod creds;
+mod inventory;
 mod key_secret;
+mod keys;
 mod narrowing;
 mod proxy;
 mod roles;
 mod rollback;
+mod tidy;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +68,11 @@ pub struct Engine {
     clients: proxy::Clients,
     /// Serialises read-modify-write of `config` and roles.
     writes: tokio::sync::Mutex<()>,
+    /// The mount's id, once known (it never changes).
+    mount_id: std::sync::OnceLock<String>,
+    mount_id_lock: tokio::sync::Mutex<()>,
+    /// Held while a tidy runs: one at a time, whoever starts it.
+    tidying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Engine {
@@ -67,6 +80,9 @@ impl Engine {
         Self {
             clients: proxy::Clients::default(),
             writes: tokio::sync::Mutex::new(()),
+            mount_id: std::sync::OnceLock::new(),
+            mount_id_lock: tokio::sync::Mutex::new(()),
+            tidying: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 }
@@ -103,12 +119,23 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         .path(roles::list_path(&engine))
         .path(roles::path(&engine))
         .path(creds::path(&engine))
-        .secret(key_secret::secret_type(&engine));
+        .path(keys::list_path(&engine))
+        .path(keys::path(&engine))
+        .path(usage::path(&engine))
+        .path(tidy::path(&engine))
+        .path(tidy::status_path(&engine))
+        .path(tidy::auto_path(&engine))
+        .secret(key_secret::secret_type(&engine))
+        .periodic(tidy::auto_tidy_task(&engine));
     backend.special_paths = SpecialPaths {
         seal_wrap_storage: vec![config::STORAGE_KEY.into(), proxy::RETIRED_PREFIX.into()],
         // A WAL entry belongs to the cluster whose node wrote it: it must
         // not replicate to (or be forwarded from) performance secondaries.
-        local_storage: vec![crate::framework::wal::WAL_PREFIX.into()],
+        // The inventory goes with the leases, which are the cluster's own.
+        local_storage: vec![
+            crate::framework::wal::WAL_PREFIX.into(),
+            inventory::PREFIX.into(),
+        ],
         ..SpecialPaths::default()
     };
     backend.wal_rollback = Some(rollback::wal_rollback(

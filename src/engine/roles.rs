@@ -28,6 +28,7 @@ pub const RESERVED_METADATA: &[&str] = &[
     "vault_display_name",
     "vault_entity_id",
     "created_by",
+    "vault_mount_id",
 ];
 
 /// What a key may call in LiteLLM, as LiteLLM's `key_type` presets.

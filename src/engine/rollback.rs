@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::Home;
-use super::{upstream, Engine};
+use super::{inventory, upstream, Engine};
 use crate::framework::wal::WalEntry;
 use crate::framework::{callback, Error, Request, Result, WalRollback};
 
@@ -42,6 +42,8 @@ async fn delete_abandoned_key(
         .delete_key_aliases(std::slice::from_ref(&alias))
         .await
         .map_err(upstream)?;
+    // The issue may have got as far as recording the key.
+    inventory::delete(req.storage.as_ref(), &alias).await?;
     tracing::info!(key_alias = %alias, outcome = ?outcome, "rollback: abandoned key handled");
     Ok(())
 }

@@ -828,3 +828,168 @@ async fn a_creds_write_narrows_its_role_and_never_widens_it() {
         assert!(sent.contains(part), "{part} not in {sent}");
     }
 }
+
+/// The inventory record of `alias`, if any.
+async fn record(m: &Mount, alias: &str) -> Option<inventory::KeyRecord> {
+    inventory::get(m.storage.as_ref(), alias).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_issue_records_the_key_and_marks_it_with_the_mount_id() {
+    let (stub, m) = mount_against(
+        vec![route("POST /key/generate", 200, GENERATED)],
+        StaticSystemView::default(),
+    )
+    .await;
+    let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
+    let alias = resp.data["key_alias"].as_str().unwrap().to_string();
+    let r = record(&m, &alias).await.expect("a record");
+    assert_eq!(r.token, "abc123hash");
+    assert_eq!(r.role, "dev");
+    assert_eq!(r.lease_expires - r.issued_at, 3600);
+    assert_eq!(r.entity_id, "");
+    let id = inventory::mount_id(&Engine::new(), m.storage.as_ref())
+        .await
+        .unwrap()
+        .expect("created on first issue");
+    let sent = stub.requests().concat();
+    assert!(
+        sent.contains(&format!(r#""vault_mount_id":"{id}""#)),
+        "{sent}"
+    );
+    // The second issue keeps the id.
+    m.ok(Operation::Read, "creds/dev", json!(null)).await;
+    assert_eq!(stub.requests().concat().matches(&id).count(), 2);
+}
+
+#[tokio::test]
+async fn the_mark_is_reserved_in_role_metadata() {
+    let (_stub, m) = mount_against(vec![], StaticSystemView::default()).await;
+    let err = m
+        .call(
+            Operation::Update,
+            "roles/dev",
+            json!({"metadata": {"vault_mount_id": "x"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(err.to_string().contains("metadata"), "{err}");
+}
+
+#[tokio::test]
+async fn revoke_removes_the_record_and_a_failed_one_marks_it() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 500, "boom"),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
+    let alias = resp.data["key_alias"].as_str().unwrap().to_string();
+    let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
+    req.secret = resp.secret.clone();
+    assert_eq!(m.backend.handle(req).await.unwrap_err().status(), 502);
+    let marked = record(&m, &alias).await.expect("kept for tidy");
+    assert!(marked.revoke_failed_at.is_some());
+    assert!(marked.revoke_error.unwrap().contains("boom"));
+
+    // A renewal proves the lease alive again: the mark goes, expiry moves.
+    let (_ok, m2) = mount_against(
+        vec![
+            route("POST /key/update", 200, r#"{"expires":null}"#),
+            route("POST /key/delete", 200, r#"{"deleted_keys":["x"]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let mut secret = resp.secret.unwrap();
+    secret
+        .internal
+        .insert("proxy_id".into(), json!(m2.home().await.proxy_id));
+    secret.issue_time = Some(std::time::SystemTime::now());
+    inventory::put(m2.storage.as_ref(), &record(&m, &alias).await.unwrap())
+        .await
+        .unwrap();
+    let mut req = m2.request(Operation::Renew, "creds/dev", json!({}));
+    req.secret = Some(secret.clone());
+    m2.backend.handle(req).await.unwrap();
+    let renewed = record(&m2, &alias).await.unwrap();
+    assert_eq!(renewed.revoke_failed_at, None);
+    assert!(renewed.lease_expires >= inventory::unix_now() + 3599);
+    let mut req = m2.request(Operation::Revoke, "creds/dev", json!(null));
+    req.secret = Some(secret);
+    assert!(m2.backend.handle(req).await.unwrap().is_none());
+    assert_eq!(record(&m2, &alias).await, None);
+}
+
+#[tokio::test]
+async fn the_rollback_removes_a_record_written_before_a_crash() {
+    let (_stub, m) = mount_against(
+        vec![route(
+            "POST /key/delete",
+            200,
+            r#"{"deleted_keys":["vault-dev-x"]}"#,
+        )],
+        StaticSystemView::default(),
+    )
+    .await;
+    let home = m.home().await;
+    wal::put(
+        m.storage.as_ref(),
+        rollback::KIND,
+        json!({"key_alias": "vault-dev-x"}),
+        wal::Schedule::default(),
+    )
+    .await
+    .unwrap();
+    inventory::put(
+        m.storage.as_ref(),
+        &inventory::KeyRecord {
+            alias: "vault-dev-x".into(),
+            token: "t".into(),
+            role: "dev".into(),
+            issued_at: 1,
+            lease_expires: 2,
+            proxy_id: home.proxy_id,
+            proxy_url: home.base_url,
+            display_name: String::new(),
+            entity_id: String::new(),
+            revoke_failed_at: None,
+            revoke_error: None,
+        },
+    )
+    .await
+    .unwrap();
+    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    assert_eq!(m.wal_entries(), 0);
+    assert_eq!(record(&m, "vault-dev-x").await, None);
+}
+
+#[tokio::test]
+async fn tidy_is_refused_on_a_standby_and_never_runs_twice() {
+    let standby = StaticSystemView {
+        replication_state: PERFORMANCE_STANDBY,
+        ..StaticSystemView::default()
+    };
+    let m = Mount::new(standby);
+    let err = m
+        .call(Operation::Update, "tidy", json!({}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("readonly"), "{err}");
+
+    let engine = Engine::new();
+    let s = MemoryStorage::default();
+    let _running = engine.tidying.lock().await;
+    let options = tidy::TidyOptions {
+        dry_run: true,
+        safety_buffer: Duration::ZERO,
+        tidy_orphans: true,
+        tidy_expired: true,
+    };
+    let err = tidy::run(&engine, &s, options, "manual").await.unwrap_err();
+    assert_eq!(err.status(), 409);
+}

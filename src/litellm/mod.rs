@@ -1,5 +1,6 @@
 //! A small client for the LiteLLM proxy's key management API
-//! (`/key/generate`, `/key/update`, `/key/delete`, `/key/list`).
+//! (`/key/generate`, `/key/update`, `/key/delete`, `/key/list`,
+//! `/key/info`, `/v2/key/info`).
 //!
 //! Observed behaviour it relies on (LiteLLM 1.106): `token` in the generate
 //! answer is sha256 of the key and is accepted wherever a key is; a second
@@ -17,7 +18,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-pub use types::{GenerateKeyRequest, GeneratedKey, UpdatedKey};
+use types::KeyPage;
+pub use types::{GenerateKeyRequest, GeneratedKey, KeyView, UpdatedKey};
 
 /// What can go wrong talking to LiteLLM. Messages never contain the master key.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,18 @@ pub enum Deleted {
 
 /// LiteLLM's words when none of the keys of a delete exist (inside a 404).
 const NO_KEYS_FOUND: &str = "No keys found";
+/// LiteLLM's words for a `/key/info` of a key it never had (inside a 404).
+const KEY_NOT_FOUND: &str = "Key not found";
+/// The largest page `/key/list` serves (422 above), and the batch size used
+/// for `/v2/key/info` and `/key/delete`.
+pub const PAGE_SIZE: usize = 100;
+
+/// Every key of a listing, and how many LiteLLM calls it took.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub keys: Vec<KeyView>,
+    pub calls: usize,
+}
 
 impl Client {
     pub fn new(settings: &Settings) -> Result<Self, Error> {
@@ -181,6 +195,93 @@ impl Client {
     pub async fn delete_key_aliases(&self, aliases: &[String]) -> Result<Deleted, Error> {
         self.delete(serde_json::json!({ "key_aliases": aliases }))
             .await
+    }
+
+    /// Every key LiteLLM holds (full objects), page by page, oldest first so
+    /// keys created meanwhile land on later pages. `alias_contains` narrows
+    /// the listing on LiteLLM's side (case-insensitive substring); callers
+    /// still filter exactly. A key deleted by someone else meanwhile may
+    /// shift another one past a page boundary: a listing is a snapshot of
+    /// best effort, never a proof that a key does not exist.
+    pub async fn list_keys(&self, alias_contains: Option<&str>) -> Result<Listing, Error> {
+        let mut listing = Listing::default();
+        let mut seen = std::collections::HashSet::new();
+        for page in 1u64.. {
+            // Built before any await: the serializer is not Send.
+            let query = {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair("page", &page.to_string())
+                    .append_pair("size", &PAGE_SIZE.to_string())
+                    .append_pair("return_full_object", "true")
+                    .append_pair("sort_by", "created_at")
+                    .append_pair("sort_order", "asc");
+                if let Some(part) = alias_contains {
+                    q.append_pair("key_alias", part)
+                        .append_pair("substring_matching", "true");
+                }
+                q.finish()
+            };
+            let answer: KeyPage = self
+                .call(Method::GET, &format!("key/list?{query}"), None::<&()>)
+                .await?;
+            listing.calls += 1;
+            let count = answer.keys.len();
+            for key in answer.keys {
+                let fresh = key.token.as_ref().is_none_or(|t| seen.insert(t.clone()));
+                if fresh {
+                    listing.keys.push(key);
+                }
+            }
+            if count < PAGE_SIZE || answer.total_pages.is_some_and(|t| page >= t) {
+                break;
+            }
+        }
+        Ok(listing)
+    }
+
+    /// One key by its token hash; `None` when LiteLLM says it has no such
+    /// key, or only a deleted one.
+    pub async fn key_info(&self, token: &str) -> Result<Option<KeyView>, Error> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("key", token)
+            .finish();
+        match self
+            .call::<Value>(Method::GET, &format!("key/info?{query}"), None::<&()>)
+            .await
+        {
+            Ok(answer) => {
+                let mut view: KeyView = serde_json::from_value(answer["info"].clone())
+                    .map_err(|e| Error::InvalidResponse(format!("key/info: {e}")))?;
+                if view.status.as_deref() == Some("deleted") {
+                    return Ok(None);
+                }
+                view.token.get_or_insert_with(|| token.to_string());
+                Ok(Some(view))
+            }
+            Err(Error::NotFound { message, .. }) if message.contains(KEY_NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Several keys by token hash, `PAGE_SIZE` per call. LiteLLM leaves
+    /// out keys it does not have and does not echo the hash: match the
+    /// answers by `key_alias`.
+    pub async fn keys_info(&self, tokens: &[String]) -> Result<Listing, Error> {
+        let mut listing = Listing::default();
+        for chunk in tokens.chunks(PAGE_SIZE) {
+            let answer: Value = self
+                .call(
+                    Method::POST,
+                    "v2/key/info",
+                    Some(&serde_json::json!({ "keys": chunk })),
+                )
+                .await?;
+            listing.calls += 1;
+            let infos: Vec<KeyView> = serde_json::from_value(answer["info"].clone())
+                .map_err(|e| Error::InvalidResponse(format!("v2/key/info: {e}")))?;
+            listing.keys.extend(infos);
+        }
+        Ok(listing)
     }
 
     async fn delete(&self, body: Value) -> Result<Deleted, Error> {

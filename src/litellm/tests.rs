@@ -195,3 +195,88 @@ fn bad_ca_cert_is_a_config_error() {
     .unwrap_err();
     assert!(err.to_string().contains("ca_cert"), "{err}");
 }
+
+#[tokio::test]
+async fn list_keys_asks_for_full_objects_oldest_first_and_pages() {
+    let stub = Stub::start(vec![super::stub::route(
+        "GET /key/list",
+        200,
+        r#"{"keys":[{"token":"t1","key_alias":"a","spend":null,"metadata":{"vault_mount_id":"m"},"models":null,"created_at":"2026-11-30T17:32:21.180000Z"}],"total_pages":1}"#,
+    )])
+    .await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
+    let listing = c.list_keys(Some("-dev-")).await.unwrap();
+    assert_eq!(listing.calls, 1);
+    assert_eq!(listing.keys.len(), 1);
+    let k = &listing.keys[0];
+    assert_eq!(k.spend, 0.0, "null spend is 0");
+    assert!(k.models.is_empty());
+    assert_eq!(k.meta("vault_mount_id"), Some("m"));
+    let sent = stub.requests().concat();
+    for part in [
+        "size=100",
+        "return_full_object=true",
+        "sort_by=created_at",
+        "sort_order=asc",
+        "key_alias=-dev-",
+        "substring_matching=true",
+    ] {
+        assert!(sent.contains(part), "{part}: {sent}");
+    }
+}
+
+#[tokio::test]
+async fn key_info_tells_a_missing_key_from_a_foreign_404() {
+    let missing = Stub::start(vec![super::stub::route(
+        "GET /key/info",
+        404,
+        r#"{"error":{"message":"Key not found in database","type":"not_found_error","code":"404"}}"#,
+    )])
+    .await;
+    let c = client(missing.url.clone(), Duration::from_secs(5));
+    assert_eq!(c.key_info("t").await.unwrap(), None);
+
+    let deleted = Stub::start(vec![super::stub::route(
+        "GET /key/info",
+        200,
+        r#"{"key":"t","info":{"key_alias":"a","status":"deleted","spend":1.0}}"#,
+    )])
+    .await;
+    let c = client(deleted.url.clone(), Duration::from_secs(5));
+    assert_eq!(
+        c.key_info("t").await.unwrap(),
+        None,
+        "a deleted key is gone"
+    );
+
+    let live = Stub::start(vec![super::stub::route(
+        "GET /key/info",
+        200,
+        r#"{"key":"t","info":{"key_alias":"a","spend":0.5,"max_budget":2.0,"blocked":null}}"#,
+    )])
+    .await;
+    let c = client(live.url.clone(), Duration::from_secs(5));
+    let v = c.key_info("t").await.unwrap().unwrap();
+    assert_eq!((v.spend, v.max_budget), (0.5, Some(2.0)));
+    assert_eq!(v.token.as_deref(), Some("t"));
+
+    // Not LiteLLM's words: an error, never "no such key".
+    let foreign = Stub::start(vec![]).await;
+    let c = client(foreign.url.clone(), Duration::from_secs(5));
+    assert!(c.key_info("t").await.is_err());
+}
+
+#[tokio::test]
+async fn keys_info_batches_by_100() {
+    let stub = Stub::start(vec![super::stub::route(
+        "POST /v2/key/info",
+        200,
+        r#"{"key":[],"info":[{"key_alias":"a","spend":0.1}]}"#,
+    )])
+    .await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
+    let tokens: Vec<String> = (0..150).map(|i| format!("t{i}")).collect();
+    let listing = c.keys_info(&tokens).await.unwrap();
+    assert_eq!(listing.calls, 2);
+    assert_eq!(listing.keys.len(), 2);
+}

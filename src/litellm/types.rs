@@ -69,3 +69,59 @@ pub struct UpdatedKey {
     #[serde(default)]
     pub expires: Option<String>,
 }
+
+/// A key as LiteLLM shows it (`/key/list?return_full_object=true`,
+/// `/key/info`, `/v2/key/info`): the fields the inventory reports.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct KeyView {
+    /// sha256 of the key; absent in `/v2/key/info` answers.
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub key_alias: Option<String>,
+    #[serde(default, deserialize_with = "null_as_zero")]
+    pub spend: f64,
+    #[serde(default)]
+    pub max_budget: Option<f64>,
+    #[serde(default)]
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub blocked: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub models: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// `"deleted"` when `/key/info` answers from LiteLLM's deleted-keys table.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl KeyView {
+    /// A string value of the key's metadata.
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        self.metadata.get(name).and_then(serde_json::Value::as_str)
+    }
+}
+
+fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(0.0))
+}
+
+fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One page of `/key/list`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct KeyPage {
+    #[serde(default)]
+    pub keys: Vec<KeyView>,
+    #[serde(default)]
+    pub total_pages: Option<u64>,
+}

@@ -1,0 +1,266 @@
+//! The inventory: which keys this mount minted, and the mount's identity.
+//!
+//! Every key carries the mount's id in its LiteLLM metadata
+//! (`vault_mount_id`), and every issued key has a record here
+//! (`inventory/keys/<alias>`) from just before its WAL entry is deleted until
+//! its lease is revoked. The record never holds the key itself, only its
+//! token hash. Listing, usage and tidy only ever look at keys carrying this
+//! mount's id, so mounts sharing a LiteLLM never touch each other's keys.
+//!
+//! Both live in local storage: a performance secondary mints (and leases)
+//! its own keys, so it keeps its own id and records.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::proxy::Home;
+use super::{rollback, Engine};
+use crate::framework::storage::{get_json, put_json};
+use crate::framework::{wal, Error, Result, Storage};
+
+pub const PREFIX: &str = "inventory/";
+const MOUNT_ID_KEY: &str = "inventory/mount_id";
+pub const RECORDS: &str = "inventory/keys/";
+/// The metadata key naming the mount that minted a key.
+pub const MOUNT_ID_METADATA: &str = "vault_mount_id";
+
+#[derive(Serialize, Deserialize)]
+struct MountId {
+    id: String,
+}
+
+/// The mount's id, if it minted anything yet. Read-only: safe on standbys.
+pub async fn mount_id(engine: &Engine, storage: &dyn Storage) -> Result<Option<String>> {
+    if let Some(id) = engine.mount_id.get() {
+        return Ok(Some(id.clone()));
+    }
+    let stored: Option<MountId> = get_json(storage, MOUNT_ID_KEY).await?;
+    Ok(stored.map(|m| {
+        // Written once and never changed: safe to keep for the mount's life.
+        let _ = engine.mount_id.set(m.id.clone());
+        m.id
+    }))
+}
+
+/// The mount's id, created (once) on first use.
+pub async fn ensure_mount_id(engine: &Engine, storage: &dyn Storage) -> Result<String> {
+    if let Some(id) = mount_id(engine, storage).await? {
+        return Ok(id);
+    }
+    // Two first issues at once must not both create an id.
+    let _creating = engine.mount_id_lock.lock().await;
+    if let Some(id) = mount_id(engine, storage).await? {
+        return Ok(id);
+    }
+    let id = super::proxy::new_proxy_id() + &super::proxy::new_proxy_id();
+    put_json(storage, MOUNT_ID_KEY, &MountId { id: id.clone() }).await?;
+    let _ = engine.mount_id.set(id.clone());
+    tracing::info!(mount_id = %id, "created the mount's id");
+    Ok(id)
+}
+
+/// What the mount knows about one key it issued. Never the key itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyRecord {
+    pub alias: String,
+    /// sha256 of the key, as LiteLLM calls it (`token`).
+    pub token: String,
+    pub role: String,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// When the lease ends unless renewed (unix seconds); moved by renewals.
+    pub lease_expires: u64,
+    pub proxy_id: String,
+    pub proxy_url: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// The requester's identity entity. Always empty for now: the request
+    /// model does not carry the entity id yet.
+    #[serde(default)]
+    pub entity_id: String,
+    /// First failed revocation (unix seconds): the lease was meant to end
+    /// then, so tidy may finish the job once the server gives up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_failed_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_error: Option<String>,
+}
+
+impl KeyRecord {
+    pub fn home(&self) -> Home {
+        Home {
+            proxy_id: self.proxy_id.clone(),
+            base_url: self.proxy_url.clone(),
+        }
+    }
+
+    /// When the lease ended, or will: the expiry, or a failed revoke.
+    pub fn ended_at(&self) -> u64 {
+        self.revoke_failed_at
+            .map_or(self.lease_expires, |t| t.min(self.lease_expires))
+    }
+}
+
+pub fn unix_now() -> u64 {
+    unix(SystemTime::now())
+}
+
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn record_key(alias: &str) -> String {
+    format!("{RECORDS}{alias}")
+}
+
+pub async fn put(storage: &dyn Storage, record: &KeyRecord) -> Result<()> {
+    put_json(storage, &record_key(&record.alias), record).await
+}
+
+pub async fn get(storage: &dyn Storage, alias: &str) -> Result<Option<KeyRecord>> {
+    get_json(storage, &record_key(alias)).await
+}
+
+pub async fn delete(storage: &dyn Storage, alias: &str) -> Result<()> {
+    storage.delete(&record_key(alias)).await
+}
+
+/// Aliases of every record, sorted.
+pub async fn aliases(storage: &dyn Storage) -> Result<Vec<String>> {
+    let mut all = storage.list(RECORDS).await?;
+    all.retain(|a| !a.ends_with('/'));
+    all.sort();
+    Ok(all)
+}
+
+/// Notes a failed revocation on the key's record (if it has one), keeping
+/// the time of the first failure. Best effort: the revoke's own error is
+/// what matters, and the server retries it.
+pub async fn mark_revoke_failed(storage: &dyn Storage, alias: &str, error: &str) {
+    let result = async {
+        if let Some(mut record) = get(storage, alias).await? {
+            record.revoke_failed_at.get_or_insert_with(unix_now);
+            record.revoke_error = Some(error.chars().take(300).collect());
+            put(storage, &record).await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(key_alias = %alias, error = %e, "cannot mark the key's record after a failed revoke");
+    }
+}
+
+/// Aliases of keys being minted right now (their WAL entries): tidy leaves
+/// them alone whatever their age.
+pub async fn aliases_in_flight(storage: &dyn Storage) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for id in wal::list(storage).await? {
+        if let Some(entry) = wal::get(storage, &id).await? {
+            if entry.kind == rollback::KIND {
+                if let Some(alias) = entry.data["key_alias"].as_str() {
+                    out.insert(alias.to_string());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Shared by the paths that take a key's alias or token hash.
+pub enum KeyId {
+    Token(String),
+    Alias(String),
+}
+
+/// An alias (`[A-Za-z0-9_-]`, as the engine makes them) or a token hash
+/// (64 hex digits). A plaintext key is refused: it would sit in URLs and
+/// audit logs.
+pub fn parse_key_id(field: &str, raw: &str) -> Result<KeyId> {
+    let raw = raw.trim();
+    if raw.starts_with("sk-") {
+        return Err(Error::invalid(format!(
+            "field {field:?}: this looks like a key itself; give its alias or token hash (sha256) instead"
+        )));
+    }
+    if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(KeyId::Token(raw.to_ascii_lowercase()));
+    }
+    if raw.is_empty()
+        || raw.len() > 128
+        || !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(Error::invalid(format!(
+            "field {field:?}: expected a key alias (letters, digits, - and _) or a token hash (64 hex digits)"
+        )));
+    }
+    Ok(KeyId::Alias(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::storage::MemoryStorage;
+
+    #[tokio::test]
+    async fn the_mount_id_is_created_once_and_kept() {
+        let engine = Engine::new();
+        let s = MemoryStorage::default();
+        assert_eq!(mount_id(&engine, &s).await.unwrap(), None);
+        let id = ensure_mount_id(&engine, &s).await.unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(ensure_mount_id(&engine, &s).await.unwrap(), id);
+        // A new process (reload) reads the same id.
+        let fresh = Engine::new();
+        assert_eq!(mount_id(&fresh, &s).await.unwrap(), Some(id));
+    }
+
+    #[tokio::test]
+    async fn a_failed_revoke_keeps_its_first_time() {
+        let s = MemoryStorage::default();
+        let record = KeyRecord {
+            alias: "vault-dev-abc".into(),
+            token: "t".into(),
+            role: "dev".into(),
+            issued_at: 10,
+            lease_expires: unix_now() + 3600,
+            proxy_id: "p".into(),
+            proxy_url: "http://x/".into(),
+            display_name: String::new(),
+            entity_id: String::new(),
+            revoke_failed_at: None,
+            revoke_error: None,
+        };
+        put(&s, &record).await.unwrap();
+        mark_revoke_failed(&s, "vault-dev-abc", "down").await;
+        let first = get(&s, "vault-dev-abc").await.unwrap().unwrap();
+        let at = first.revoke_failed_at.unwrap();
+        assert!(first.ended_at() <= at);
+        mark_revoke_failed(&s, "vault-dev-abc", "still down").await;
+        let second = get(&s, "vault-dev-abc").await.unwrap().unwrap();
+        assert_eq!(second.revoke_failed_at, Some(at));
+        assert_eq!(second.revoke_error.as_deref(), Some("still down"));
+        // No record (a lease from before the inventory): nothing happens.
+        mark_revoke_failed(&s, "other", "x").await;
+        assert_eq!(aliases(&s).await.unwrap(), vec!["vault-dev-abc"]);
+    }
+
+    #[test]
+    fn key_ids() {
+        let hash = "a".repeat(64);
+        assert!(matches!(parse_key_id("id", &hash), Ok(KeyId::Token(t)) if t == hash));
+        assert!(matches!(
+            parse_key_id("id", "vault-dev-abc"),
+            Ok(KeyId::Alias(_))
+        ));
+        for bad in ["sk-abc", "a.b", "", "x y"] {
+            let e = parse_key_id("id", bad).err().unwrap();
+            assert_eq!(e.status(), 400);
+            assert!(e.to_string().contains("\"id\""), "{e}");
+        }
+    }
+}
