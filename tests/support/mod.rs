@@ -7,7 +7,7 @@
 //!
 //! * `ENGINES` (default `"vault openbao"`): which servers to test against;
 //! * `REQUIRE_ENGINES`: engines that must be present (a missing one fails the test instead of
-//!   being skipped);
+//!   being skipped); `make test` sets it to `openbao` unless given;
 //! * `BAO_BIN` / `VAULT_BIN`: the server binaries (else `bao` / `vault` on `PATH`);
 //! * `LITELLM_URL` / `LITELLM_MASTER_KEY`: the LiteLLM proxy.
 //!
@@ -422,7 +422,11 @@ impl DevServer {
         // auto-register every file in it, unversioned. OpenBao has no mlock (it warns about
         // the setting); Vault gets it disabled explicitly, as in its dev mode.
         let config_path = dir_path.join("config.hcl");
-        let mut config = format!("plugin_directory = \"{}\"\n", plugin_dir.display());
+        // sys/raw lets tests inspect the plugin's stored entries directly.
+        let mut config = format!(
+            "plugin_directory = \"{}\"\nraw_storage_endpoint = true\n",
+            plugin_dir.display()
+        );
         if engine == Engine::Vault {
             config.push_str("disable_mlock = true\n");
         }
