@@ -77,7 +77,9 @@ fn assert_refused_with(out: &Output, needle: &str) {
 fn refusals_are_hclog_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let cert = host_cert_pem();
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    // (what, environment, text the error must contain)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "wrong cookie",
             vec![

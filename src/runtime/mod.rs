@@ -85,7 +85,6 @@ pub fn serve(name: &str, factory: Factory) -> ExitCode {
         tracing::debug!("memory locked (mlockall) as the server asked");
     }
     tls::install_default_provider();
-    tls::warm_up_rng();
     server::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
