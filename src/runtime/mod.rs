@@ -154,6 +154,9 @@ fn report(name: &str, level: &tracing::Level, message: &str) {
     if *level == tracing::Level::ERROR {
         // No '|': four or more fields would be read as a handshake.
         println!("{name}: {}", message.replace('|', "/"));
+        // go-plugin races reading that line against noticing our exit
+        // ("plugin exited before we could connect"); give the line a head start.
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
