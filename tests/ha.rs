@@ -310,20 +310,6 @@ fn live_leases(cluster: &Cluster, node: usize) -> usize {
         .sum()
 }
 
-/// The engine's binary, or `None` after a loud SKIPPED line when the engine
-/// is not tested here (not in `ENGINES`, or missing and not required; a
-/// required missing engine panics in `from_env_list`).
-fn engine_binary(engine: Engine, test: &str) -> Option<PathBuf> {
-    if Engine::from_env_list().contains(&engine) {
-        return engine.binary();
-    }
-    eprintln!(
-        "\n**********\nSKIPPED: {test} on {engine}: not in ENGINES or no binary (set {})\n**********\n",
-        engine.bin_var()
-    );
-    None
-}
-
 #[test]
 fn three_node_raft_cluster_failover_openbao() {
     three_node_raft_cluster_failover(Engine::OpenBao);
@@ -335,7 +321,7 @@ fn three_node_raft_cluster_failover_vault() {
 }
 
 fn three_node_raft_cluster_failover(engine: Engine) {
-    let Some(bin) = engine_binary(engine, "the HA test") else {
+    let Some(bin) = engine.binary_for_test("the HA test") else {
         return;
     };
     let litellm = LiteLlm::from_env();
@@ -519,7 +505,7 @@ fn restarted_server_keeps_leases_working_vault() {
 }
 
 fn restarted_server_keeps_leases_working(engine: Engine) {
-    let Some(bin) = engine_binary(engine, "the restart test") else {
+    let Some(bin) = engine.binary_for_test("the restart test") else {
         return;
     };
     let litellm = LiteLlm::from_env();

@@ -340,6 +340,30 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// This engine's binary for a test written per engine (one #[test] each, so each engine
+    /// fails on its own): `None` after a loud `SKIPPED:` line when the engine is not in
+    /// `ENGINES`, or is missing and not in `REQUIRE_ENGINES`; panics when it is required and
+    /// missing.
+    pub fn binary_for_test(self, test: &str) -> Option<PathBuf> {
+        let wanted = engine_list("ENGINES", "vault openbao");
+        let required = engine_list("REQUIRE_ENGINES", "").contains(&self);
+        let why = if wanted.contains(&self) {
+            match self.locate() {
+                Ok(bin) => return Some(bin),
+                Err(why) => why,
+            }
+        } else {
+            format!("{self} is not in ENGINES")
+        };
+        if required {
+            panic!("{test}: {why}, and REQUIRE_ENGINES lists {self}");
+        }
+        eprintln!("\n**********\nSKIPPED: {test} on {self}: {why}\n**********\n");
+        None
+    }
+}
+
 impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
