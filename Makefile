@@ -4,7 +4,9 @@
 # or your own via LITELLM_URL + LITELLM_MASTER_KEY) and finds OpenBao/Vault, runs the tests with
 # that environment, and always takes down what it started (KEEP_STACK=1 keeps it).
 # Engines: ENGINES="vault openbao" by default; a missing one is skipped with a loud SKIPPED line,
-# unless REQUIRE_ENGINES names it.
+# unless REQUIRE_ENGINES names it. `make test` requires OpenBao (REQUIRE_ENGINES defaults to
+# "openbao" there), so a run that could not start it fails instead of passing with nothing tested;
+# Vault is tested when VAULT_BIN (or `vault` on PATH) gives one, and skipped loudly otherwise.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -40,8 +42,9 @@ lint: ## cargo fmt --check and cargo clippy --all-targets -D warnings (with and 
 unit: ## Unit tests only (no servers needed)
 	$(CARGO) test $(UNIT_TARGETS)
 
-test: lint unit ## Lint, unit tests, then all integration tests (tests/*.rs, the SDK's example engine) against the e2e stack
-	e2e/run-with-stack.sh bash -c '$(CARGO) test --features fault-injection --test "*" $(IT_ARGS) && \
+test: lint unit ## Lint, unit tests, then all integration tests (tests/*.rs, the SDK's example engine); OpenBao required, Vault if found
+	REQUIRE_ENGINES="$${REQUIRE_ENGINES-openbao}" \
+	  e2e/run-with-stack.sh bash -c '$(CARGO) test --features fault-injection --test "*" $(IT_ARGS) && \
 	  $(CARGO) build -p vault-plugin-sdk --example notes && \
 	  $(CARGO) test -p vault-plugin-sdk --test "*" $(IT_ARGS)'
 

@@ -13,6 +13,7 @@ Writes bench/RESULTS.md. Knobs: BENCH_N (latency samples, default 100), BENCH_IS
 BENCH_REVOKES (500).
 """
 
+import base64
 import concurrent.futures as cf
 import glob
 import json
@@ -175,7 +176,19 @@ def handshake_times(binary, runs=20):
         p.wait(timeout=5)
     leftover = [f for f in os.listdir(d) if f.startswith("plugin")]
     shutil.rmtree(d, ignore_errors=True)
-    return times, leftover
+    return times, leftover, cert_key_type(line)
+
+
+def cert_key_type(handshake_line):
+    """Key type and signature of the certificate in a handshake line, e.g. "ECDSA P-256 (ecdsa-with-SHA256)"."""
+    b64 = handshake_line.strip().split(b"|")[5]
+    der = base64.b64decode(b64 + b"=" * (-len(b64) % 4))
+    text = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-text"], input=der,
+                          capture_output=True, check=True).stdout.decode()
+    field = lambda name: next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.strip().startswith(name)), "?")
+    alg, curve, sig = field("Public Key Algorithm"), field("NIST CURVE"), field("Signature Algorithm")
+    kind = f"ECDSA {curve}" if alg == "id-ecPublicKey" else alg
+    return f"{kind} ({sig})"
 
 
 def timed_parallel(fn, count, concurrency):
@@ -205,9 +218,9 @@ def main():
         row("footprint", "static musl binary size (amd64, stripped)", f"{musl_mb:.1f} MB", "target < 15 MB",
             "met" if musl_mb < 15 else "NOT met")
 
-    hs, leftover = handshake_times(binary)
+    hs, leftover, key_type = handshake_times(binary)
     hs_ms = statistics.median(hs) * 1000
-    row("footprint", "exec to handshake line (median of 20; then SIGTERM)",
+    row("footprint", f"exec to handshake line (median of 20; then SIGTERM); identity {key_type}",
         f"{hs_ms:.1f} ms (p95 {pct(hs, 95) * 1000:.1f} ms)", f"{len(leftover)} sockets left behind",
         "target < 20 ms: " + ("met" if hs_ms < 20 else "NOT met"))
 

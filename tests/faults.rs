@@ -240,7 +240,9 @@ fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
         ));
 
         steps.step("after respawn and rollback: keys == leases");
-        eventually("orphans rolled back", Duration::from_secs(150), || {
+        // Held entries (2 x 10 s + 15 s) wait for the next minute tick; a
+        // loaded LiteLLM may need a second tick.
+        eventually("orphans rolled back", Duration::from_secs(200), || {
             let leases = live_leases(&server, "r");
             (litellm.count_live_keys_with_alias_prefix(&prefix) == leases).then_some(())
         });
@@ -507,7 +509,10 @@ fn secrets_never_leak_into_reads_logs_or_plugin_storage() {
                 }
             }
         } else {
-            steps.step(format!("sys/raw not enabled on this dev server ({status}); storage checked through the API only"));
+            eprintln!(
+                "\n**********\nSKIPPED: {engine}: sys/raw answered {status}; the plugin's raw storage \
+                 was not checked for plaintext secrets (API checks only)\n**********\n"
+            );
         }
 
         steps.step("the server log (plugin at trace level) holds neither secret");

@@ -7,7 +7,7 @@
 //!
 //! * `ENGINES` (default `"vault openbao"`): which servers to test against;
 //! * `REQUIRE_ENGINES`: engines that must be present (a missing one fails the test instead of
-//!   being skipped);
+//!   being skipped); `make test` sets it to `openbao` unless given;
 //! * `BAO_BIN` / `VAULT_BIN`: the server binaries (else `bao` / `vault` on `PATH`);
 //! * `LITELLM_URL` / `LITELLM_MASTER_KEY`: the LiteLLM proxy.
 //!
@@ -353,6 +353,30 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// This engine's binary for a test written per engine (one #[test] each, so each engine
+    /// fails on its own): `None` after a loud `SKIPPED:` line when the engine is not in
+    /// `ENGINES`, or is missing and not in `REQUIRE_ENGINES`; panics when it is required and
+    /// missing.
+    pub fn binary_for_test(self, test: &str) -> Option<PathBuf> {
+        let wanted = engine_list("ENGINES", "vault openbao");
+        let required = engine_list("REQUIRE_ENGINES", "").contains(&self);
+        let why = if wanted.contains(&self) {
+            match self.locate() {
+                Ok(bin) => return Some(bin),
+                Err(why) => why,
+            }
+        } else {
+            format!("{self} is not in ENGINES")
+        };
+        if required {
+            panic!("{test}: {why}, and REQUIRE_ENGINES lists {self}");
+        }
+        eprintln!("\n**********\nSKIPPED: {test} on {self}: {why}\n**********\n");
+        None
+    }
+}
+
 impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -435,7 +459,11 @@ impl DevServer {
         // auto-register every file in it, unversioned. OpenBao has no mlock (it warns about
         // the setting); Vault gets it disabled explicitly, as in its dev mode.
         let config_path = dir_path.join("config.hcl");
-        let mut config = format!("plugin_directory = \"{}\"\n", plugin_dir.display());
+        // sys/raw lets tests inspect the plugin's stored entries directly.
+        let mut config = format!(
+            "plugin_directory = \"{}\"\nraw_storage_endpoint = true\n",
+            plugin_dir.display()
+        );
         if engine == Engine::Vault {
             config.push_str("disable_mlock = true\n");
         }

@@ -13,6 +13,17 @@ pub const BACKEND_COOKIE_KEY: &str = "VAULT_BACKEND_PLUGIN";
 pub const BACKEND_COOKIE_VALUE: &str = "6669da05-b1c8-4f49-97d9-c8e5bed98e20";
 /// Set instead of the backend cookie when the host probes for a database plugin.
 pub const DATABASE_COOKIE_KEY: &str = "VAULT_DATABASE_PLUGIN";
+/// Set to `true` by Vault unless its configuration has `disable_mlock = true`:
+/// the plugin must then lock its memory or refuse to run.
+pub const MLOCK_ENV: &str = "VAULT_PLUGIN_MLOCK_ENABLED";
+/// Variables only a launching server sets: with none of them present, a
+/// person ran the binary by hand.
+const PLUGIN_ENV: &[&str] = &[
+    BACKEND_COOKIE_KEY,
+    DATABASE_COOKIE_KEY,
+    "PLUGIN_PROTOCOL_VERSIONS",
+    "PLUGIN_CLIENT_CERT",
+];
 /// The only application protocol spoken: v5 (AutoMTLS + gRPC).
 pub const PROTOCOL_VERSION: u32 = 5;
 /// go-plugin's core protocol version, first field of the handshake line.
@@ -37,9 +48,7 @@ impl HostEnv {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, RuntimeError> {
         if get(DATABASE_COOKIE_KEY).is_some() && get(BACKEND_COOKIE_KEY).is_none() {
-            return Err(RuntimeError::Start(
-                "this is a secrets engine plugin, not a database plugin".into(),
-            ));
+            return Err(RuntimeError::DatabaseProbe);
         }
         match get(BACKEND_COOKIE_KEY) {
             Some(v) if v == BACKEND_COOKIE_VALUE => {}
@@ -67,14 +76,24 @@ impl HostEnv {
                     .into(),
             ));
         }
+        // Vault's SDK locks memory only for the exact value "true"; OpenBao
+        // never sets either variable, but its twin name is honoured alike.
+        let mlock = [MLOCK_ENV, "BAO_PLUGIN_MLOCK_ENABLED"]
+            .iter()
+            .any(|k| get(k).as_deref() == Some("true"));
         Ok(Self {
             client_cert_pem,
             socket_dir: get("PLUGIN_UNIX_SOCKET_DIR").filter(|d| !d.is_empty()),
             socket_group: get("PLUGIN_UNIX_SOCKET_GROUP").filter(|g| !g.is_empty()),
-            mlock: flag("VAULT_PLUGIN_MLOCK_ENABLED"),
+            mlock,
             openbao: get("BAO_VERSION").is_some(),
         })
     }
+}
+
+/// True when any variable a launching server sets is present.
+pub fn has_plugin_env(get: impl Fn(&str) -> Option<String>) -> bool {
+    PLUGIN_ENV.iter().any(|k| get(k).is_some())
 }
 
 /// `CORE|APP|NETWORK|ADDRESS|PROTOCOL|CERT`: the certificate is DER in
@@ -140,7 +159,33 @@ mod tests {
             ("PLUGIN_PROTOCOL_VERSIONS", "5,6"),
         ];
         let err = HostEnv::from_lookup(env(&pairs)).unwrap_err();
+        assert!(matches!(err, RuntimeError::DatabaseProbe));
         assert!(err.to_string().contains("not a database plugin"), "{err}");
+    }
+
+    #[test]
+    fn mlock_only_for_the_exact_value_true() {
+        let with = |v: &'static str| {
+            let pairs = [GOOD[0], GOOD[1], GOOD[2], (MLOCK_ENV, v)];
+            HostEnv::from_lookup(env(&pairs)).unwrap().mlock
+        };
+        assert!(with("true"));
+        assert!(!with("false"));
+        assert!(!with(""));
+        let pairs = [
+            GOOD[0],
+            GOOD[1],
+            GOOD[2],
+            ("BAO_PLUGIN_MLOCK_ENABLED", "true"),
+        ];
+        assert!(HostEnv::from_lookup(env(&pairs)).unwrap().mlock);
+    }
+
+    #[test]
+    fn plugin_env_is_recognised() {
+        assert!(!has_plugin_env(env(&[("HOME", "/root")])));
+        assert!(has_plugin_env(env(&GOOD[1..2])));
+        assert!(has_plugin_env(env(&[(BACKEND_COOKIE_KEY, "nope")])));
     }
 
     #[test]

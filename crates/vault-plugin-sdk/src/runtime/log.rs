@@ -89,6 +89,24 @@ pub fn record(
     Value::Object(obj).to_string()
 }
 
+/// Writes one record straight to stderr, without the subscriber: for
+/// start-up refusals, which happen before (or instead of) `init`.
+pub fn emit(level: &Level, message: &str, fields: &[(&str, &str)]) {
+    let fields = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect();
+    let line = record(
+        level,
+        "runtime",
+        message,
+        fields,
+        time::OffsetDateTime::now_utc(),
+    );
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
 #[derive(Default)]
 struct Fields {
     message: String,

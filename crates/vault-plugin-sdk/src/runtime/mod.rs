@@ -3,7 +3,12 @@
 //!
 //! Start-up order matters: environment checks first (a person running the
 //! binary by hand gets an explanation, database probes exit 1), then the
-//! parent-death signal, then TLS, the socket and the handshake line.
+//! parent-death signal, mlock when Vault asks for it, then TLS, the socket
+//! and the handshake line.
+//!
+//! Refusals to start are written as hclog JSON at error level when a server
+//! launched us (it shows plain stderr lines only at debug level), and as
+//! plain text when stderr is a terminal or no plugin variable is set at all.
 
 mod backend_service;
 mod broker;
@@ -50,8 +55,11 @@ pub(crate) fn plugin() -> PluginInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// Started without the host's magic cookie: by hand, most likely.
-    #[error("not started by Vault or OpenBao")]
+    #[error("not started by Vault or OpenBao: the magic cookie VAULT_BACKEND_PLUGIN is missing or wrong")]
     NotLaunchedByHost,
+    /// The host probed whether this is a database plugin (type detection).
+    #[error("this is a secrets engine plugin, not a database plugin")]
+    DatabaseProbe,
     /// The host's environment is not one this plugin can serve.
     #[error("{0}")]
     Start(String),
@@ -88,25 +96,22 @@ pub fn serve(info: PluginInfo, factory: Factory) -> ExitCode {
     }
     let host = match handshake::HostEnv::from_env() {
         Ok(host) => host,
-        Err(RuntimeError::NotLaunchedByHost) => {
-            eprintln!("{usage}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return refuse_start(name, &e),
     };
     log::init(info.name);
     guard_against_orphaning();
     if host.mlock {
         if let Err(e) = sys::lock_memory() {
-            tracing::error!(error = %e, "mlock requested by the server failed");
+            let message = format!(
+                "the server asked this plugin to lock its memory ({}=true) and mlockall failed: {e}. {MLOCK_HINT}",
+                handshake::MLOCK_ENV
+            );
+            report(name, &tracing::Level::ERROR, &message);
             return ExitCode::FAILURE;
         }
+        tracing::debug!("memory locked (mlockall) as the server asked");
     }
     tls::install_default_provider();
-    tls::warm_up_rng();
     server::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -115,7 +120,11 @@ pub fn serve(info: PluginInfo, factory: Factory) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{name}: cannot start the async runtime: {e}");
+            report(
+                name,
+                &tracing::Level::ERROR,
+                &format!("cannot start the async runtime: {e}"),
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -126,6 +135,68 @@ pub fn serve(info: PluginInfo, factory: Factory) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to do when mlock fails, for the operator reading the server log.
+pub const MLOCK_HINT: &str = "Either set `disable_mlock = true` in the Vault server configuration \
+(the usual choice with integrated storage), or let the plugin lock memory: \
+`setcap cap_ipc_lock=+ep <plugin binary>` (the file's sha256 does not change), \
+or run Vault under systemd with AmbientCapabilities=CAP_IPC_LOCK and CAP_IPC_LOCK in \
+CapabilityBoundingSet (or LimitMEMLOCK=infinity) so that plugins inherit it.";
+
+/// True when a person is likely reading stderr: it is a terminal, or the
+/// environment has none of the variables a launching server sets. The
+/// server shows plain stderr lines only at debug level, so anything else
+/// gets hclog JSON.
+fn human_reader() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+        || !handshake::has_plugin_env(|k| std::env::var_os(k).map(|_| String::new()))
+}
+
+/// A start-up problem: plain text for a person, an hclog record for the
+/// server (which otherwise hides it at debug level).
+///
+/// An error is also printed as the only stdout line: a server that launched
+/// us to register the plugin reads no stderr (Vault probes with a null
+/// logger), but go-plugin quotes a non-handshake first stdout line in the
+/// error it returns ("Unrecognized remote plugin message: ..."), so the
+/// operator sees the reason in the API answer too.
+fn report(name: &str, level: &tracing::Level, message: &str) {
+    if human_reader() {
+        eprintln!("{name}: {message}");
+        return;
+    }
+    log::emit(
+        level,
+        message,
+        &[("plugin", name), ("version", plugin().version)],
+    );
+    if *level == tracing::Level::ERROR {
+        // No '|': four or more fields would be read as a handshake.
+        println!("{name}: {}", message.replace('|', "/"));
+        // go-plugin races reading that line against noticing our exit
+        // ("plugin exited before we could connect"); give the line a head start.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Explains why the plugin will not start and returns the exit status (1).
+fn refuse_start(name: &str, e: &RuntimeError) -> ExitCode {
+    let help = || plugin().usage.replace("{VERSION}", plugin().version);
+    match e {
+        RuntimeError::NotLaunchedByHost if human_reader() => eprintln!("{}", help()),
+        RuntimeError::NotLaunchedByHost => report(
+            name,
+            &tracing::Level::ERROR,
+            &format!("{e}; register and mount the plugin through the server's plugin catalog"),
+        ),
+        // The server's plugin-type detection tries every binary as a database
+        // plugin first: an expected refusal, not worth an error in its log.
+        RuntimeError::DatabaseProbe => report(name, &tracing::Level::DEBUG, &e.to_string()),
+        _ => report(name, &tracing::Level::ERROR, &e.to_string()),
+    }
+    ExitCode::FAILURE
 }
 
 /// Dies with the server: the kernel sends SIGTERM when the parent exits (and

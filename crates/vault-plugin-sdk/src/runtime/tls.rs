@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use rand::TryRngCore;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose,
 };
@@ -37,16 +36,6 @@ pub fn install_default_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Seeds aws-lc's RNG on a background thread while start-up goes on: the
-/// first TLS handshake needs it, and its first use gathers entropy for tens
-/// of milliseconds.
-pub fn warm_up_rng() {
-    std::thread::spawn(|| {
-        let mut buf = [0u8; 8];
-        let _ = provider().secure_random.fill(&mut buf);
-    });
-}
-
 /// The plugin's own key and self-signed certificate, fresh for each process.
 pub struct Identity {
     pub cert: CertificateDer<'static>,
@@ -58,26 +47,12 @@ impl Identity {
     /// with that server name) and EKU server+client (the same certificate
     /// authenticates the plugin when it dials back through the broker).
     ///
-    /// Ed25519 with a seed from the OS: signing is deterministic, so nothing
-    /// here waits for aws-lc's RNG, whose first use costs ~50 ms of entropy
-    /// gathering (it is warmed in the background instead, see
-    /// `warm_up_rng`). Go's TLS and x509 accept Ed25519 (Go 1.13+).
+    /// ECDSA P-256: FIPS builds of Vault and OpenBao refuse Ed25519 peers.
+    /// Key generation and the ECDSA signature draw on aws-lc's RNG before the
+    /// handshake line; it is built without the CPU-jitter entropy source
+    /// (`.cargo/config.toml`), whose first use would add ~25-50 ms here.
     pub fn generate() -> Result<Self, RuntimeError> {
-        // PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
-        const ED25519_PKCS8_PREFIX: [u8; 16] = [
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut seed)
-            .map_err(|e| RuntimeError::Tls(format!("no OS randomness: {e}")))?;
-        pkcs8.extend_from_slice(&seed);
-        let der = PrivatePkcs8KeyDer::from(pkcs8);
-        let key =
-            KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519).map_err(tls_err)?;
-        Self::self_signed(key)
+        Self::self_signed(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?)
     }
 
     #[cfg(test)]
@@ -312,6 +287,28 @@ mod tests {
             Identity::generate().unwrap().cert,
             id.cert,
             "fresh per process"
+        );
+    }
+
+    #[test]
+    fn identity_is_ecdsa_p256_for_fips_servers() {
+        let id = Identity::generate().unwrap();
+        let (_, cert) = X509Certificate::from_der(id.cert.as_ref()).unwrap();
+        let spki = cert.public_key();
+        assert_eq!(
+            spki.algorithm.algorithm,
+            x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
+        );
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .unwrap();
+        assert_eq!(curve, x509_parser::oid_registry::OID_EC_P256);
+        assert_eq!(
+            cert.signature_algorithm.algorithm,
+            x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
         );
     }
 
