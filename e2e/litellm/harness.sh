@@ -207,7 +207,7 @@ VALUES (gen_random_uuid()::text, :'sum', :'name', :'t0', now(), 1);
 SQL
       die "migration $name failed (to start over: $0 down && rm -rf $PG)"
     n=$((n + 1))
-  done < <(ls -1 "$dir" | LC_ALL=C sort)
+  done < <(find "$dir" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | LC_ALL=C sort)
   [ "$n" = 0 ] || say "applied $n LiteLLM migrations"
 }
 
