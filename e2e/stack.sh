@@ -135,7 +135,16 @@ litellm_up() {
     if docker_works; then mode=docker; else mode=native; fi
   fi
   case $mode in
-    docker) litellm_docker_up ;;
+    docker)
+      if ! litellm_docker_up; then
+        # A Docker engine without access to the images' registry is common: fall back to the
+        # native harness unless Docker was asked for explicitly.
+        [ "${LITELLM_HARNESS:-auto}" = auto ] || die "docker compose up failed; see $STATE_DIR/litellm-up.log"
+        log "docker compose up failed (see $STATE_DIR/litellm-up.log); using the native harness instead"
+        docker compose -f "$COMPOSE_FILE" down -v >/dev/null 2>&1 || true
+        sed -i '/^STARTED_COMPOSE=/d' "$STARTED_FILE"
+        litellm_native_up
+      fi ;;
     native) litellm_native_up ;;
     *) die "LITELLM_HARNESS=$mode: expected auto, native or docker" ;;
   esac
@@ -169,8 +178,8 @@ litellm_docker_up() {
   echo "STARTED_COMPOSE=1" >> "$STARTED_FILE"
   if ! LITELLM_PORT=$PORT LITELLM_MASTER_KEY=$key LITELLM_CONFIG_FILE=$(config_for_key "$key") \
        docker compose -f "$COMPOSE_FILE" up -d --wait > "$STATE_DIR/litellm-up.log" 2>&1; then
-    tail -40 "$STATE_DIR/litellm-up.log" >&2
-    die "docker compose up failed; see $STATE_DIR/litellm-up.log (LITELLM_HARNESS=native avoids Docker)"
+    tail -20 "$STATE_DIR/litellm-up.log" >&2
+    return 1
   fi
 }
 

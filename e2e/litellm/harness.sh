@@ -58,15 +58,25 @@ site_packages() { "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_p
 
 # ------------------------------------------------------------------------------------ install
 
+# The system packages it needs (Debian names). As root with apt-get they are installed, so that a
+# fresh Debian/Ubuntu machine needs nothing else; elsewhere the missing ones are named.
 check_tools() {
   local missing=()
-  [ -x "$PG_BIN/initdb" ] || missing+=("Postgres 15 ($PG_BIN; Debian: postgresql)")
-  command -v node >/dev/null || missing+=("node (nodejs)")
-  command -v npm >/dev/null || missing+=("npm")
-  command -v curl >/dev/null || missing+=("curl")
-  command -v psql >/dev/null || missing+=("psql (postgresql-client)")
-  "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=("$PYTHON with venv (python3-venv)")
-  [ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (.ci/run installs them on Debian)"
+  [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
+  command -v psql >/dev/null || missing+=(postgresql-client)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v curl >/dev/null || missing+=(curl)
+  { command -v runuser && command -v setsid; } >/dev/null || missing+=(util-linux)
+  "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "apt-get install ${missing[*]}"
+    apt-get update -q >&2 || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+  else
+    die "missing system packages (Debian names): ${missing[*]}; Postgres 15 is expected in $PG_BIN (PG_BIN)"
+  fi
 }
 
 # The venv is rebuilt only when the pinned dependency set changes (a stamp inside it says which).
