@@ -31,6 +31,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB=${LITELLM_LAB:-/tmp/vault-plugin-litellm-lab}
+case $LAB in /*) ;; *) LAB=$PWD/$LAB ;; esac  # the proxy runs from its own directory
 PORT=${LITELLM_PORT:-4000}
 PGPORT=${LITELLM_PGPORT:-55432}
 MASTER_KEY=${LITELLM_MASTER_KEY:-sk-master-test}
