@@ -122,7 +122,6 @@ prisma_env() {
   export PRISMA_QUERY_ENGINE_BINARY=$ENGINE/bin/query-engine
   export PRISMA_SCHEMA_ENGINE_BINARY=$ENGINE/bin/schema-engine
   export PRISMA_HIDE_UPDATE_MESSAGE=1 CHECKPOINT_DISABLE=1  # the CLI would phone home otherwise
-  export QE_CACHE_DIR=$ENGINE/cache
 }
 
 # Generates prisma-client-py's client for LiteLLM's schema into the venv (once per schema).
