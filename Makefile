@@ -1,8 +1,9 @@
 # vault-plugin-secrets-litellm: developer and CI entry points. `make help` lists the targets.
 #
-# Integration tests run against real servers: e2e/run-with-stack.sh brings up LiteLLM (shared kit,
-# or your own via LITELLM_URL + LITELLM_MASTER_KEY) and finds OpenBao/Vault, runs the tests with
-# that environment, and always takes down what it started (KEEP_STACK=1 keeps it).
+# Integration tests run against real servers: e2e/run-with-stack.sh brings up LiteLLM (the
+# project's harness e2e/litellm/harness.sh, Docker compose where a Docker engine answers, or your
+# own via LITELLM_URL + LITELLM_MASTER_KEY) and finds OpenBao/Vault, runs the tests with that
+# environment, and always takes down what it started (KEEP_STACK=1 keeps it).
 # Engines: ENGINES="vault openbao" by default; a missing one is skipped with a loud SKIPPED line,
 # unless REQUIRE_ENGINES names it. `make test` requires OpenBao (REQUIRE_ENGINES defaults to
 # "openbao" there), so a run that could not start it fails instead of passing with nothing tested;

@@ -42,7 +42,7 @@ step "starting LiteLLM + Postgres (first run installs it: ~3 min) and finding Op
 "$REPO/e2e/stack.sh" up >/dev/null
 eval "$("$REPO/e2e/stack.sh" env)"
 echo "  LiteLLM at $LITELLM_URL, OpenBao binary $BAO_BIN"
-export PATH="$(dirname "$BAO_BIN"):$PATH"
+PATH="$(dirname "$BAO_BIN"):$PATH"; export PATH
 
 step "starting an OpenBao dev server on $ADDR with the plugin directory $STATE/plugins"
 stop_server

