@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, live_leases, plugin_binary, plugin_version, unique_prefix, unix_now,
-    Cable, DevServer, Engine, LiteLlm, Steps, MOUNT,
+    error_text, eventually, live_leases, plugin_binary, plugin_version, unique_prefix, Cable,
+    DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 fn assert_keys_match_leases(
@@ -224,7 +224,7 @@ fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
         let mut kills = Vec::new();
         for _ in 0..3 {
             thread::sleep(Duration::from_millis(700));
-            kills.push(unix_now());
+            kills.push(support::unix_now());
             for pid in server.plugin_pids() {
                 // SAFETY: kill(2) on the server's own plugin child.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
