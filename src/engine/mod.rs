@@ -5,19 +5,21 @@
 //!
 //! | key            | what                                             |
 //! |----------------|--------------------------------------------------|
-//! | `config`       | proxy URL, master key (seal-wrapped), TLS, timeout |
+//! | `config`       | proxy URL, admin key (seal-wrapped), TLS, timeout, rotation policy |
 //! | `roles/<name>` | what a minted key may do                         |
 //! | `proxies/<id>` | settings of proxies keys were minted on before (seal-wrapped) |
-//! | `wal/<id>`     | aliases of keys being minted right now (local to the cluster) |
+//! | `wal/<id>`     | keys being minted, admin keys being rotated (local to the cluster) |
 
 mod attribution;
 mod config;
 mod creds;
+mod cron;
 mod key_secret;
 mod narrowing;
 mod proxy;
 mod roles;
 mod rollback;
+mod rotation;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +44,9 @@ and read `creds/<name>` to get a key.";
 /// under its caller.
 pub const ROLLBACK_MIN_AGE_OPTION: &str = "rollback_min_age";
 const DEFAULT_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(600);
+/// Mount option, for tests: the smallest `rotation_period` accepted
+/// (default 1h). Rotation still happens at most once per rollback tick.
+pub const MIN_ROTATION_PERIOD_OPTION: &str = "min_rotation_period";
 /// Beyond the LiteLLM calls of an issue (generate, and a clean-up delete
 /// after a failure): storage writes and scheduling.
 pub const ISSUE_MARGIN: Duration = Duration::from_secs(15);
@@ -60,6 +65,7 @@ pub struct Engine {
     clients: proxy::Clients,
     /// Serialises read-modify-write of `config` and roles.
     writes: tokio::sync::Mutex<()>,
+    min_rotation_period: Duration,
 }
 
 impl Engine {
@@ -67,6 +73,7 @@ impl Engine {
         Self {
             clients: proxy::Clients::default(),
             writes: tokio::sync::Mutex::new(()),
+            min_rotation_period: rotation::DEFAULT_MIN_PERIOD,
         }
     }
 }
@@ -79,9 +86,7 @@ fn upstream(e: litellm::Error) -> Error {
         L::Unreachable { .. } => Error::coded(503, e.to_string()),
         L::Interrupted { .. } => Error::coded(502, e.to_string()),
         L::Timeout(_) => Error::coded(504, e.to_string()),
-        L::Unauthorized { .. } => {
-            Error::coded(502, format!("{e}; update the master key at config"))
-        }
+        L::Unauthorized { .. } => Error::coded(502, format!("{e}; update admin_key at config")),
         L::NotFound { .. } | L::Server { .. } | L::InvalidResponse(_) => {
             Error::coded(502, e.to_string())
         }
@@ -96,14 +101,25 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         })?,
         None => DEFAULT_ROLLBACK_MIN_AGE,
     };
-    let engine = Arc::new(Engine::new());
+    let min_rotation_period = match options.get(MIN_ROTATION_PERIOD_OPTION) {
+        Some(v) => crate::framework::field::parse_duration(v).ok_or_else(|| {
+            format!("mount option {MIN_ROTATION_PERIOD_OPTION}: {v:?} is not a duration")
+        })?,
+        None => rotation::DEFAULT_MIN_PERIOD,
+    };
+    let engine = Arc::new(Engine {
+        min_rotation_period,
+        ..Engine::new()
+    });
     let mut backend = Backend::new(HELP)
         .named(crate::PLUGIN.name, crate::PLUGIN.version)
         .path(config::path(&engine))
         .path(roles::list_path(&engine))
         .path(roles::path(&engine))
         .path(creds::path(&engine))
-        .secret(key_secret::secret_type(&engine));
+        .path(rotation::path(&engine))
+        .secret(key_secret::secret_type(&engine))
+        .periodic(rotation::periodic_task(&engine));
     backend.special_paths = SpecialPaths {
         seal_wrap_storage: vec![config::STORAGE_KEY.into(), proxy::RETIRED_PREFIX.into()],
         // A WAL entry belongs to the cluster whose node wrote it: it must

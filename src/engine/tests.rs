@@ -348,7 +348,7 @@ async fn config_is_verified_before_it_is_stored() {
         )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("master_key"), "{err}");
+    assert!(err.to_string().contains("admin_key"), "{err}");
 }
 
 #[tokio::test]
