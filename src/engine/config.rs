@@ -247,7 +247,11 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let master_key = match (given_key, &existing) {
         (Some(k), _) => validate_master_key(k)?,
         (None, Some(c)) => c.master_key.clone(),
-        (None, None) => return Err(Error::invalid("field \"admin_key\" is required")),
+        (None, None) => {
+            return Err(Error::invalid(
+                "field \"admin_key\" (older name: master_key) is required",
+            ))
+        }
     };
     let change = PolicyChange {
         period: f.duration("rotation_period"),

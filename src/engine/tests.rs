@@ -828,3 +828,137 @@ async fn a_creds_write_narrows_its_role_and_never_widens_it() {
         assert!(sent.contains(part), "{part} not in {sent}");
     }
 }
+
+const OWN_KEY_INFO: &str = r#"{"key":"h","info":{"user_id":"u1","key_alias":"eng-admin","key_type":null,"allowed_routes":[],"models":[],"metadata":{},"expires":null}}"#;
+const NOT_IN_DATABASE: &str =
+    r#"{"error":{"message":"Key not found in database","type":"not_found_error","code":"404"}}"#;
+
+async fn stored_admin_key(m: &Mount) -> String {
+    config::load(m.storage.as_ref())
+        .await
+        .unwrap()
+        .unwrap()
+        .master_key
+}
+
+#[tokio::test]
+async fn rotate_root_refuses_the_master_key_before_any_side_effect() {
+    let (stub, m) = mount_against(
+        vec![route("GET /key/info", 404, NOT_IN_DATABASE)],
+        StaticSystemView::default(),
+    )
+    .await;
+    let err = m
+        .call(Operation::Update, "rotate-root", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(err.to_string().contains("master key"), "{err}");
+    assert!(err.to_string().contains("admin_key"), "{err}");
+    assert_eq!(stub.count("POST"), 0);
+    assert_eq!(m.wal_entries(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_successor_leaves_the_old_key_and_no_wal_entry() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 400, r#"{"error":{"message":"no"}}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let err = m
+        .call(Operation::Update, "rotate-root", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(stored_admin_key(&m).await, "sk-master");
+    assert_eq!(m.wal_entries(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_delete_of_the_old_key_keeps_the_new_key_and_the_wal_entry() {
+    let (stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 200, GENERATED),
+            route(
+                "POST /key/delete",
+                500,
+                r#"{"error":{"message":"db down"}}"#,
+            ),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let resp = m.ok(Operation::Update, "rotate-root", json!({})).await;
+    assert!(resp.data["rotated_at"].is_string());
+    assert!(
+        !resp.warnings.is_empty(),
+        "a warning says the rollback retries"
+    );
+    let new_key = stored_admin_key(&m).await;
+    assert_ne!(new_key, "sk-master");
+    assert!(!serde_json::to_string(&resp.data)
+        .unwrap()
+        .contains(&new_key));
+    assert_eq!(m.wal_entries(), 1, "the rollback deletes the old key later");
+    // The successor copies the owner and is authorised as the old key.
+    let generate = stub
+        .requests()
+        .into_iter()
+        .find(|r| r.starts_with("POST /key/generate"))
+        .unwrap();
+    assert!(generate.contains(r#""user_id":"u1""#), "{generate}");
+    assert!(
+        generate.contains(r#""key_alias":"eng-admin-rot-"#),
+        "{generate}"
+    );
+    assert!(!generate.contains("duration"), "{generate}");
+}
+
+#[tokio::test]
+async fn the_rotation_rollback_keeps_the_stored_key_and_deletes_the_other() {
+    let (stub, m) = mount_against(
+        vec![route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#)],
+        StaticSystemView::default(),
+    )
+    .await;
+    let stored = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sk-master"));
+    let home = m.home().await;
+    let engine = Engine::new();
+    for (old, new, deleted) in [
+        // crashed before the successor was stored
+        (stored.as_str(), "successor", "successor"),
+        // crashed after it was stored
+        ("predecessor", stored.as_str(), "predecessor"),
+    ] {
+        let mut data = serde_json::Map::new();
+        data.insert("old_token".into(), json!(old));
+        data.insert("new_token".into(), json!(new));
+        data.insert("successor_alias".into(), json!("a-rot-1"));
+        home.record(&mut data);
+        let entry = wal::WalEntry {
+            kind: rotation::KIND.into(),
+            data: Value::Object(data),
+            created_at: 0,
+            hold_until: None,
+            give_up_after: None,
+        };
+        let before = stub.count("POST /key/delete");
+        rotation::roll_back(&engine, m.storage.as_ref(), &entry)
+            .await
+            .unwrap();
+        let requests = stub.requests();
+        let delete = requests
+            .iter()
+            .rev()
+            .find(|r| r.starts_with("POST /key/delete"))
+            .unwrap();
+        assert_eq!(stub.count("POST /key/delete"), before + 1);
+        assert!(delete.contains(&format!(r#"["{deleted}"]"#)), "{delete}");
+    }
+    assert_eq!(stored_admin_key(&m).await, "sk-master");
+}
