@@ -241,11 +241,12 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
                 "fields \"admin_key\" and \"master_key\" are the same setting: give one",
             ))
         }
-        (Some(k), _) | (None, Some(k)) => Some(k),
+        (Some(k), _) => Some(("admin_key", k)),
+        (None, Some(k)) => Some(("master_key", k)),
         (None, None) => None,
     };
     let master_key = match (given_key, &existing) {
-        (Some(k), _) => validate_master_key(k)?,
+        (Some((field, k)), _) => validate_admin_key(field, k)?,
         (None, Some(c)) => c.master_key.clone(),
         (None, None) => {
             return Err(Error::invalid(
@@ -406,11 +407,12 @@ pub fn parse_base_url(raw: &str) -> Result<Url> {
     Ok(url)
 }
 
-fn validate_master_key(key: &str) -> Result<String> {
+/// `field` is the name the caller used, so the error names it.
+fn validate_admin_key(field: &str, key: &str) -> Result<String> {
     if key.is_empty() || key.chars().any(char::is_whitespace) || key.len() > 1024 {
-        return Err(Error::invalid(
-            "field \"admin_key\" must be a non-empty key without whitespace",
-        ));
+        return Err(Error::invalid(format!(
+            "field \"{field}\" must be a non-empty key without whitespace"
+        )));
     }
     Ok(key.to_string())
 }
@@ -446,8 +448,9 @@ mod tests {
 
     #[test]
     fn master_keys() {
-        assert!(validate_master_key("sk-1234").is_ok());
-        assert!(validate_master_key("").is_err());
-        assert!(validate_master_key("sk 1").is_err());
+        assert!(validate_admin_key("admin_key", "sk-1234").is_ok());
+        assert!(validate_admin_key("admin_key", "").is_err());
+        let e = validate_admin_key("master_key", "sk 1").unwrap_err();
+        assert!(e.to_string().contains("\"master_key\""), "{e}");
     }
 }
