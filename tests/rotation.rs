@@ -254,6 +254,27 @@ fn scheduled_rotation_happens_on_its_own() {
         let (_, config) = server.get(&format!("{MOUNT}/config"));
         assert!(config["data"]["next_rotation"].is_null(), "{config}");
         assert_eq!(config["data"]["rotation_period"], 10, "{config}");
+
+        steps.step("a cron schedule (every minute) replaces the period");
+        let first = config["data"]["last_rotated"].clone();
+        let (status, body) = server.put(
+            &format!("{MOUNT}/config"),
+            &json!({"rotation_schedule": "* * * * *", "rotation_window": "1m",
+                    "disable_automated_rotation": false}),
+        );
+        assert_eq!(status, 204, "{body}");
+        let (_, config) = server.get(&format!("{MOUNT}/config"));
+        assert_eq!(config["data"]["rotation_period"], 0, "{config}");
+        assert_eq!(config["data"]["rotation_schedule"], "* * * * *", "{config}");
+        assert!(config["data"]["next_rotation"].is_string(), "{config}");
+        eventually("a rotation on schedule", Duration::from_secs(180), || {
+            let (_, config) = server.get(&format!("{MOUNT}/config"));
+            (config["data"]["last_rotated"] != first).then_some(())
+        });
+        eventually("one admin key alive", Duration::from_secs(30), || {
+            (admin.live_keys().len() == 1).then_some(())
+        });
+        engine_issues_and_revokes(&server, MOUNT, &litellm);
         steps.step("done");
     }
 }

@@ -962,3 +962,74 @@ async fn the_rotation_rollback_keeps_the_stored_key_and_deletes_the_other() {
     }
     assert_eq!(stored_admin_key(&m).await, "sk-master");
 }
+
+/// Writes a rotation policy (unverified: the stub has no `/key/list`) and
+/// makes it due `overdue_secs` ago.
+async fn due_rotation(m: &Mount, policy: Value, overdue_secs: u64) {
+    let mut body = policy;
+    body["verify_connection"] = json!(false);
+    write_config(m, body).await.unwrap();
+    let mut c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    c.rotation.next_rotation = Some(rotation::unix_now() - overdue_secs);
+    crate::framework::storage::put_json(m.storage.as_ref(), config::STORAGE_KEY, &c)
+        .await
+        .unwrap();
+}
+
+async fn tick(m: &Mount) {
+    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_due_rotation_runs_on_the_tick_and_a_failed_one_stays_due() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    due_rotation(&m, json!({"rotation_period": "2h"}), 5).await;
+    tick(&m).await;
+    let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    assert_ne!(c.master_key, "sk-master");
+    assert!(c.rotation.last_rotated.is_some());
+    assert!(c.rotation.next_rotation.unwrap() > rotation::unix_now() + 7000);
+    assert_eq!(m.wal_entries(), 0);
+
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 400, r#"{"error":{"message":"no"}}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    due_rotation(&m, json!({"rotation_period": "2h"}), 5).await;
+    tick(&m).await;
+    let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    assert_eq!(c.master_key, "sk-master", "the old key stays");
+    assert!(c.rotation.last_rotated.is_none());
+    assert!(
+        c.rotation.next_rotation.unwrap() <= rotation::unix_now(),
+        "still due: the next tick retries"
+    );
+}
+
+#[tokio::test]
+async fn a_missed_window_waits_for_the_next_scheduled_time() {
+    let (stub, m) = mount_against(vec![], StaticSystemView::default()).await;
+    due_rotation(
+        &m,
+        json!({"rotation_schedule": "0 3 * * *", "rotation_window": "1h"}),
+        7200,
+    )
+    .await;
+    tick(&m).await;
+    assert!(stub.requests().is_empty(), "nothing rotated");
+    let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    assert!(c.rotation.next_rotation.unwrap() > rotation::unix_now());
+    assert_eq!(c.master_key, "sk-master");
+}
