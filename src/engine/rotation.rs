@@ -335,6 +335,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
         }
         return Err(e);
     }
+    follow_in_retired(storage, &old_token, &new_token, &rotated.master_key).await?;
     engine.clients.forget();
     tracing::info!(key_alias = %alias, proxy_id = %rotated.proxy_id, "admin key rotated; deleting the old one");
     crash_point("after_store");
@@ -359,6 +360,27 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
         next_rotation: rotated.rotation.next_rotation,
         warning,
     })
+}
+
+/// Retired proxies keep their own settings, but one holding the very key
+/// being rotated reaches the same key store (under an older URL): it gets
+/// the surviving key too, or its leases could no longer revoke.
+async fn follow_in_retired(
+    storage: &dyn Storage,
+    old_token: &str,
+    new_token: &str,
+    survivor: &str,
+) -> Result<()> {
+    let survivor_token = token_of(survivor);
+    for mut r in proxy::list_retired(storage).await? {
+        let t = token_of(&r.master_key);
+        if t != survivor_token && (t == old_token || t == new_token) {
+            r.master_key = survivor.to_string();
+            proxy::retire(storage, &r).await?;
+            tracing::info!(proxy_id = %r.proxy_id, "retired proxy settings follow the rotated admin key");
+        }
+    }
+    Ok(())
 }
 
 /// Test builds only: die at a named step of a rotation.
@@ -405,6 +427,10 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
     };
     let client = Client::new(&stored.settings()?).map_err(upstream)?;
     let stored_token = token_of(&stored.master_key);
+    if stored_token == old_token || stored_token == new_token {
+        follow_in_retired(storage, &old_token, &new_token, &stored.master_key).await?;
+        engine.clients.forget();
+    }
     let (delete, which) = if stored_token == new_token {
         (old_token, "old admin key")
     } else {

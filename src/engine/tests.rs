@@ -1033,3 +1033,37 @@ async fn a_missed_window_waits_for_the_next_scheduled_time() {
     assert!(c.rotation.next_rotation.unwrap() > rotation::unix_now());
     assert_eq!(c.master_key, "sk-master");
 }
+
+#[tokio::test]
+async fn retired_settings_holding_the_same_key_follow_a_rotation() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let current = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    let same_key = config::Config {
+        proxy_id: "older-url".into(),
+        ..current.clone()
+    };
+    let other_key = config::Config {
+        proxy_id: "elsewhere".into(),
+        master_key: "sk-other".into(),
+        ..current
+    };
+    proxy::retire(m.storage.as_ref(), &same_key).await.unwrap();
+    proxy::retire(m.storage.as_ref(), &other_key).await.unwrap();
+    m.ok(Operation::Update, "rotate-root", json!({})).await;
+    let new_key = stored_admin_key(&m).await;
+    for (id, want) in [("older-url", new_key.as_str()), ("elsewhere", "sk-other")] {
+        let r = proxy::load_retired(m.storage.as_ref(), id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.master_key, want, "{id}");
+    }
+}
