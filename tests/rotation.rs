@@ -350,3 +350,89 @@ fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
         steps.step("done");
     }
 }
+
+#[test]
+fn static_roles_mint_rotate_and_delete_their_key() {
+    let litellm = LiteLlm::from_env();
+    for engine in Engine::from_env_list() {
+        let steps = Steps::new(format!("static/{engine}"));
+        let name = unique_prefix("s");
+        let alias_prefix = format!("vault-static-{name}-");
+        let server = DevServer::start(engine, &plugin_binary());
+        server.register_this_plugin("litellm");
+        mount(
+            &server,
+            MOUNT,
+            "litellm",
+            json!({"min_rotation_period": "10s"}),
+        );
+        let (status, body) = server.put(
+            &format!("{MOUNT}/config"),
+            &json!({"base_url": litellm.url, "admin_key": litellm.master_key}),
+        );
+        assert_eq!(status, 204, "config: {body}");
+        let role = format!("{MOUNT}/static-roles/{name}");
+        let creds = format!("{MOUNT}/static-creds/{name}");
+        let current_key = || {
+            let (status, body) = server.get(&creds);
+            assert_eq!(status, 200, "static-creds: {body}");
+            body["data"]["key"].as_str().unwrap().to_string()
+        };
+
+        steps.step("bad input names the field");
+        for (input, field) in [
+            (
+                json!({"models": [MODEL], "rotation_period": "5s"}),
+                "rotation_period",
+            ),
+            (json!({"rotation_period": "1h"}), "models"),
+        ] {
+            let (status, body) = server.put(&role, &input);
+            assert_eq!(status, 400, "{input}: {body}");
+            assert!(error_text(&body).contains(field), "{input}: {body}");
+        }
+
+        steps.step("creating the role mints its key");
+        let (status, body) =
+            server.put(&role, &json!({"models": [MODEL], "rotation_period": "1h"}));
+        assert_eq!(status, 204, "{body}");
+        let k1 = current_key();
+        assert_eq!(litellm.chat(&k1, MODEL), 200);
+
+        steps.step("rotate-role: a new key, the old one is dead");
+        let (status, body) = server.post(&format!("{MOUNT}/rotate-role/{name}"), &json!({}));
+        assert_eq!(status, 200, "{body}");
+        assert!(!body.to_string().contains("sk-"), "{body}");
+        let k2 = current_key();
+        assert_ne!(k1, k2);
+        assert_eq!(litellm.chat(&k1, MODEL), 401);
+        assert_eq!(litellm.chat(&k2, MODEL), 200);
+        assert_eq!(litellm.count_live_keys_with_alias_prefix(&alias_prefix), 1);
+
+        steps.step("a short period: rotated by the periodic tick");
+        let (status, body) = server.put(&role, &json!({"rotation_period": "10s"}));
+        assert_eq!(status, 204, "{body}");
+        let k3 = eventually(
+            "a scheduled static rotation",
+            Duration::from_secs(180),
+            || {
+                let k = current_key();
+                (k != k2).then_some(k)
+            },
+        );
+        assert_eq!(litellm.chat(&k2, MODEL), 401);
+        assert_eq!(litellm.chat(&k3, MODEL), 200);
+
+        steps.step("deleting the role deletes its key");
+        let (status, body) = server.put(&role, &json!({"rotation_period": "1h"}));
+        assert_eq!(status, 204, "{body}");
+        let k4 = current_key();
+        let (status, body) = server.delete(&role);
+        assert_eq!(status, 204, "{body}");
+        assert_eq!(litellm.chat(&k4, MODEL), 401);
+        assert_eq!(litellm.count_live_keys_with_alias_prefix(&alias_prefix), 0);
+        let (status, _) = server.get(&creds);
+        assert_eq!(status, 400);
+        steps.step("done");
+    }
+}

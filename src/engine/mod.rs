@@ -8,6 +8,8 @@
 //! | `config`       | proxy URL, admin key (seal-wrapped), TLS, timeout, rotation policy |
 //! | `roles/<name>` | what a minted key may do                         |
 //! | `proxies/<id>` | settings of proxies keys were minted on before (seal-wrapped) |
+//! | `static-roles/<name>` | a static role: models, owner, rotation period |
+//! | `static-keys/<name>`  | its current key (seal-wrapped) |
 //! | `wal/<id>`     | keys being minted, admin keys being rotated (local to the cluster) |
 
 mod attribution;
@@ -20,6 +22,7 @@ mod proxy;
 mod roles;
 mod rollback;
 mod rotation;
+mod static_roles;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,10 +121,19 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         .path(roles::path(&engine))
         .path(creds::path(&engine))
         .path(rotation::path(&engine))
+        .path(static_roles::list_path(&engine))
+        .path(static_roles::role_path(&engine))
+        .path(static_roles::creds_path(&engine))
+        .path(static_roles::rotate_path(&engine))
         .secret(key_secret::secret_type(&engine))
-        .periodic(rotation::periodic_task(&engine));
+        .periodic(rotation::periodic_task(&engine))
+        .periodic(static_roles::periodic_task(&engine));
     backend.special_paths = SpecialPaths {
-        seal_wrap_storage: vec![config::STORAGE_KEY.into(), proxy::RETIRED_PREFIX.into()],
+        seal_wrap_storage: vec![
+            config::STORAGE_KEY.into(),
+            proxy::RETIRED_PREFIX.into(),
+            static_roles::KEY_PREFIX.into(),
+        ],
         // A WAL entry belongs to the cluster whose node wrote it: it must
         // not replicate to (or be forwarded from) performance secondaries.
         local_storage: vec![crate::framework::wal::WAL_PREFIX.into()],

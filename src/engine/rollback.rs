@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::Home;
-use super::{rotation, upstream, Engine};
+use super::{rotation, static_roles, upstream, Engine};
 use crate::framework::wal::WalEntry;
 use crate::framework::{callback, Error, Request, Result, WalRollback};
 
@@ -26,6 +26,9 @@ async fn delete_abandoned_key(
 ) -> Result<()> {
     if entry.kind == rotation::KIND {
         return rotation::roll_back(&engine, req.storage.as_ref(), &entry).await;
+    }
+    if entry.kind == static_roles::KIND {
+        return static_roles::roll_back(&engine, req.storage.as_ref(), &entry).await;
     }
     if entry.kind != KIND {
         return Err(Error::Internal(format!(

@@ -210,13 +210,13 @@ struct Outcome {
     warning: Option<String>,
 }
 
-fn token_of(key: &str) -> String {
+pub fn token_of(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// `<alias without an earlier -rot-N>-rot-<unix seconds>`: unique, and
+/// `<alias without an earlier -rot-N>-rot-<unix milliseconds>`: unique, and
 /// shows in LiteLLM's UI which key came from which.
-fn successor_alias(old: Option<&str>, now: u64) -> String {
+fn successor_alias(old: Option<&str>, now: u128) -> String {
     let base = old
         .filter(|a| !a.is_empty())
         .unwrap_or("vault-litellm-admin");
@@ -293,7 +293,12 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
     let new_key = format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
     let old_token = token_of(&config.master_key);
     let new_token = token_of(&new_key);
-    let alias = successor_alias(info["key_alias"].as_str(), now);
+    // Milliseconds: two rotations in one second must not collide (LiteLLM
+    // wants unique aliases, and the old key is alive until the end).
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let alias = successor_alias(info["key_alias"].as_str(), millis);
     let home = Home {
         proxy_id: config.proxy_id.clone(),
         base_url: config.base_url.clone(),

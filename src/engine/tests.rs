@@ -1067,3 +1067,57 @@ async fn retired_settings_holding_the_same_key_follow_a_rotation() {
         assert_eq!(r.master_key, want, "{id}");
     }
 }
+
+#[tokio::test]
+async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
+    let (stub, m) = mount_against(
+        vec![
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"]}),
+    )
+    .await
+    .unwrap();
+    let home = m.home().await;
+    let engine = Engine::new();
+    let key: static_roles::StaticKey =
+        crate::framework::storage::get_json(m.storage.as_ref(), "static-keys/s")
+            .await
+            .unwrap()
+            .unwrap();
+    let stored = rotation::token_of(&key.key);
+    for (old, new, deleted) in [
+        (Some(stored.as_str()), "successor", "successor"),
+        (Some("predecessor"), stored.as_str(), "predecessor"),
+    ] {
+        let mut data = serde_json::Map::new();
+        data.insert("role".into(), json!("s"));
+        data.insert("old_token".into(), json!(old));
+        data.insert("new_token".into(), json!(new));
+        home.record(&mut data);
+        let entry = wal::WalEntry {
+            kind: static_roles::KIND.into(),
+            data: Value::Object(data),
+            created_at: 0,
+            hold_until: None,
+            give_up_after: None,
+        };
+        static_roles::roll_back(&engine, m.storage.as_ref(), &entry)
+            .await
+            .unwrap();
+        let requests = stub.requests();
+        let delete = requests
+            .iter()
+            .rev()
+            .find(|r| r.starts_with("POST /key/delete"))
+            .unwrap();
+        assert!(delete.contains(&format!(r#"["{deleted}"]"#)), "{delete}");
+    }
+}
