@@ -318,10 +318,12 @@ fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
             steps.step(format!("rotate-root on {path}: the plugin dies {step}"));
             let (status, body) = server.post(&format!("{path}/rotate-root"), &json!({}));
             assert!(status >= 500, "{status} {body}");
-            assert_eq!(
-                admin.live_keys().len(),
-                2,
-                "the crash should leave both keys"
+            // Two or more: the server may resend the request to the
+            // respawned plugin, which mints another successor and dies again.
+            let alive = admin.live_keys().len();
+            assert!(
+                alive >= 2,
+                "the crash should leave both keys, found {alive}"
             );
             cases.push((step, path, admin));
         }

@@ -432,21 +432,21 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
     };
     let client = Client::new(&stored.settings()?).map_err(upstream)?;
     let stored_token = token_of(&stored.master_key);
-    if stored_token == old_token || stored_token == new_token {
-        follow_in_retired(storage, &old_token, &new_token, &stored.master_key).await?;
-        engine.clients.forget();
-    }
+    // Keys stored elsewhere for this key store follow the survivor.
+    follow_in_retired(storage, &old_token, &new_token, &stored.master_key).await?;
+    engine.clients.forget();
     let (delete, which) = if stored_token == new_token {
-        (old_token, "old admin key")
+        (vec![old_token], "old admin key")
+    } else if stored_token == old_token {
+        // The successor never reached storage: nobody can know its key.
+        (vec![new_token], "unstored successor admin key")
     } else {
-        // The successor never reached storage (or config was rewritten
-        // since): nobody can know its key, so it goes.
-        (new_token, "unstored successor admin key")
+        // Rotated again since (a retried request, or a later rotation
+        // that was interrupted too), or replaced by hand: neither key is
+        // the stored one, and the rotation meant both to be gone.
+        (vec![old_token, new_token], "superseded admin keys")
     };
-    let outcome = client
-        .delete_keys(std::slice::from_ref(&delete))
-        .await
-        .map_err(upstream)?;
+    let outcome = client.delete_keys(&delete).await.map_err(upstream)?;
     tracing::info!(which, outcome = ?outcome, "rollback: interrupted admin key rotation settled");
     Ok(())
 }

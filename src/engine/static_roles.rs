@@ -343,16 +343,20 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
     let home = entry.data.as_object().and_then(Home::recorded);
     let _writing = engine.writes.lock().await;
     let stored = load_key(storage, &role).await?.map(|k| token_of(&k.key));
-    let delete = if stored.as_deref() == Some(new_token.as_str()) {
-        match text("old_token") {
-            Some(old) => old,
-            None => return Ok(()),
-        }
+    let old_token = text("old_token");
+    let delete: Vec<String> = if stored.as_deref() == Some(new_token.as_str()) {
+        old_token.into_iter().collect()
+    } else if stored.is_some() && stored == old_token {
+        vec![new_token]
     } else {
-        new_token
+        // Rotated again since, or the role is gone: neither key is stored.
+        old_token.into_iter().chain([new_token]).collect()
     };
+    if delete.is_empty() {
+        return Ok(());
+    }
     let client = engine.clients.for_key(storage, home.as_ref()).await?;
-    let outcome = client.delete_keys(&[delete]).await.map_err(upstream)?;
+    let outcome = client.delete_keys(&delete).await.map_err(upstream)?;
     tracing::info!(role = %role, outcome = ?outcome, "rollback: interrupted static key rotation settled");
     Ok(())
 }

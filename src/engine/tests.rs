@@ -1121,3 +1121,32 @@ async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
         assert!(delete.contains(&format!(r#"["{deleted}"]"#)), "{delete}");
     }
 }
+
+#[tokio::test]
+async fn a_rotation_superseded_before_its_rollback_leaves_neither_key() {
+    let (stub, m) = mount_against(
+        vec![route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#)],
+        StaticSystemView::default(),
+    )
+    .await;
+    let home = m.home().await;
+    let mut data = serde_json::Map::new();
+    data.insert("old_token".into(), json!("first"));
+    data.insert("new_token".into(), json!("second"));
+    home.record(&mut data);
+    let entry = wal::WalEntry {
+        kind: rotation::KIND.into(),
+        data: Value::Object(data),
+        created_at: 0,
+        hold_until: None,
+        give_up_after: None,
+    };
+    rotation::roll_back(&Engine::new(), m.storage.as_ref(), &entry)
+        .await
+        .unwrap();
+    let requests = stub.requests();
+    assert!(
+        requests[0].contains(r#"["first","second"]"#),
+        "{requests:?}"
+    );
+}
