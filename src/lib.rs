@@ -36,7 +36,7 @@ server, not by hand. To use it:
      (the same with `vault` instead of `bao`)
   3. enable and configure it:
        bao secrets enable -path=litellm litellm
-       bao write litellm/config base_url=http://127.0.0.1:4000 master_key=sk-...
+       bao write litellm/config base_url=http://127.0.0.1:4000 admin_key=sk-...
 
 Run with --version to print the version.",
 };

@@ -1,7 +1,9 @@
 //! `config`: how to reach the LiteLLM proxy.
 //!
-//! The master key is write-only: a read says whether it is set, never what
-//! it is. A write is verified against the proxy before anything is stored.
+//! The admin key (`admin_key`, formerly `master_key`) is write-only: a read
+//! says whether it is set, never what it is. A write is verified against
+//! the proxy before anything is stored. The rotation policy of the admin
+//! key lives here too (see `rotation`).
 //! Pointing `config` at a different proxy, or deleting it, keeps the old
 //! settings for the keys minted there (see `proxy`).
 
@@ -13,6 +15,7 @@ use serde_json::{json, Map};
 use url::Url;
 
 use super::proxy::{self, new_proxy_id};
+use super::rotation::{self, PolicyChange};
 use super::Engine;
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
@@ -28,6 +31,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Config {
     pub base_url: String,
+    /// The admin key (`admin_key` in the API); the storage name predates it.
     pub master_key: String,
     #[serde(default)]
     pub ca_cert: String,
@@ -38,6 +42,9 @@ pub struct Config {
     /// in every lease. Empty in configs stored before it existed.
     #[serde(default)]
     pub proxy_id: String,
+    /// Scheduled rotation of the admin key; empty in older configs.
+    #[serde(default)]
+    pub rotation: rotation::Policy,
 }
 
 impl Config {
@@ -80,12 +87,45 @@ pub fn path(engine: &Arc<Engine>) -> Path {
         ))
         .field(
             Field::new(
-                "master_key",
+                "admin_key",
                 FieldType::String,
-                "LiteLLM master key (or an admin key) used to manage keys. Never returned.",
+                "LiteLLM key the engine manages keys with. Preferably a virtual key of a \
+                 proxy_admin user (rotate-root can rotate it) rather than the master key. \
+                 Never returned.",
             )
             .sensitive(),
         )
+        .field(
+            Field::new(
+                "master_key",
+                FieldType::String,
+                "Older name of admin_key, still accepted; admin_key is preferred.",
+            )
+            .sensitive(),
+        )
+        .field(Field::new(
+            "rotation_period",
+            FieldType::Duration,
+            "Rotate the admin key this long after the last rotation (at least 1h; 0 clears). \
+             Not with rotation_schedule.",
+        ))
+        .field(Field::new(
+            "rotation_schedule",
+            FieldType::String,
+            "Rotate the admin key at the times of this 5-field cron expression, in UTC \
+             (\"\" clears). Not with rotation_period.",
+        ))
+        .field(Field::new(
+            "rotation_window",
+            FieldType::Duration,
+            "With rotation_schedule: how long after a scheduled time the rotation may still \
+             happen; a rotation missed by more waits for the next time (0 clears: no limit).",
+        ))
+        .field(Field::new(
+            "disable_automated_rotation",
+            FieldType::Bool,
+            "Pause scheduled rotation, keeping its settings.",
+        ))
         .field(
             Field::new(
                 "ca_cert",
@@ -133,9 +173,12 @@ pub fn path(engine: &Arc<Engine>) -> Path {
         .exists(callback(engine, exists))
         .help(
             "Configure the connection to the LiteLLM proxy.",
-            "base_url and master_key are required when the config is first written; later writes \
-             change only the fields given. The connection and the key are verified before saving \
-             unless verify_connection=false. The master key is never returned.",
+            "base_url and admin_key (or its older name master_key) are required when the config \
+             is first written; later writes change only the fields given. The connection and the \
+             key are verified before saving unless verify_connection=false. The admin key is never \
+             returned. Prefer a virtual key of a LiteLLM proxy_admin user to the master key: it \
+             can be rotated (rotate-root, rotation_period, rotation_schedule); the master key \
+             cannot be changed through LiteLLM's API. last_rotated and next_rotation are read only.",
         )
 }
 
@@ -149,7 +192,25 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     };
     let mut data = Map::new();
     data.insert("base_url".into(), json!(c.base_url));
+    data.insert("admin_key_set".into(), json!(!c.master_key.is_empty()));
+    // Older clients look for this name.
     data.insert("master_key_set".into(), json!(!c.master_key.is_empty()));
+    let r = &c.rotation;
+    data.insert("rotation_period".into(), json!(r.period_secs.unwrap_or(0)));
+    data.insert(
+        "rotation_schedule".into(),
+        json!(r.schedule.clone().unwrap_or_default()),
+    );
+    data.insert("rotation_window".into(), json!(r.window_secs.unwrap_or(0)));
+    data.insert("disable_automated_rotation".into(), json!(r.disabled));
+    data.insert(
+        "last_rotated".into(),
+        json!(r.last_rotated.map(rotation::timestamp)),
+    );
+    data.insert(
+        "next_rotation".into(),
+        json!(r.next_rotation.map(rotation::timestamp)),
+    );
     data.insert("ca_cert".into(), json!(c.ca_cert));
     data.insert("tls_skip_verify".into(), json!(c.tls_skip_verify));
     data.insert("request_timeout".into(), json!(c.request_timeout_secs));
@@ -174,11 +235,36 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         (None, Some(c)) => c.base_url.clone(),
         (None, None) => return Err(Error::invalid("field \"base_url\" is required")),
     };
-    let master_key = match (f.str("master_key"), &existing) {
-        (Some(k), _) => validate_master_key(k)?,
-        (None, Some(c)) => c.master_key.clone(),
-        (None, None) => return Err(Error::invalid("field \"master_key\" is required")),
+    let given_key = match (f.str("admin_key"), f.str("master_key")) {
+        (Some(a), Some(m)) if a != m => {
+            return Err(Error::invalid(
+                "fields \"admin_key\" and \"master_key\" are the same setting: give one",
+            ))
+        }
+        (Some(k), _) => Some(("admin_key", k)),
+        (None, Some(k)) => Some(("master_key", k)),
+        (None, None) => None,
     };
+    let master_key = match (given_key, &existing) {
+        (Some((field, k)), _) => validate_admin_key(field, k)?,
+        (None, Some(c)) => c.master_key.clone(),
+        (None, None) => {
+            return Err(Error::invalid(
+                "field \"admin_key\" (older name: master_key) is required",
+            ))
+        }
+    };
+    let change = PolicyChange {
+        period: f.duration("rotation_period"),
+        schedule: f.str("rotation_schedule"),
+        window: f.duration("rotation_window"),
+        disable: f.bool("disable_automated_rotation"),
+    };
+    let old_policy = existing
+        .as_ref()
+        .map(|c| c.rotation.clone())
+        .unwrap_or_default();
+    let policy = old_policy.apply(&change, engine.min_rotation_period, rotation::unix_now())?;
     let timeout = match f.duration("request_timeout") {
         Some(t) if t.is_zero() || t > MAX_TIMEOUT => {
             return Err(Error::invalid(format!(
@@ -205,6 +291,7 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             .unwrap_or(false),
         request_timeout_secs: timeout.as_secs(),
         proxy_id: String::new(),
+        rotation: policy,
     };
     let moved = f.bool("proxy_moved").unwrap_or(false);
     let mut warnings = Vec::new();
@@ -249,6 +336,18 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
                 "cannot verify the LiteLLM connection, nothing was saved: {e} (set verify_connection=false to save anyway)"
             ))
         })?;
+        // Scheduled rotation of a key that cannot rotate would only fail
+        // every minute: say so now.
+        let key_changed = existing
+            .as_ref()
+            .is_none_or(|c| c.master_key != config.master_key);
+        if config.rotation.is_automated() && (!change.is_empty() || key_changed) {
+            rotation::check_rotatable(&client).await.map_err(|e| {
+                Error::invalid(format!(
+                    "automated rotation cannot work with this key, nothing was saved: {e}"
+                ))
+            })?;
+        }
     }
     // Retire before replacing, so the old keys never lose their proxy.
     if let Some(old) = existing.as_ref().filter(|o| o.proxy_id != config.proxy_id) {
@@ -289,7 +388,7 @@ pub fn parse_base_url(raw: &str) -> Result<Url> {
         return Err(bad("has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not contain credentials; use master_key"));
+        return Err(bad("must not contain credentials; use admin_key"));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("must not have a query or fragment"));
@@ -301,11 +400,12 @@ pub fn parse_base_url(raw: &str) -> Result<Url> {
     Ok(url)
 }
 
-fn validate_master_key(key: &str) -> Result<String> {
+/// `field` is the name the caller used, so the error names it.
+fn validate_admin_key(field: &str, key: &str) -> Result<String> {
     if key.is_empty() || key.chars().any(char::is_whitespace) || key.len() > 1024 {
-        return Err(Error::invalid(
-            "field \"master_key\" must be a non-empty key without whitespace",
-        ));
+        return Err(Error::invalid(format!(
+            "field \"{field}\" must be a non-empty key without whitespace"
+        )));
     }
     Ok(key.to_string())
 }
@@ -341,8 +441,9 @@ mod tests {
 
     #[test]
     fn master_keys() {
-        assert!(validate_master_key("sk-1234").is_ok());
-        assert!(validate_master_key("").is_err());
-        assert!(validate_master_key("sk 1").is_err());
+        assert!(validate_admin_key("admin_key", "sk-1234").is_ok());
+        assert!(validate_admin_key("admin_key", "").is_err());
+        let e = validate_admin_key("master_key", "sk 1").unwrap_err();
+        assert!(e.to_string().contains("\"master_key\""), "{e}");
     }
 }

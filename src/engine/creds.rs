@@ -238,7 +238,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 /// LiteLLM may have created the key, or may still commit it: the entry goes
 /// only if deleting by alias removed a key now; otherwise the rollback
 /// deletes it once the entry's hold is over.
-async fn settle_failed_generate(
+pub(super) async fn settle_failed_generate(
     client: &Client,
     storage: &dyn Storage,
     wal_id: &str,

@@ -5,18 +5,21 @@
 //!
 //! | key            | what                                             |
 //! |----------------|--------------------------------------------------|
-//! | `config`       | proxy URL, master key (seal-wrapped), TLS, timeout |
+//! | `config`       | proxy URL, admin key (seal-wrapped), TLS, timeout, rotation policy |
 //! | `roles/<name>` | what a minted key may do                         |
 //! | `proxies/<id>` | settings of proxies keys were minted on before (seal-wrapped) |
-//! | `wal/<id>`     | aliases of keys being minted right now (local to the cluster) |
+//! | `wal/<id>`     | keys being minted, admin keys being rotated (local to the cluster) |
 //! | `inventory/mount_id` | this mount's id, written into every key's metadata (local) |
 //! | `inventory/keys/<alias>` | what was issued: token hash, role, lease expiry, proxy (local) |
 //! | `inventory/tidy_status` | the last tidy's report (local) |
 //! | `auto_tidy`    | when and how tidy runs by itself |
+//! | `static-roles/<name>` | a static role: models, owner, rotation period |
+//! | `static-keys/<name>`  | its current key (seal-wrapped) |
 
 mod attribution;
 mod config;
 mod creds;
+mod cron;
 mod inventory;
 mod key_secret;
 mod keys;
@@ -24,6 +27,8 @@ mod narrowing;
 mod proxy;
 mod roles;
 mod rollback;
+mod rotation;
+mod static_roles;
 mod tidy;
 mod usage;
 
@@ -50,6 +55,9 @@ and read `creds/<name>` to get a key.";
 /// under its caller.
 pub const ROLLBACK_MIN_AGE_OPTION: &str = "rollback_min_age";
 const DEFAULT_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(600);
+/// Mount option, for tests: the smallest `rotation_period` accepted
+/// (default 1h). Rotation still happens at most once per rollback tick.
+pub const MIN_ROTATION_PERIOD_OPTION: &str = "min_rotation_period";
 /// Beyond the LiteLLM calls of an issue (generate, and a clean-up delete
 /// after a failure): storage writes and scheduling.
 pub const ISSUE_MARGIN: Duration = Duration::from_secs(15);
@@ -73,6 +81,7 @@ pub struct Engine {
     mount_id_lock: tokio::sync::Mutex<()>,
     /// Held while a tidy runs: one at a time, whoever starts it.
     tidying: Arc<tokio::sync::Mutex<()>>,
+    min_rotation_period: Duration,
 }
 
 impl Engine {
@@ -83,6 +92,7 @@ impl Engine {
             mount_id: std::sync::OnceLock::new(),
             mount_id_lock: tokio::sync::Mutex::new(()),
             tidying: Arc::new(tokio::sync::Mutex::new(())),
+            min_rotation_period: rotation::DEFAULT_MIN_PERIOD,
         }
     }
 }
@@ -95,9 +105,7 @@ fn upstream(e: litellm::Error) -> Error {
         L::Unreachable { .. } => Error::coded(503, e.to_string()),
         L::Interrupted { .. } => Error::coded(502, e.to_string()),
         L::Timeout(_) => Error::coded(504, e.to_string()),
-        L::Unauthorized { .. } => {
-            Error::coded(502, format!("{e}; update the master key at config"))
-        }
+        L::Unauthorized { .. } => Error::coded(502, format!("{e}; update admin_key at config")),
         L::NotFound { .. } | L::Server { .. } | L::InvalidResponse(_) => {
             Error::coded(502, e.to_string())
         }
@@ -112,7 +120,16 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         })?,
         None => DEFAULT_ROLLBACK_MIN_AGE,
     };
-    let engine = Arc::new(Engine::new());
+    let min_rotation_period = match options.get(MIN_ROTATION_PERIOD_OPTION) {
+        Some(v) => crate::framework::field::parse_duration(v).ok_or_else(|| {
+            format!("mount option {MIN_ROTATION_PERIOD_OPTION}: {v:?} is not a duration")
+        })?,
+        None => rotation::DEFAULT_MIN_PERIOD,
+    };
+    let engine = Arc::new(Engine {
+        min_rotation_period,
+        ..Engine::new()
+    });
     let mut backend = Backend::new(HELP)
         .named(crate::PLUGIN.name, crate::PLUGIN.version)
         .path(config::path(&engine))
@@ -125,10 +142,21 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         .path(tidy::path(&engine))
         .path(tidy::status_path(&engine))
         .path(tidy::auto_path(&engine))
+        .path(rotation::path(&engine))
+        .path(static_roles::list_path(&engine))
+        .path(static_roles::role_path(&engine))
+        .path(static_roles::creds_path(&engine))
+        .path(static_roles::rotate_path(&engine))
         .secret(key_secret::secret_type(&engine))
-        .periodic(tidy::auto_tidy_task(&engine));
+        .periodic(tidy::auto_tidy_task(&engine))
+        .periodic(rotation::periodic_task(&engine))
+        .periodic(static_roles::periodic_task(&engine));
     backend.special_paths = SpecialPaths {
-        seal_wrap_storage: vec![config::STORAGE_KEY.into(), proxy::RETIRED_PREFIX.into()],
+        seal_wrap_storage: vec![
+            config::STORAGE_KEY.into(),
+            proxy::RETIRED_PREFIX.into(),
+            static_roles::KEY_PREFIX.into(),
+        ],
         // A WAL entry belongs to the cluster whose node wrote it: it must
         // not replicate to (or be forwarded from) performance secondaries.
         // The inventory goes with the leases, which are the cluster's own.

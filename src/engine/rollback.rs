@@ -1,10 +1,11 @@
-//! Deletes keys whose minting was interrupted before their lease existed.
+//! Deletes keys whose minting was interrupted before their lease existed,
+//! and settles interrupted admin key rotations (see `rotation`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::Home;
-use super::{inventory, upstream, Engine};
+use super::{inventory, rotation, static_roles, upstream, Engine};
 use crate::framework::wal::WalEntry;
 use crate::framework::{callback, Error, Request, Result, WalRollback};
 
@@ -23,6 +24,12 @@ async fn delete_abandoned_key(
     engine: Arc<Engine>,
     (req, entry): (Request, WalEntry),
 ) -> Result<()> {
+    if entry.kind == rotation::KIND {
+        return rotation::roll_back(&engine, req.storage.as_ref(), &entry).await;
+    }
+    if entry.kind == static_roles::KIND {
+        return static_roles::roll_back(&engine, req.storage.as_ref(), &entry).await;
+    }
     if entry.kind != KIND {
         return Err(Error::Internal(format!(
             "unknown WAL kind {:?}",

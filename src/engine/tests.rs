@@ -348,7 +348,7 @@ async fn config_is_verified_before_it_is_stored() {
         )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("master_key"), "{err}");
+    assert!(err.to_string().contains("admin_key"), "{err}");
 }
 
 #[tokio::test]
@@ -992,4 +992,326 @@ async fn tidy_is_refused_on_a_standby_and_never_runs_twice() {
     };
     let err = tidy::run(&engine, &s, options, "manual").await.unwrap_err();
     assert_eq!(err.status(), 409);
+}
+
+const OWN_KEY_INFO: &str = r#"{"key":"h","info":{"user_id":"u1","key_alias":"eng-admin","key_type":null,"allowed_routes":[],"models":[],"metadata":{},"expires":null}}"#;
+const NOT_IN_DATABASE: &str =
+    r#"{"error":{"message":"Key not found in database","type":"not_found_error","code":"404"}}"#;
+
+async fn stored_admin_key(m: &Mount) -> String {
+    config::load(m.storage.as_ref())
+        .await
+        .unwrap()
+        .unwrap()
+        .master_key
+}
+
+#[tokio::test]
+async fn rotate_root_refuses_the_master_key_before_any_side_effect() {
+    let (stub, m) = mount_against(
+        vec![route("GET /key/info", 404, NOT_IN_DATABASE)],
+        StaticSystemView::default(),
+    )
+    .await;
+    let err = m
+        .call(Operation::Update, "rotate-root", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(err.to_string().contains("master key"), "{err}");
+    assert!(err.to_string().contains("admin_key"), "{err}");
+    assert_eq!(stub.count("POST"), 0);
+    assert_eq!(m.wal_entries(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_successor_leaves_the_old_key_and_no_wal_entry() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 400, r#"{"error":{"message":"no"}}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let err = m
+        .call(Operation::Update, "rotate-root", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(stored_admin_key(&m).await, "sk-master");
+    assert_eq!(m.wal_entries(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_delete_of_the_old_key_keeps_the_new_key_and_the_wal_entry() {
+    let (stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 200, GENERATED),
+            route(
+                "POST /key/delete",
+                500,
+                r#"{"error":{"message":"db down"}}"#,
+            ),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let resp = m.ok(Operation::Update, "rotate-root", json!({})).await;
+    assert!(resp.data["rotated_at"].is_string());
+    assert!(
+        !resp.warnings.is_empty(),
+        "a warning says the rollback retries"
+    );
+    let new_key = stored_admin_key(&m).await;
+    assert_ne!(new_key, "sk-master");
+    assert!(!serde_json::to_string(&resp.data)
+        .unwrap()
+        .contains(&new_key));
+    assert_eq!(m.wal_entries(), 1, "the rollback deletes the old key later");
+    // The successor copies the owner and is authorised as the old key.
+    let generate = stub
+        .requests()
+        .into_iter()
+        .find(|r| r.starts_with("POST /key/generate"))
+        .unwrap();
+    assert!(generate.contains(r#""user_id":"u1""#), "{generate}");
+    assert!(
+        generate.contains(r#""key_alias":"eng-admin-rot-"#),
+        "{generate}"
+    );
+    assert!(!generate.contains("duration"), "{generate}");
+}
+
+#[tokio::test]
+async fn the_rotation_rollback_keeps_the_stored_key_and_deletes_the_other() {
+    let (stub, m) = mount_against(
+        vec![route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#)],
+        StaticSystemView::default(),
+    )
+    .await;
+    let stored = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sk-master"));
+    let home = m.home().await;
+    let engine = Engine::new();
+    for (old, new, deleted) in [
+        // crashed before the successor was stored
+        (stored.as_str(), "successor", "successor"),
+        // crashed after it was stored
+        ("predecessor", stored.as_str(), "predecessor"),
+    ] {
+        let mut data = serde_json::Map::new();
+        data.insert("old_token".into(), json!(old));
+        data.insert("new_token".into(), json!(new));
+        data.insert("successor_alias".into(), json!("a-rot-1"));
+        home.record(&mut data);
+        let entry = wal::WalEntry {
+            kind: rotation::KIND.into(),
+            data: Value::Object(data),
+            created_at: 0,
+            hold_until: None,
+            give_up_after: None,
+        };
+        let before = stub.count("POST /key/delete");
+        rotation::roll_back(&engine, m.storage.as_ref(), &entry)
+            .await
+            .unwrap();
+        let requests = stub.requests();
+        let delete = requests
+            .iter()
+            .rev()
+            .find(|r| r.starts_with("POST /key/delete"))
+            .unwrap();
+        assert_eq!(stub.count("POST /key/delete"), before + 1);
+        assert!(delete.contains(&format!(r#"["{deleted}"]"#)), "{delete}");
+    }
+    assert_eq!(stored_admin_key(&m).await, "sk-master");
+}
+
+/// Writes a rotation policy (unverified: the stub has no `/key/list`) and
+/// makes it due `overdue_secs` ago.
+async fn due_rotation(m: &Mount, policy: Value, overdue_secs: u64) {
+    let mut body = policy;
+    body["verify_connection"] = json!(false);
+    write_config(m, body).await.unwrap();
+    let mut c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    c.rotation.next_rotation = Some(rotation::unix_now() - overdue_secs);
+    crate::framework::storage::put_json(m.storage.as_ref(), config::STORAGE_KEY, &c)
+        .await
+        .unwrap();
+}
+
+async fn tick(m: &Mount) {
+    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_due_rotation_runs_on_the_tick_and_a_failed_one_stays_due() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    due_rotation(&m, json!({"rotation_period": "2h"}), 5).await;
+    tick(&m).await;
+    let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    assert_ne!(c.master_key, "sk-master");
+    assert!(c.rotation.last_rotated.is_some());
+    assert!(c.rotation.next_rotation.unwrap() > rotation::unix_now() + 7000);
+    assert_eq!(m.wal_entries(), 0);
+
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 400, r#"{"error":{"message":"no"}}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    due_rotation(&m, json!({"rotation_period": "2h"}), 5).await;
+    tick(&m).await;
+    let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    assert_eq!(c.master_key, "sk-master", "the old key stays");
+    assert!(c.rotation.last_rotated.is_none());
+    assert!(
+        c.rotation.next_rotation.unwrap() <= rotation::unix_now(),
+        "still due: the next tick retries"
+    );
+}
+
+#[tokio::test]
+async fn a_missed_window_waits_for_the_next_scheduled_time() {
+    let (stub, m) = mount_against(vec![], StaticSystemView::default()).await;
+    due_rotation(
+        &m,
+        json!({"rotation_schedule": "0 3 * * *", "rotation_window": "1h"}),
+        7200,
+    )
+    .await;
+    tick(&m).await;
+    assert!(stub.requests().is_empty(), "nothing rotated");
+    let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    assert!(c.rotation.next_rotation.unwrap() > rotation::unix_now());
+    assert_eq!(c.master_key, "sk-master");
+}
+
+#[tokio::test]
+async fn retired_settings_holding_the_same_key_follow_a_rotation() {
+    let (_stub, m) = mount_against(
+        vec![
+            route("GET /key/info", 200, OWN_KEY_INFO),
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    let current = config::load(m.storage.as_ref()).await.unwrap().unwrap();
+    let same_key = config::Config {
+        proxy_id: "older-url".into(),
+        ..current.clone()
+    };
+    let other_key = config::Config {
+        proxy_id: "elsewhere".into(),
+        master_key: "sk-other".into(),
+        ..current
+    };
+    proxy::retire(m.storage.as_ref(), &same_key).await.unwrap();
+    proxy::retire(m.storage.as_ref(), &other_key).await.unwrap();
+    m.ok(Operation::Update, "rotate-root", json!({})).await;
+    let new_key = stored_admin_key(&m).await;
+    for (id, want) in [("older-url", new_key.as_str()), ("elsewhere", "sk-other")] {
+        let r = proxy::load_retired(m.storage.as_ref(), id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.master_key, want, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
+    let (stub, m) = mount_against(
+        vec![
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"]}),
+    )
+    .await
+    .unwrap();
+    let home = m.home().await;
+    let engine = Engine::new();
+    let key: static_roles::StaticKey =
+        crate::framework::storage::get_json(m.storage.as_ref(), "static-keys/s")
+            .await
+            .unwrap()
+            .unwrap();
+    let stored = rotation::token_of(&key.key);
+    for (old, new, deleted) in [
+        (Some(stored.as_str()), "successor", "successor"),
+        (Some("predecessor"), stored.as_str(), "predecessor"),
+    ] {
+        let mut data = serde_json::Map::new();
+        data.insert("role".into(), json!("s"));
+        data.insert("old_token".into(), json!(old));
+        data.insert("new_token".into(), json!(new));
+        home.record(&mut data);
+        let entry = wal::WalEntry {
+            kind: static_roles::KIND.into(),
+            data: Value::Object(data),
+            created_at: 0,
+            hold_until: None,
+            give_up_after: None,
+        };
+        static_roles::roll_back(&engine, m.storage.as_ref(), &entry)
+            .await
+            .unwrap();
+        let requests = stub.requests();
+        let delete = requests
+            .iter()
+            .rev()
+            .find(|r| r.starts_with("POST /key/delete"))
+            .unwrap();
+        assert!(delete.contains(&format!(r#"["{deleted}"]"#)), "{delete}");
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_superseded_before_its_rollback_leaves_neither_key() {
+    let (stub, m) = mount_against(
+        vec![route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#)],
+        StaticSystemView::default(),
+    )
+    .await;
+    let home = m.home().await;
+    let mut data = serde_json::Map::new();
+    data.insert("old_token".into(), json!("first"));
+    data.insert("new_token".into(), json!("second"));
+    home.record(&mut data);
+    let entry = wal::WalEntry {
+        kind: rotation::KIND.into(),
+        data: Value::Object(data),
+        created_at: 0,
+        hold_until: None,
+        give_up_after: None,
+    };
+    rotation::roll_back(&Engine::new(), m.storage.as_ref(), &entry)
+        .await
+        .unwrap();
+    let requests = stub.requests();
+    assert!(
+        requests[0].contains(r#"["first","second"]"#),
+        "{requests:?}"
+    );
 }

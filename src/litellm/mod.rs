@@ -173,6 +173,30 @@ impl Client {
         Ok(())
     }
 
+    /// `/key/info` of the client's own key, by its hash: `None` when
+    /// LiteLLM has no virtual key by that hash, which is what it answers
+    /// for the master key (it lives in LiteLLM's configuration, not its
+    /// key table).
+    pub async fn own_key_info(&self) -> Result<Option<Value>, Error> {
+        let path = format!("key/info?key={}", self.master_key_hash);
+        match self.call::<Value>(Method::GET, &path, None::<&()>).await {
+            Ok(v) => Ok(Some(v["info"].clone())),
+            Err(Error::NotFound { message, .. })
+                if message.to_ascii_lowercase().contains("key not found") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `/key/generate` with a body built by the caller (the admin key
+    /// rotation copies fields of an existing key).
+    pub async fn generate_key_json(&self, body: &Value) -> Result<(), Error> {
+        let _: Value = self.call(Method::POST, "key/generate", Some(body)).await?;
+        Ok(())
+    }
+
     pub async fn generate_key(&self, request: &GenerateKeyRequest) -> Result<GeneratedKey, Error> {
         self.call(Method::POST, "key/generate", Some(request)).await
     }
