@@ -139,9 +139,10 @@ def rss_kb(pid):
 
 def direct_generate(alias):
     # The same body the engine sends, so LiteLLM does the same work.
-    body = {"key_alias": alias, "duration": "3600s", "models": [MODEL],
+    body = {"key_alias": alias, "duration": "3630s", "models": [MODEL], "key_type": "llm_api",
             "metadata": {"vault_role": "bench", "vault_request_id": "00000000-0000-0000-0000-000000000000",
                          "vault_mount": "litellm/", "vault_display_name": "token",
+                         "vault_mount_id": "0123456789abcdef0123456789abcdef",
                          "created_by": "vault-plugin-secrets-litellm"}}
     t = time.perf_counter()
     status, out = http("POST", f"{LITELLM}/key/generate", body, {"Authorization": f"Bearer {MASTER}"})
@@ -359,7 +360,13 @@ def write_results(rows):
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     lines += ["", "Ratios: throughput ratio = engine rate / direct LiteLLM rate; overhead ratio = creds latency / direct generate latency."]
     text = "\n".join(lines) + "\n"
-    with open(f"{REPO}/bench/RESULTS.md", "w") as f:
+    path = f"{REPO}/bench/RESULTS.md"
+    # Keep the issue-path A/B section that `make bench-ab` maintains.
+    old = open(path).read() if os.path.exists(path) else ""
+    start, end = "<!-- ab-issue-path:start -->", "<!-- ab-issue-path:end -->"
+    if start in old and end in old:
+        text += "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+    with open(path, "w") as f:
         f.write(text)
     print(text)
 
