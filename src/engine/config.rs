@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 use url::Url;
 
+use super::clock;
 use super::proxy::{self, new_proxy_id};
 use super::rotation::{self, PolicyChange};
 use super::Engine;
@@ -205,11 +206,11 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert("disable_automated_rotation".into(), json!(r.disabled));
     data.insert(
         "last_rotated".into(),
-        json!(r.last_rotated.map(rotation::timestamp)),
+        json!(r.last_rotated.map(clock::rfc3339)),
     );
     data.insert(
         "next_rotation".into(),
-        json!(r.next_rotation.map(rotation::timestamp)),
+        json!(r.next_rotation.map(clock::rfc3339)),
     );
     data.insert("ca_cert".into(), json!(c.ca_cert));
     data.insert("tls_skip_verify".into(), json!(c.tls_skip_verify));
@@ -264,7 +265,7 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .as_ref()
         .map(|c| c.rotation.clone())
         .unwrap_or_default();
-    let policy = old_policy.apply(&change, engine.min_rotation_period, rotation::unix_now())?;
+    let policy = old_policy.apply(&change, engine.min_rotation_period, clock::unix_now())?;
     let timeout = match f.duration("request_timeout") {
         Some(t) if t.is_zero() || t > MAX_TIMEOUT => {
             return Err(Error::invalid(format!(

@@ -19,6 +19,7 @@ use std::time::SystemTime;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
 
+use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::narrowing::Narrowing;
 use super::{
@@ -177,7 +178,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 
     // The record before the WAL entry goes: a crash in between leaves both
     // (the rollback deletes the key and the record), never neither.
-    let issued_at = inventory::unix(now);
+    let issued_at = clock::unix(now);
     inventory::put(
         storage,
         &KeyRecord {

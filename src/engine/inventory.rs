@@ -11,10 +11,10 @@
 //! its own keys, so it keeps its own id and records.
 
 use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::clock::unix_now;
 use super::proxy::Home;
 use super::{rollback, Engine};
 use crate::framework::storage::{get_json, put_json};
@@ -101,14 +101,6 @@ impl KeyRecord {
         self.revoke_failed_at
             .map_or(self.lease_expires, |t| t.min(self.lease_expires))
     }
-}
-
-pub fn unix_now() -> u64 {
-    unix(SystemTime::now())
-}
-
-pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn record_key(alias: &str) -> String {

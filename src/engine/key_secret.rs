@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
+use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::proxy::Home;
 use super::{roles, upstream, Engine, EXPIRY_GRACE};
@@ -89,8 +90,8 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             alias,
             token,
             role: role_name,
-            issued_at: inventory::unix(issue_time),
-            lease_expires: inventory::unix(now) + grant.ttl.as_secs(),
+            issued_at: clock::unix(issue_time),
+            lease_expires: clock::unix(now) + grant.ttl.as_secs(),
             proxy_id: home
                 .as_ref()
                 .map(|h| h.proxy_id.clone())

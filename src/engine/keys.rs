@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
 
+use super::clock::{self, parse_time, rfc3339};
 use super::inventory::{self, KeyId, KeyRecord};
 use super::proxy::Home;
 use super::{upstream, Engine};
@@ -108,21 +108,6 @@ pub fn expired(v: &KeyView, now: u64) -> bool {
         .is_some_and(|t| t <= now)
 }
 
-/// LiteLLM's timestamps (`2026-11-30T18:03:44.316000+00:00`, or with `Z`)
-/// as unix seconds.
-pub fn parse_time(s: &str) -> Option<u64> {
-    let t = time::OffsetDateTime::parse(s, &Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp()).ok()
-}
-
-pub fn rfc3339(unix: u64) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 /// The proxy a record's key lives on (`None`: recorded before proxies
 /// were, so the configured one).
 pub fn record_home(r: &KeyRecord) -> Option<Home> {
@@ -192,7 +177,7 @@ async fn list(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             }
         }
     }
-    let now = inventory::unix_now();
+    let now = clock::unix_now();
     let mut info = Map::new();
     for r in &records {
         let mut entry = record_json(r);
@@ -221,7 +206,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let client = client_for(&engine, storage, &record).await?;
     let view = client.key_info(&record.token).await.map_err(upstream)?;
     let mut data = record_json(&record);
-    data.extend(live_json(view.as_ref(), inventory::unix_now()));
+    data.extend(live_json(view.as_ref(), clock::unix_now()));
     Ok(Some(Response::with_data(data)))
 }
 

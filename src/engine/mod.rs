@@ -17,6 +17,7 @@
 //! | `static-keys/<name>`  | its current key (seal-wrapped) |
 
 mod attribution;
+mod clock;
 mod config;
 mod creds;
 mod cron;

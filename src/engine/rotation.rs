@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::clock::{self, rfc3339, unix_now};
 use super::config::{self, Config};
 use super::creds::settle_failed_generate;
 use super::cron;
@@ -153,24 +154,6 @@ impl Policy {
     }
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// RFC 3339 for the config read-out.
-pub fn timestamp(unix: u64) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 pub fn path(engine: &Arc<Engine>) -> Path {
     Path::new("rotate-root")
         .on(Operation::Update, callback(engine, rotate_root))
@@ -191,10 +174,10 @@ async fn rotate_root(engine: Arc<Engine>, req: Request) -> Result<Option<Respons
     })?;
     let outcome = rotate(&engine, storage, config).await?;
     let mut data = Map::new();
-    data.insert("rotated_at".into(), json!(timestamp(outcome.rotated_at)));
+    data.insert("rotated_at".into(), json!(rfc3339(outcome.rotated_at)));
     data.insert("key_alias".into(), json!(outcome.alias));
     if let Some(next) = outcome.next_rotation {
-        data.insert("next_rotation".into(), json!(timestamp(next)));
+        data.insert("next_rotation".into(), json!(rfc3339(next)));
     }
     let mut response = Response::with_data(data);
     if let Some(w) = outcome.warning {
@@ -256,11 +239,7 @@ fn successor_request(info: &Value, key: &str, alias: &str) -> Map<String, Value>
     let mut metadata = info["metadata"].as_object().cloned().unwrap_or_default();
     metadata.insert("rotated_by".into(), json!("vault-plugin-secrets-litellm"));
     body.insert("metadata".into(), Value::Object(metadata));
-    let parse = |v: &Value| {
-        v.as_str().and_then(|s| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-        })
-    };
+    let parse = |v: &Value| v.as_str().and_then(clock::parse);
     if let (Some(expires), Some(created)) = (parse(&info["expires"]), parse(&info["created_at"])) {
         let lifetime = (expires - created).whole_seconds().max(3600);
         body.insert("duration".into(), json!(format!("{lifetime}s")));

@@ -14,8 +14,9 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::clock::{rfc3339, unix_now};
 use super::proxy::Home;
-use super::rotation::{timestamp, token_of, unix_now};
+use super::rotation::token_of;
 use super::{upstream, Engine, ISSUE_MARGIN};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::wal::{self, WalEntry};
@@ -149,10 +150,10 @@ async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert("rotation_period".into(), json!(role.rotation_period_secs));
     if let Some(k) = key {
         data.insert("key_alias".into(), json!(k.key_alias));
-        data.insert("last_rotated".into(), json!(timestamp(k.last_rotated)));
+        data.insert("last_rotated".into(), json!(rfc3339(k.last_rotated)));
         data.insert(
             "next_rotation".into(),
-            json!(timestamp(k.last_rotated + role.rotation_period_secs)),
+            json!(rfc3339(k.last_rotated + role.rotation_period_secs)),
         );
     }
     Ok(Some(Response::with_data(data)))
@@ -237,8 +238,8 @@ async fn read_creds(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let mut data = Map::new();
     data.insert("key".into(), json!(k.key));
     data.insert("key_alias".into(), json!(k.key_alias));
-    data.insert("last_rotated".into(), json!(timestamp(k.last_rotated)));
-    data.insert("next_rotation".into(), json!(timestamp(next)));
+    data.insert("last_rotated".into(), json!(rfc3339(k.last_rotated)));
+    data.insert("next_rotation".into(), json!(rfc3339(next)));
     data.insert("ttl".into(), json!(next.saturating_sub(unix_now())));
     data.insert("rotation_period".into(), json!(role.rotation_period_secs));
     Ok(Some(Response::with_data(data)))
@@ -255,7 +256,7 @@ async fn rotate_now(engine: Arc<Engine>, req: Request) -> Result<Option<Response
     let alias = rotate(&engine, storage, &name, &role, old).await?;
     let mut data = Map::new();
     data.insert("key_alias".into(), json!(alias));
-    data.insert("rotated_at".into(), json!(timestamp(unix_now())));
+    data.insert("rotated_at".into(), json!(rfc3339(unix_now())));
     Ok(Some(Response::with_data(data)))
 }
 

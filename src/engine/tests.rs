@@ -918,7 +918,7 @@ async fn revoke_removes_the_record_and_a_failed_one_marks_it() {
     m2.backend.handle(req).await.unwrap();
     let renewed = record(&m2, &alias).await.unwrap();
     assert_eq!(renewed.revoke_failed_at, None);
-    assert!(renewed.lease_expires >= inventory::unix_now() + 3599);
+    assert!(renewed.lease_expires >= clock::unix_now() + 3599);
     let mut req = m2.request(Operation::Revoke, "creds/dev", json!(null));
     req.secret = Some(secret);
     assert!(m2.backend.handle(req).await.unwrap().is_none());
@@ -1135,7 +1135,7 @@ async fn due_rotation(m: &Mount, policy: Value, overdue_secs: u64) {
     body["verify_connection"] = json!(false);
     write_config(m, body).await.unwrap();
     let mut c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
-    c.rotation.next_rotation = Some(rotation::unix_now() - overdue_secs);
+    c.rotation.next_rotation = Some(clock::unix_now() - overdue_secs);
     crate::framework::storage::put_json(m.storage.as_ref(), config::STORAGE_KEY, &c)
         .await
         .unwrap();
@@ -1161,7 +1161,7 @@ async fn a_due_rotation_runs_on_the_tick_and_a_failed_one_stays_due() {
     let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
     assert_ne!(c.master_key, "sk-master");
     assert!(c.rotation.last_rotated.is_some());
-    assert!(c.rotation.next_rotation.unwrap() > rotation::unix_now() + 7000);
+    assert!(c.rotation.next_rotation.unwrap() > clock::unix_now() + 7000);
     assert_eq!(m.wal_entries(), 0);
 
     let (_stub, m) = mount_against(
@@ -1178,7 +1178,7 @@ async fn a_due_rotation_runs_on_the_tick_and_a_failed_one_stays_due() {
     assert_eq!(c.master_key, "sk-master", "the old key stays");
     assert!(c.rotation.last_rotated.is_none());
     assert!(
-        c.rotation.next_rotation.unwrap() <= rotation::unix_now(),
+        c.rotation.next_rotation.unwrap() <= clock::unix_now(),
         "still due: the next tick retries"
     );
 }
@@ -1195,7 +1195,7 @@ async fn a_missed_window_waits_for_the_next_scheduled_time() {
     tick(&m).await;
     assert!(stub.requests().is_empty(), "nothing rotated");
     let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
-    assert!(c.rotation.next_rotation.unwrap() > rotation::unix_now());
+    assert!(c.rotation.next_rotation.unwrap() > clock::unix_now());
     assert_eq!(c.master_key, "sk-master");
 }
 

@@ -19,8 +19,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::clock::{self, parse_time, rfc3339};
 use super::inventory::{self, KeyRecord, MOUNT_ID_METADATA};
-use super::keys::{client_for, parse_time, rfc3339};
+use super::keys::client_for;
 use super::proxy::{self, Home};
 use super::{upstream, Engine};
 use crate::framework::storage::{get_json, put_json, PERFORMANCE_STANDBY};
@@ -306,7 +307,7 @@ async fn auto_tidy(engine: Arc<Engine>, req: Request) -> Result<()> {
         return Ok(());
     }
     let last: Option<TidyReport> = get_json(storage, STATUS_KEY).await?;
-    let now = inventory::unix_now();
+    let now = clock::unix_now();
     let due = last.is_none_or(|r| r.dry_run || r.started_at + config.interval <= now);
     if !due {
         return Ok(());
@@ -354,7 +355,7 @@ async fn run_locked(
         safety_buffer: options.safety_buffer.as_secs(),
         tidy_orphans: options.tidy_orphans,
         tidy_expired: options.tidy_expired,
-        started_at: inventory::unix_now(),
+        started_at: clock::unix_now(),
         ..TidyReport::default()
     };
     let buffer = options.safety_buffer.as_secs();
@@ -374,7 +375,7 @@ async fn run_locked(
     if options.tidy_expired {
         tidy_expired(engine, storage, buffer, options.dry_run, &mut report).await?;
     }
-    report.finished_at = inventory::unix_now();
+    report.finished_at = clock::unix_now();
     put_json(storage, STATUS_KEY, &report).await?;
     tracing::info!(
         trigger,

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::clock::{self, rfc3339};
 use super::inventory::{self, MOUNT_ID_METADATA};
-use super::keys::{expired, rfc3339};
+use super::keys::expired;
 use super::proxy::{self, Home};
 use super::{roles, upstream, Engine};
 use crate::framework::{callback, Error, Operation, Path, Request, Response, Result};
@@ -110,7 +111,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             }
         }
     }
-    let usage = summarize(keys, inventory::unix_now());
+    let usage = summarize(keys, clock::unix_now());
     let mut data = Map::new();
     data.insert("role".into(), json!(role));
     data.insert("live_keys".into(), json!(usage.live_keys));
@@ -136,7 +137,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .collect();
     data.insert("top_spenders".into(), json!(top));
     data.insert("litellm_calls".into(), json!(calls));
-    data.insert("as_of".into(), json!(rfc3339(inventory::unix_now())));
+    data.insert("as_of".into(), json!(rfc3339(clock::unix_now())));
     Ok(Some(
         warnings
             .into_iter()
