@@ -31,6 +31,14 @@ pub struct Home {
 }
 
 impl Home {
+    /// Where keys minted with `config` live.
+    pub fn of(config: &Config) -> Home {
+        Home {
+            proxy_id: config.proxy_id.clone(),
+            base_url: config.base_url.clone(),
+        }
+    }
+
     pub fn record(&self, data: &mut Map<String, Value>) {
         data.insert("proxy_id".into(), self.proxy_id.clone().into());
         data.insert("proxy_url".into(), self.base_url.clone().into());
@@ -83,6 +91,19 @@ pub async fn list_retired(storage: &dyn Storage) -> Result<Vec<Config>> {
         }
     }
     Ok(out)
+}
+
+/// Every proxy keys may live on: the configured one (`None`) and the
+/// retired ones.
+pub async fn all_homes(storage: &dyn Storage) -> Result<Vec<Option<Home>>> {
+    let mut homes = vec![None];
+    homes.extend(
+        list_retired(storage)
+            .await?
+            .iter()
+            .map(|c| Some(Home::of(c))),
+    );
+    Ok(homes)
 }
 
 /// The configured proxy, ready to mint keys on.
@@ -185,10 +206,7 @@ impl Clients {
 fn current(config: &Arc<Config>, client: &Arc<Client>) -> Current {
     Current {
         client: Arc::clone(client),
-        home: Home {
-            proxy_id: config.proxy_id.clone(),
-            base_url: config.base_url.clone(),
-        },
+        home: Home::of(config),
         config: Arc::clone(config),
     }
 }

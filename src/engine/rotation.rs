@@ -278,10 +278,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let alias = successor_alias(info["key_alias"].as_str(), millis);
-    let home = Home {
-        proxy_id: config.proxy_id.clone(),
-        base_url: config.base_url.clone(),
-    };
+    let home = Home::of(&config);
     let mut wal_data = Map::new();
     wal_data.insert("old_token".into(), json!(old_token));
     wal_data.insert("new_token".into(), json!(new_token));

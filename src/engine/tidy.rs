@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use super::clock::{self, parse_time, rfc3339};
 use super::inventory::{self, KeyRecord, MOUNT_ID_METADATA};
 use super::keys::client_for;
-use super::proxy::{self, Home};
+use super::proxy;
 use super::{upstream, Engine};
 use crate::framework::storage::{get_json, put_json, PERFORMANCE_STANDBY};
 use crate::framework::{
@@ -390,18 +390,6 @@ async fn run_locked(
     Ok(report)
 }
 
-/// Every proxy keys may live on: the configured one and the retired ones.
-async fn homes(storage: &dyn Storage) -> Result<Vec<Option<Home>>> {
-    let mut homes: Vec<Option<Home>> = vec![None];
-    homes.extend(proxy::list_retired(storage).await?.into_iter().map(|c| {
-        Some(Home {
-            proxy_id: c.proxy_id,
-            base_url: c.base_url,
-        })
-    }));
-    Ok(homes)
-}
-
 fn note(list: &mut Vec<String>, alias: &str) {
     if list.len() < LISTED {
         list.push(alias.to_string());
@@ -444,7 +432,7 @@ async fn tidy_orphans(
     // one or the other unless it is really unknown.
     let mut listed = Vec::new();
     let configured = engine.clients.current(storage).await.is_ok();
-    for home in homes(storage).await? {
+    for home in proxy::all_homes(storage).await? {
         if home.is_none() && !configured {
             continue;
         }

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::clock::{self, rfc3339};
 use super::inventory::{self, MOUNT_ID_METADATA};
 use super::keys::expired;
-use super::proxy::{self, Home};
+use super::proxy;
 use super::{roles, upstream, Engine};
 use crate::framework::{callback, Error, Operation, Path, Request, Response, Result};
 use crate::litellm::KeyView;
@@ -80,13 +80,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let mut calls = 0;
     let mut warnings = Vec::new();
     if let Some(mount_id) = inventory::mount_id(&engine, storage).await? {
-        let mut homes: Vec<Option<Home>> = vec![None];
-        homes.extend(proxy::list_retired(storage).await?.into_iter().map(|c| {
-            Some(Home {
-                proxy_id: c.proxy_id,
-                base_url: c.base_url,
-            })
-        }));
+        let homes = proxy::all_homes(storage).await?;
         let needle = format!("-{role}-");
         for (i, home) in homes.iter().enumerate() {
             let listing = async {
