@@ -22,7 +22,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::clock::{self, rfc3339, unix_now};
 use super::config::{self, Config};
@@ -35,7 +34,7 @@ use crate::framework::wal::{self, WalEntry};
 use crate::framework::{
     callback, Error, Operation, Path, PeriodicTask, Request, Response, Result, Storage,
 };
-use crate::litellm::Client;
+use crate::litellm::{key_token, Client};
 
 /// WAL kind of an admin key rotation; data `{"old_token", "new_token",
 /// "successor_alias", "proxy_id", "proxy_url"}` (hashes, never keys).
@@ -193,10 +192,6 @@ struct Outcome {
     warning: Option<String>,
 }
 
-pub fn token_of(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
 /// `<alias without an earlier -rot-N>-rot-<unix milliseconds>`: unique, and
 /// shows in LiteLLM's UI which key came from which.
 fn successor_alias(old: Option<&str>, now: u128) -> String {
@@ -270,8 +265,8 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
     }
     let now = unix_now();
     let new_key = format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
-    let old_token = token_of(&config.master_key);
-    let new_token = token_of(&new_key);
+    let old_token = key_token(&config.master_key);
+    let new_token = key_token(&new_key);
     // Milliseconds: two rotations in one second must not collide (LiteLLM
     // wants unique aliases, and the old key is alive until the end).
     let millis = SystemTime::now()
@@ -352,9 +347,9 @@ async fn follow_in_retired(
     new_token: &str,
     survivor: &str,
 ) -> Result<()> {
-    let survivor_token = token_of(survivor);
+    let survivor_token = key_token(survivor);
     for mut r in proxy::list_retired(storage).await? {
-        let t = token_of(&r.master_key);
+        let t = key_token(&r.master_key);
         if t != survivor_token && (t == old_token || t == new_token) {
             r.master_key = survivor.to_string();
             proxy::retire(storage, &r).await?;
@@ -407,7 +402,7 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
         )));
     };
     let client = Client::new(&stored.settings()?).map_err(upstream)?;
-    let stored_token = token_of(&stored.master_key);
+    let stored_token = key_token(&stored.master_key);
     // Keys stored elsewhere for this key store follow the survivor.
     follow_in_retired(storage, &old_token, &new_token, &stored.master_key).await?;
     engine.clients.forget();

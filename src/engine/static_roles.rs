@@ -16,7 +16,6 @@ use serde_json::{json, Map, Value};
 
 use super::clock::{rfc3339, unix_now};
 use super::proxy::Home;
-use super::rotation::token_of;
 use super::{upstream, Engine, ISSUE_MARGIN};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::wal::{self, WalEntry};
@@ -24,6 +23,7 @@ use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, PeriodicTask, Request, Response, Result,
     Storage,
 };
+use crate::litellm::key_token;
 
 pub const ROLE_PREFIX: &str = "static-roles/";
 /// The keys themselves; seal-wrapped.
@@ -216,7 +216,7 @@ async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Option<Respons
         // so the delete can be retried.
         let client = engine.clients.for_key(storage, Some(&k.home)).await?;
         client
-            .delete_keys(&[token_of(&k.key)])
+            .delete_keys(&[key_token(&k.key)])
             .await
             .map_err(upstream)?;
         storage.delete(&format!("{KEY_PREFIX}{name}")).await?;
@@ -272,7 +272,7 @@ async fn rotate(
     let current = engine.clients.current(storage).await?;
     let now = unix_now();
     let new_key = format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
-    let new_token = token_of(&new_key);
+    let new_token = key_token(&new_key);
     let suffix = Alphanumeric
         .sample_string(&mut rand::rng(), 8)
         .to_ascii_lowercase();
@@ -280,7 +280,7 @@ async fn rotate(
     let mut wal_data = Map::new();
     wal_data.insert("role".into(), json!(name));
     if let Some(o) = &old {
-        wal_data.insert("old_token".into(), json!(token_of(&o.key)));
+        wal_data.insert("old_token".into(), json!(key_token(&o.key)));
     }
     wal_data.insert("new_token".into(), json!(new_token));
     wal_data.insert("key_alias".into(), json!(alias));
@@ -322,7 +322,7 @@ async fn rotate(
     if let Some(o) = old {
         // The old key may live on a proxy that was current before.
         let client = engine.clients.for_key(storage, Some(&o.home)).await?;
-        if let Err(e) = client.delete_keys(&[token_of(&o.key)]).await {
+        if let Err(e) = client.delete_keys(&[key_token(&o.key)]).await {
             tracing::warn!(role = %name, error = %e, "cannot delete the old static key yet; the rollback retries");
             return Ok(alias);
         }
@@ -343,7 +343,7 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
     };
     let home = entry.data.as_object().and_then(Home::recorded);
     let _writing = engine.writes.lock().await;
-    let stored = load_key(storage, &role).await?.map(|k| token_of(&k.key));
+    let stored = load_key(storage, &role).await?.map(|k| key_token(&k.key));
     let old_token = text("old_token");
     let delete: Vec<String> = if stored.as_deref() == Some(new_token.as_str()) {
         old_token.into_iter().collect()

@@ -1257,7 +1257,7 @@ async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
             .await
             .unwrap()
             .unwrap();
-    let stored = rotation::token_of(&key.key);
+    let stored = crate::litellm::key_token(&key.key);
     for (old, new, deleted) in [
         (Some(stored.as_str()), "successor", "successor"),
         (Some("predecessor"), stored.as_str(), "predecessor"),

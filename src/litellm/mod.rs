@@ -114,6 +114,12 @@ pub enum Deleted {
     AlreadyGone,
 }
 
+/// What LiteLLM stores and returns as `token` for a key: sha256 of the key,
+/// hex. It stands for the key wherever a key is accepted.
+pub fn key_token(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
 /// LiteLLM's words when none of the keys of a delete exist (inside a 404).
 const NO_KEYS_FOUND: &str = "No keys found";
 /// LiteLLM's words for a `/key/info` of a key it never had (inside a 404).
@@ -160,7 +166,7 @@ impl Client {
             http,
             base_url: settings.base_url.clone(),
             master_key: settings.master_key.clone(),
-            master_key_hash: hex::encode(Sha256::digest(settings.master_key.as_bytes())),
+            master_key_hash: key_token(&settings.master_key),
             timeout: settings.timeout,
         })
     }
