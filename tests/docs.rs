@@ -36,7 +36,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
     error_text, eventually, plugin_binary, plugin_version, unique_prefix, unix_now, DevServer,
-    Engine, LiteLlm, Steps, MOUNT, ROOT_TOKEN,
+    Engine, Janitor, LiteLlm, Steps, MOUNT, ROOT_TOKEN,
 };
 
 /// Plugin catalog name, as in the docs (the mount is `support::MOUNT`, `litellm`).
@@ -67,25 +67,6 @@ fn example(rel: &str) -> String {
 }
 
 // ------------------------------------------------------------------------------------ fixture
-
-/// Deletes the LiteLLM keys of one test run when dropped, so a failed test leaves none behind.
-struct Janitor {
-    litellm: LiteLlm,
-    prefix: String,
-}
-
-impl Drop for Janitor {
-    fn drop(&mut self) {
-        match self.litellm.delete_keys_with_alias_prefix(&self.prefix) {
-            Ok(0) => {}
-            Ok(n) => eprintln!(
-                "janitor: deleted {n} key(s) {:?}* left by the test",
-                self.prefix
-            ),
-            Err(e) => eprintln!("janitor: could not clean up keys {:?}*: {e}", self.prefix),
-        }
-    }
-}
 
 /// A dev server with the plugin registered (root namespace), the LiteLLM proxy, and an alias
 /// prefix unique to the test run.

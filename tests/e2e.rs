@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, LiteLlm,
-    Steps,
+    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, Janitor,
+    LiteLlm, Steps,
 };
 
 /// Mount path and plugin catalog name.
@@ -32,25 +32,6 @@ const ALLOWED_MODEL: &str = "gpt-3.5-turbo";
 const OTHER_MODEL: &str = "gpt-4o";
 
 // ------------------------------------------------------------------------------------ fixture
-
-/// Deletes the LiteLLM keys of one test run when dropped, so a failed test leaves no key behind.
-struct Janitor {
-    litellm: LiteLlm,
-    prefix: String,
-}
-
-impl Drop for Janitor {
-    fn drop(&mut self) {
-        match self.litellm.delete_keys_with_alias_prefix(&self.prefix) {
-            Ok(0) => {}
-            Ok(left) => eprintln!(
-                "janitor: deleted {left} LiteLLM key(s) with alias prefix {:?} left by the test",
-                self.prefix
-            ),
-            Err(e) => eprintln!("janitor: could not clean up keys {:?}*: {e}", self.prefix),
-        }
-    }
-}
 
 /// A dev server with the plugin mounted at `litellm/`, plus the LiteLLM proxy.
 struct Fixture {

@@ -74,3 +74,23 @@ impl LiteLlm {
         self.call_as(&self.master_key.clone(), method, path, body)
     }
 }
+
+/// Deletes the LiteLLM keys of one test run when dropped, so a failed test
+/// leaves no key behind.
+pub struct Janitor {
+    pub litellm: LiteLlm,
+    pub prefix: String,
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        match self.litellm.delete_keys_with_alias_prefix(&self.prefix) {
+            Ok(0) => {}
+            Ok(left) => eprintln!(
+                "janitor: deleted {left} LiteLLM key(s) with alias prefix {:?} left by the test",
+                self.prefix
+            ),
+            Err(e) => eprintln!("janitor: could not clean up keys {:?}*: {e}", self.prefix),
+        }
+    }
+}

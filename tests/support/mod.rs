@@ -36,7 +36,7 @@ mod fixtures;
 mod net;
 #[allow(unused_imports)] // each test crate uses a different part
 pub use fixtures::{
-    configured_server, live_leases, on_each_engine, put_role, unique_prefix, MOUNT,
+    configured_server, live_leases, on_each_engine, put_role, unique_prefix, Janitor, MOUNT,
 };
 #[allow(unused_imports)]
 pub use net::Cable;
