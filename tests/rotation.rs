@@ -353,6 +353,87 @@ fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
     }
 }
 
+/// Crashes the plugin in the middle of a static role's rotation (a test
+/// build with the `fault-injection` feature). Whatever the step, the
+/// rollback leaves the generations the role holds and nothing else: after
+/// the successor is minted, the old key alone; after it is stored, the new
+/// key and the old one in its grace.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_interrupted_static_rotation_leaves_the_stored_generations() {
+    use support::sha256_file;
+
+    let litellm = LiteLlm::from_env();
+    for engine in Engine::from_env_list() {
+        let steps = Steps::new(format!("static-interrupted/{engine}"));
+        let server = DevServer::start(engine, &plugin_binary());
+        let mut cases = Vec::new();
+        for (step, alive_after) in [("static_after_generate", 1), ("static_after_store", 2)] {
+            let plugin = format!("crash-{}", step.replace('_', "-"));
+            let (status, body) = server.put(
+                &format!("sys/plugins/catalog/secret/{plugin}"),
+                &json!({"sha256": sha256_file(server.plugin_path()),
+                        "command": support::PLUGIN_FILE_NAME, "version": plugin_version(),
+                        "env": [format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}")]}),
+            );
+            assert!((200..300).contains(&status), "{body}");
+            let path = format!("srot-{}", step.replace('_', "-"));
+            mount(&server, &path, &plugin, json!({"rollback_min_age": "1s"}));
+            let (status, body) = server.put(
+                &format!("{path}/config"),
+                &json!({"base_url": litellm.url, "admin_key": litellm.master_key,
+                        "request_timeout": "5s"}),
+            );
+            assert_eq!(status, 204, "config: {body}");
+            let name = unique_prefix("c");
+            let alias_prefix = format!("vault-static-{name}-");
+            let (status, body) = server.put(
+                &format!("{path}/static-roles/{name}"),
+                &json!({"models": [MODEL], "rotation_period": "2h", "grace_period": "1h"}),
+            );
+            assert_eq!(status, 204, "{body}");
+
+            steps.step(format!("rotate-role on {path}: the plugin dies {step}"));
+            let (status, body) = server.post(&format!("{path}/rotate-role/{name}"), &json!({}));
+            assert!(status >= 500, "{status} {body}");
+            let alive = litellm.count_live_keys_with_alias_prefix(&alias_prefix);
+            assert!(
+                alive >= 2,
+                "the crash should leave both keys, found {alive}"
+            );
+            cases.push((path, name, alias_prefix, alive_after));
+        }
+
+        steps.step("waiting for the rollback tick");
+        for (path, name, alias_prefix, alive_after) in &cases {
+            eventually(
+                &format!("{path}: {alive_after} static key(s) left"),
+                Duration::from_secs(200),
+                || {
+                    (litellm.count_live_keys_with_alias_prefix(alias_prefix) == *alive_after)
+                        .then_some(())
+                },
+            );
+            let (status, body) = server.get(&format!("{path}/static-creds/{name}"));
+            assert_eq!(status, 200, "{body}");
+            let key = body["data"]["key"].as_str().unwrap();
+            assert_eq!(
+                litellm.chat(key, MODEL),
+                200,
+                "{path}: the stored key works"
+            );
+            let (status, body) = server.delete(&format!("{path}/static-roles/{name}"));
+            assert_eq!(status, 204, "{body}");
+            assert_eq!(litellm.count_live_keys_with_alias_prefix(alias_prefix), 0);
+            steps.step(format!("{path}: the stored generations only, then none"));
+        }
+        assert!(server
+            .log_text()
+            .contains("rollback: interrupted static key rotation settled"));
+        steps.step("done");
+    }
+}
+
 #[test]
 fn static_roles_mint_rotate_and_delete_their_key() {
     let litellm = LiteLlm::from_env();
@@ -388,6 +469,10 @@ fn static_roles_mint_rotate_and_delete_their_key() {
                 "rotation_period",
             ),
             (json!({"rotation_period": "1h"}), "models"),
+            (
+                json!({"models": [MODEL], "rotation_period": "1h", "grace_period": "1h"}),
+                "grace_period",
+            ),
         ] {
             let (status, body) = server.put(&role, &input);
             assert_eq!(status, 400, "{input}: {body}");
@@ -400,6 +485,12 @@ fn static_roles_mint_rotate_and_delete_their_key() {
         assert_eq!(status, 204, "{body}");
         let k1 = current_key();
         assert_eq!(litellm.chat(&k1, MODEL), 200);
+        let (_, body) = server.get(&creds);
+        assert_eq!(
+            body["data"]["key_alias"],
+            format!("{alias_prefix}1"),
+            "{body}"
+        );
 
         steps.step("rotate-role: a new key, the old one is dead");
         let (status, body) = server.post(&format!("{MOUNT}/rotate-role/{name}"), &json!({}));
@@ -411,8 +502,11 @@ fn static_roles_mint_rotate_and_delete_their_key() {
         assert_eq!(litellm.chat(&k2, MODEL), 200);
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&alias_prefix), 1);
 
-        steps.step("a short period: rotated by the periodic tick");
-        let (status, body) = server.put(&role, &json!({"rotation_period": "10s"}));
+        steps.step("a short period: rotated by the periodic tick, the old key in its grace");
+        let (status, body) = server.put(
+            &role,
+            &json!({"rotation_period": "10s", "grace_period": "9s"}),
+        );
         assert_eq!(status, 204, "{body}");
         let k3 = eventually(
             "a scheduled static rotation",
@@ -422,10 +516,27 @@ fn static_roles_mint_rotate_and_delete_their_key() {
                 (k != k2).then_some(k)
             },
         );
-        assert_eq!(litellm.chat(&k2, MODEL), 401);
         assert_eq!(litellm.chat(&k3, MODEL), 200);
+        assert_eq!(
+            litellm.chat(&k2, MODEL),
+            200,
+            "the previous key works during its grace"
+        );
+        let (_, body) = server.get(&role);
+        assert!(
+            body["data"]["previous_key_alias"]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&alias_prefix)),
+            "{body}"
+        );
+        eventually(
+            "the previous key deleted after its grace",
+            Duration::from_secs(180),
+            || (litellm.chat(&k2, MODEL) == 401).then_some(()),
+        );
+        assert!(litellm.count_live_keys_with_alias_prefix(&alias_prefix) <= 2);
 
-        steps.step("deleting the role deletes its key");
+        steps.step("deleting the role deletes its keys");
         let (status, body) = server.put(&role, &json!({"rotation_period": "1h"}));
         assert_eq!(status, 204, "{body}");
         let k4 = current_key();

@@ -30,7 +30,7 @@ use crate::framework::{
     calculate_ttl, callback, wal, Error, Field, FieldType, Operation, Path, Request, Response,
     Result, Secret, Storage, TtlRequest,
 };
-use crate::litellm::{self, Client, Deleted, GenerateKeyRequest};
+use crate::litellm::{self, Client, Deleted};
 
 pub fn path(engine: &Arc<Engine>) -> Path {
     Path::new("creds/{name}")
@@ -139,29 +139,15 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     }
     metadata.insert("created_by".into(), "vault-plugin-secrets-litellm".into());
     metadata.insert(inventory::MOUNT_ID_METADATA.into(), mount_id);
-    let (key_type, allowed_routes) = role.litellm_scope();
-    let request = GenerateKeyRequest {
-        key_alias: alias.clone(),
-        duration: format!("{}s", key_lifetime.as_secs()),
-        models: match &narrowing.models {
-            Some(models) => models.clone(),
-            None if role.all_models() => Vec::new(),
-            None => role.models.clone(),
-        },
-        max_budget: narrowing
-            .max_budget
-            .or((role.max_budget > 0.0).then_some(role.max_budget)),
-        budget_duration: role.budget_duration.clone(),
-        tpm_limit: role.tpm_limit,
-        rpm_limit: role.rpm_limit,
-        max_parallel_requests: role.max_parallel_requests,
-        team_id: team_id.clone(),
-        user_id: user_id.clone(),
-        key_type: key_type.map(str::to_string),
-        allowed_routes,
-        metadata,
-        extra: role.extra_key_fields(),
-    };
+    let mut request =
+        role.generate_request(alias.clone(), metadata, user_id.clone(), team_id.clone());
+    request.duration = Some(format!("{}s", key_lifetime.as_secs()));
+    if let Some(models) = &narrowing.models {
+        request.models = models.clone();
+    }
+    if narrowing.max_budget.is_some() {
+        request.max_budget = narrowing.max_budget;
+    }
     let key = match proxy.client.generate_key(&request).await {
         Ok(key) => key,
         Err(e) => {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::clock::unix_now;
 use super::proxy::Home;
-use super::{rollback, Engine};
+use super::{rollback, static_roles, Engine};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{wal, Error, Result, Storage};
 
@@ -151,7 +151,7 @@ pub async fn aliases_in_flight(storage: &dyn Storage) -> Result<HashSet<String>>
     let mut out = HashSet::new();
     for id in wal::list(storage).await? {
         if let Some(entry) = wal::get(storage, &id).await? {
-            if entry.kind == rollback::KIND {
+            if entry.kind == rollback::KIND || entry.kind == static_roles::KIND {
                 if let Some(alias) = entry.data["key_alias"].as_str() {
                     out.insert(alias.to_string());
                 }

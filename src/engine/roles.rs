@@ -17,6 +17,7 @@ use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, Request, Response, Result, Storage,
     Template,
 };
+use crate::litellm::GenerateKeyRequest;
 
 const PREFIX: &str = "roles/";
 const DEFAULT_ALIAS_PREFIX: &str = "vault";
@@ -339,6 +340,40 @@ impl Role {
         out
     }
 
+    /// The `/key/generate` request for a key of this role: its scope and
+    /// limits; the caller adds what is per key (duration, the engine's own
+    /// choice of key).
+    pub fn generate_request(
+        &self,
+        key_alias: String,
+        metadata: BTreeMap<String, String>,
+        user_id: Option<String>,
+        team_id: Option<String>,
+    ) -> GenerateKeyRequest {
+        let (key_type, allowed_routes) = self.litellm_scope();
+        GenerateKeyRequest {
+            key: None,
+            key_alias,
+            duration: None,
+            models: if self.all_models() {
+                Vec::new()
+            } else {
+                self.models.clone()
+            },
+            max_budget: (self.max_budget > 0.0).then_some(self.max_budget),
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+            team_id,
+            user_id,
+            key_type: key_type.map(str::to_string),
+            allowed_routes,
+            metadata,
+            extra: self.extra_key_fields(),
+        }
+    }
+
     /// Whether keys may call every model.
     pub fn all_models(&self) -> bool {
         self.allow_all_models.unwrap_or(self.models.is_empty())
@@ -395,6 +430,42 @@ impl Role {
         out
     }
 
+    /// The read-out of the fields `scope_fields` declares.
+    pub fn scope_data(&self) -> Map<String, Value> {
+        let mut data = Map::new();
+        data.insert("models".into(), json!(self.models));
+        data.insert("allow_all_models".into(), json!(self.all_models()));
+        data.insert(
+            "key_type".into(),
+            json!(self.key_type.unwrap_or(KeyType::Default).as_str()),
+        );
+        data.insert("allowed_routes".into(), json!(self.allowed_routes));
+        data.insert("may_manage_keys".into(), json!(self.may_manage_keys()));
+        data.insert("max_budget".into(), json!(self.max_budget));
+        data.insert("key_alias_prefix".into(), json!(self.key_alias_prefix));
+        data.insert("metadata".into(), json!(self.metadata));
+        data.insert(
+            "budget_duration".into(),
+            json!(self.budget_duration.clone().unwrap_or_default()),
+        );
+        data.insert("tpm_limit".into(), json!(self.tpm_limit.unwrap_or(0)));
+        data.insert("rpm_limit".into(), json!(self.rpm_limit.unwrap_or(0)));
+        data.insert(
+            "max_parallel_requests".into(),
+            json!(self.max_parallel_requests.unwrap_or(0)),
+        );
+        for (name, value) in [("team_id", &self.team_id), ("user_id", &self.user_id)] {
+            data.insert(name.into(), json!(value.clone().unwrap_or_default()));
+        }
+        for (name, _, _) in LIMITS {
+            if let Some(v) = self.key_settings.get(*name) {
+                data.insert((*name).into(), v.clone());
+            }
+        }
+        data.insert("key_request".into(), json!(self.key_request));
+        data
+    }
+
     /// The role's LiteLLM limits that are set, as response/help data.
     pub fn limits(&self) -> Map<String, Value> {
         let mut out = Map::new();
@@ -419,7 +490,7 @@ impl Role {
     }
 
     /// Applies the fields of a write on top of `self`, then checks the whole.
-    fn apply(mut self, f: &FieldData) -> Result<Self> {
+    pub fn apply(mut self, f: &FieldData) -> Result<Self> {
         let models = f.list("models");
         if let Some(models) = models {
             // Blank input ("", " , ", [""]) parses to nothing: never "every model".
@@ -612,8 +683,9 @@ pub fn list_path(engine: &Arc<Engine>) -> Path {
         .help("List the roles.", "Lists the names of all roles.")
 }
 
-pub fn path(engine: &Arc<Engine>) -> Path {
-    Path::new("roles/{name}")
+/// The fields that say what a key may do, shared with static roles.
+pub fn scope_fields(path: Path, default_alias_prefix: &'static str) -> Path {
+    path
         .field(Field::new(
             "models",
             FieldType::StringList,
@@ -653,24 +725,14 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             Field::new(
                 "key_alias_prefix",
                 FieldType::String,
-                "Prefix of the key aliases: <prefix>-<role>-<random>.",
+                "Prefix of the key aliases: <prefix>-<role>-<random> (static roles: <prefix>-<name>-<generation>).",
             )
-            .default_value(DEFAULT_ALIAS_PREFIX),
+            .default_value(default_alias_prefix),
         )
         .field(Field::new(
             "metadata",
             FieldType::StringMap,
             "Metadata stored on each key, besides the engine's own.",
-        ))
-        .field(Field::new(
-            "ttl",
-            FieldType::Duration,
-            "Lease TTL of a key; 0 = the mount default.",
-        ))
-        .field(Field::new(
-            "max_ttl",
-            FieldType::Duration,
-            "Maximum lease lifetime of a key; 0 = the mount max.",
         ))
         .field(Field::new(
             "budget_duration",
@@ -708,6 +770,30 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             "Further /key/generate fields as a JSON object, merged under the typed ones; \
              fields the engine owns are refused.",
         ))
+        .fields(LIMITS.iter().map(|(name, kind, description)| {
+            let ty = match kind {
+                Limit::PerModelInt | Limit::StringMap => FieldType::StringMap,
+                Limit::NonNegativeFloat => FieldType::Float,
+                Limit::PositiveInt => FieldType::Int,
+                Limit::List => FieldType::StringList,
+                Limit::Text | Limit::OneOf(_) => FieldType::String,
+            };
+            Field::new(name, ty, description)
+        }))
+}
+
+pub fn path(engine: &Arc<Engine>) -> Path {
+    scope_fields(Path::new("roles/{name}"), DEFAULT_ALIAS_PREFIX)
+        .field(Field::new(
+            "ttl",
+            FieldType::Duration,
+            "Lease TTL of a key; 0 = the mount default.",
+        ))
+        .field(Field::new(
+            "max_ttl",
+            FieldType::Duration,
+            "Maximum lease lifetime of a key; 0 = the mount max.",
+        ))
         .field(Field::new(
             "allowed_request_metadata",
             FieldType::StringList,
@@ -725,16 +811,6 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             "LiteLLM team of each key from the caller's identity, e.g. \
              {{identity.groups.names.ml.id}}; a fixed team_id wins.",
         ))
-        .fields(LIMITS.iter().map(|(name, kind, description)| {
-            let ty = match kind {
-                Limit::PerModelInt | Limit::StringMap => FieldType::StringMap,
-                Limit::NonNegativeFloat => FieldType::Float,
-                Limit::PositiveInt => FieldType::Int,
-                Limit::List => FieldType::StringList,
-                Limit::Text | Limit::OneOf(_) => FieldType::String,
-            };
-            Field::new(name, ty, description)
-        }))
         .on(Operation::Read, callback(engine, read))
         .on_write(callback(engine, write))
         .on(Operation::Delete, callback(engine, delete))
@@ -762,48 +838,13 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let Some(role) = load(req.storage.as_ref(), name).await? else {
         return Ok(None);
     };
-    let mut data = Map::new();
-    data.insert("models".into(), json!(role.models));
-    data.insert("allow_all_models".into(), json!(role.all_models()));
-    data.insert(
-        "key_type".into(),
-        json!(role.key_type.unwrap_or(KeyType::Default).as_str()),
-    );
-    data.insert("allowed_routes".into(), json!(role.allowed_routes));
-    data.insert("may_manage_keys".into(), json!(role.may_manage_keys()));
-    data.insert("max_budget".into(), json!(role.max_budget));
-    data.insert("key_alias_prefix".into(), json!(role.key_alias_prefix));
-    data.insert("metadata".into(), json!(role.metadata));
+    let mut data = role.scope_data();
     data.insert("ttl".into(), json!(role.ttl));
     data.insert("max_ttl".into(), json!(role.max_ttl));
-    data.insert(
-        "budget_duration".into(),
-        json!(role.budget_duration.clone().unwrap_or_default()),
-    );
-    data.insert("tpm_limit".into(), json!(role.tpm_limit.unwrap_or(0)));
-    data.insert("rpm_limit".into(), json!(role.rpm_limit.unwrap_or(0)));
-    data.insert(
-        "max_parallel_requests".into(),
-        json!(role.max_parallel_requests.unwrap_or(0)),
-    );
-    data.insert(
-        "team_id".into(),
-        json!(role.team_id.clone().unwrap_or_default()),
-    );
-    data.insert(
-        "user_id".into(),
-        json!(role.user_id.clone().unwrap_or_default()),
-    );
     data.insert(
         "allowed_request_metadata".into(),
         json!(role.allowed_request_metadata),
     );
-    for (name, _, _) in LIMITS {
-        if let Some(v) = role.key_settings.get(*name) {
-            data.insert((*name).into(), v.clone());
-        }
-    }
-    data.insert("key_request".into(), json!(role.key_request));
     data.insert(
         "user_id_template".into(),
         json!(role.user_id_template.clone().unwrap_or_default()),

@@ -361,13 +361,10 @@ async fn follow_in_retired(
 
 /// Test builds only: die at a named step of a rotation.
 #[allow(unused_variables)]
-fn crash_point(step: &str) {
+pub(super) fn crash_point(step: &str) {
     #[cfg(feature = "fault-injection")]
     if std::env::var("LITELLM_PLUGIN_CRASH_IN_ROTATION").as_deref() == Ok(step) {
-        tracing::warn!(
-            step,
-            "fault injection: dying in the middle of a root rotation"
-        );
+        tracing::warn!(step, "fault injection: dying in the middle of a rotation");
         std::process::abort();
     }
 }

@@ -2,11 +2,15 @@
 //! engine and rotated on a period; `static-creds/<name>` reads it (no
 //! lease), `rotate-role/<name>` rotates it now.
 //!
-//! Creating and rotating a key are the same step: a successor is generated
-//! (its material chosen here, so a WAL entry can name it by hash first),
-//! stored, and the predecessor (if any) deleted. After a crash the rollback
-//! keeps whichever key is stored and deletes the other, as for the admin key.
+//! A rotation mints the next generation (alias `<prefix>-<name>-<n>`, its
+//! material chosen here so that a WAL entry names it by hash first), stores
+//! it, and either deletes the predecessor or, with a `grace_period`, keeps it
+//! as the previous generation until the grace ends (the periodic tick deletes
+//! it then). At most two generations are ever alive: a previous key still in
+//! its grace is deleted before the next rotation mints anything. After a crash
+//! the rollback keeps the stored generations and deletes the other key.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +20,9 @@ use serde_json::{json, Map, Value};
 
 use super::clock::{rfc3339, unix_now};
 use super::proxy::Home;
-use super::{upstream, Engine, ISSUE_MARGIN};
+use super::roles::{self, KeyType, Role};
+use super::rotation::crash_point;
+use super::{inventory, upstream, Engine, ISSUE_MARGIN};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::wal::{self, WalEntry};
 use crate::framework::{
@@ -28,18 +34,21 @@ use crate::litellm::key_token;
 pub const ROLE_PREFIX: &str = "static-roles/";
 /// The keys themselves; seal-wrapped.
 pub const KEY_PREFIX: &str = "static-keys/";
-/// WAL kind; data `{"role", "old_token"?, "new_token", "key_alias", "proxy_id", "proxy_url"}`.
+/// WAL kind; data `{"role", "new_token", "key_alias", "proxy_id", "proxy_url",
+/// "old_token"?, "old_home"?}`.
 pub const KIND: &str = "litellm_static_rotation";
 const DEFAULT_PERIOD: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_ALIAS_PREFIX: &str = "vault-static";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StaticRole {
-    pub models: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<String>,
+    /// What the key may do: the scope fields of a dynamic role (its lease
+    /// and identity fields do not apply).
+    #[serde(flatten)]
+    pub scope: Role,
     pub rotation_period_secs: u64,
+    /// How long the previous generation keeps working after a rotation.
+    pub grace_period_secs: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -48,6 +57,18 @@ pub struct StaticKey {
     pub key_alias: String,
     pub home: Home,
     pub last_rotated: u64,
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousKey>,
+}
+
+/// The generation before the current one, alive until `delete_after`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PreviousKey {
+    pub token: String,
+    pub key_alias: String,
+    pub home: Home,
+    pub delete_after: u64,
 }
 
 async fn load_role(storage: &dyn Storage, name: &str) -> Result<Option<StaticRole>> {
@@ -56,6 +77,23 @@ async fn load_role(storage: &dyn Storage, name: &str) -> Result<Option<StaticRol
 
 async fn load_key(storage: &dyn Storage, name: &str) -> Result<Option<StaticKey>> {
     get_json(storage, &format!("{KEY_PREFIX}{name}")).await
+}
+
+async fn store_key(storage: &dyn Storage, name: &str, key: &StaticKey) -> Result<()> {
+    put_json(storage, &format!("{KEY_PREFIX}{name}"), key).await
+}
+
+/// Aliases of every key the static roles hold (current and previous), for
+/// tidy: these are known keys, not orphans.
+pub async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in storage.list(KEY_PREFIX).await? {
+        if let Some(k) = load_key(storage, &name).await? {
+            out.extend(k.previous.map(|p| p.key_alias));
+            out.push(k.key_alias);
+        }
+    }
+    Ok(out)
 }
 
 pub fn list_path(engine: &Arc<Engine>) -> Path {
@@ -68,22 +106,7 @@ pub fn list_path(engine: &Arc<Engine>) -> Path {
 }
 
 pub fn role_path(engine: &Arc<Engine>) -> Path {
-    Path::new("static-roles/{name}")
-        .field(Field::new(
-            "models",
-            FieldType::StringList,
-            "Models the key may call (required).",
-        ))
-        .field(Field::new(
-            "user_id",
-            FieldType::String,
-            "LiteLLM user the key belongs to.",
-        ))
-        .field(Field::new(
-            "team_id",
-            FieldType::String,
-            "LiteLLM team the key belongs to.",
-        ))
+    roles::scope_fields(Path::new("static-roles/{name}"), DEFAULT_ALIAS_PREFIX)
         .field(
             Field::new(
                 "rotation_period",
@@ -92,14 +115,24 @@ pub fn role_path(engine: &Arc<Engine>) -> Path {
             )
             .default_value("24h"),
         )
+        .field(
+            Field::new(
+                "grace_period",
+                FieldType::Duration,
+                "How long the previous key keeps working after a rotation; shorter than \
+                 rotation_period. 0 = it stops at once.",
+            )
+            .default_value(0),
+        )
         .on(Operation::Read, callback(engine, read_role))
         .on_write(callback(engine, write_role))
         .on(Operation::Delete, callback(engine, delete_role))
         .help(
             "A long-lived LiteLLM key owned by the engine and rotated on a period.",
-            "Creating the role mints its key (model calls only, no expiry); read it at \
-             static-creds/<name>. The engine replaces it every rotation_period (the old key \
-             stops working) and deletes it with the role.",
+            "Creating the role mints its key (no expiry; the scope fields of a role apply, model \
+             calls only by default); read it at static-creds/<name>. The engine replaces it every \
+             rotation_period; the previous key keeps working for grace_period, then is deleted. \
+             Deleting the role deletes its keys.",
         )
 }
 
@@ -118,7 +151,8 @@ pub fn rotate_path(engine: &Arc<Engine>) -> Path {
         .on(Operation::Update, callback(engine, rotate_now))
         .help(
             "Rotate a static role's key now.",
-            "Replaces the key of the static role; the old key stops working.",
+            "Mints the next generation of the static role's key. The old key keeps working for \
+             the role's grace_period; a previous generation still in its grace stops at once.",
         )
 }
 
@@ -126,14 +160,28 @@ fn name(req: &Request) -> String {
     req.fields.str("name").unwrap_or_default().to_string()
 }
 
+fn unknown(name: &str) -> Error {
+    Error::invalid(format!("unknown static role {name:?}"))
+}
+
 async fn list(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
-    let names = req.storage.list(ROLE_PREFIX).await?;
-    Ok(Some(Response::with_data(
-        json!({"keys": names})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    )))
+    Ok(Some(Response::list(req.storage.list(ROLE_PREFIX).await?)))
+}
+
+/// Generation, alias and rotation times of the stored key, as read-out data.
+fn key_data(role: &StaticRole, k: &StaticKey, data: &mut Map<String, Value>) {
+    let next = k.last_rotated + role.rotation_period_secs;
+    data.insert("key_alias".into(), json!(k.key_alias));
+    data.insert("generation".into(), json!(k.generation));
+    data.insert("last_rotated".into(), json!(rfc3339(k.last_rotated)));
+    data.insert("next_rotation".into(), json!(rfc3339(next)));
+    if let Some(p) = &k.previous {
+        data.insert("previous_key_alias".into(), json!(p.key_alias));
+        data.insert(
+            "previous_key_expires".into(),
+            json!(rfc3339(p.delete_after)),
+        );
+    }
 }
 
 async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -142,21 +190,17 @@ async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let Some(role) = load_role(storage, &name).await? else {
         return Ok(None);
     };
-    let key = load_key(storage, &name).await?;
-    let mut data = Map::new();
-    data.insert("models".into(), json!(role.models));
-    data.insert("user_id".into(), json!(role.user_id));
-    data.insert("team_id".into(), json!(role.team_id));
+    let mut data = role.scope.scope_data();
     data.insert("rotation_period".into(), json!(role.rotation_period_secs));
-    if let Some(k) = key {
-        data.insert("key_alias".into(), json!(k.key_alias));
-        data.insert("last_rotated".into(), json!(rfc3339(k.last_rotated)));
-        data.insert(
-            "next_rotation".into(),
-            json!(rfc3339(k.last_rotated + role.rotation_period_secs)),
-        );
+    data.insert("grace_period".into(), json!(role.grace_period_secs));
+    if let Some(k) = load_key(storage, &name).await? {
+        key_data(&role, &k, &mut data);
     }
-    Ok(Some(Response::with_data(data)))
+    let mut response = Response::with_data(data);
+    for warning in role.scope.warnings() {
+        response = response.warn(warning);
+    }
+    Ok(Some(response))
 }
 
 async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -165,64 +209,85 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response
     let f = &req.fields;
     let _writing = engine.writes.lock().await;
     let existing = load_role(storage, &name).await?;
-    let models: Vec<String> = match (f.list("models"), &existing) {
-        (Some(m), _) => m.iter().map(|s| s.trim().to_string()).collect(),
-        (None, Some(r)) => r.models.clone(),
-        (None, None) => Vec::new(),
-    };
-    if models.is_empty() || models.iter().any(String::is_empty) {
-        return Err(Error::invalid(
-            "field \"models\" must list at least one model, none blank",
-        ));
+    let scope = match &existing {
+        Some(r) => r.scope.clone(),
+        None => Role {
+            key_type: Some(KeyType::LlmApi),
+            key_alias_prefix: DEFAULT_ALIAS_PREFIX.into(),
+            ..Role::default()
+        },
     }
-    let period = f
-        .duration("rotation_period")
-        .or(existing
-            .as_ref()
-            .map(|r| Duration::from_secs(r.rotation_period_secs)))
-        .unwrap_or(DEFAULT_PERIOD);
-    if period < engine.min_rotation_period {
-        return Err(Error::invalid(format!(
-            "field \"rotation_period\" must be at least {}s",
-            engine.min_rotation_period.as_secs()
-        )));
-    }
-    let text = |field: &str, old: Option<&Option<String>>| {
-        f.str(field)
-            .map(|s| Some(s.to_string()).filter(|s| !s.is_empty()))
-            .or_else(|| old.cloned())
-            .flatten()
+    .apply(f)?;
+    let seconds = |field: &str, old: Option<u64>, default: Duration| {
+        f.duration(field)
+            .map(|d| d.as_secs())
+            .or(old)
+            .unwrap_or(default.as_secs())
     };
     let role = StaticRole {
-        models,
-        user_id: text("user_id", existing.as_ref().map(|r| &r.user_id)),
-        team_id: text("team_id", existing.as_ref().map(|r| &r.team_id)),
-        rotation_period_secs: period.as_secs(),
+        scope,
+        rotation_period_secs: seconds(
+            "rotation_period",
+            existing.as_ref().map(|r| r.rotation_period_secs),
+            DEFAULT_PERIOD,
+        ),
+        grace_period_secs: seconds(
+            "grace_period",
+            existing.as_ref().map(|r| r.grace_period_secs),
+            Duration::ZERO,
+        ),
     };
+    let min = engine.min_rotation_period.as_secs();
+    if role.rotation_period_secs < min {
+        return Err(Error::invalid(format!(
+            "field \"rotation_period\" must be at least {min}s"
+        )));
+    }
+    if role.grace_period_secs >= role.rotation_period_secs {
+        return Err(Error::invalid(format!(
+            "field \"grace_period\" ({}s) must be shorter than rotation_period ({}s): at most \
+             two generations of a key live at once",
+            role.grace_period_secs, role.rotation_period_secs
+        )));
+    }
     put_json(storage, &format!("{ROLE_PREFIX}{name}"), &role).await?;
     // A new role gets its key now; a changed one on its next rotation.
     if load_key(storage, &name).await?.is_none() {
         rotate(&engine, storage, &name, &role, None).await?;
     }
-    Ok(None)
+    Ok(Response::warnings_only(role.scope.warnings()))
 }
 
 async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
     let name = name(&req);
     let _writing = engine.writes.lock().await;
-    if let Some(k) = load_key(storage, &name).await? {
-        // The key goes first: a role whose key could not be deleted stays,
+    if let Some(mut k) = load_key(storage, &name).await? {
+        // The keys go first: a role whose keys could not be deleted stays,
         // so the delete can be retried.
-        let client = engine.clients.for_key(storage, Some(&k.home)).await?;
-        client
-            .delete_keys(&[key_token(&k.key)])
-            .await
-            .map_err(upstream)?;
+        if let Some(p) = k.previous.take() {
+            delete_key(&engine, storage, &p.token, &p.home).await?;
+            store_key(storage, &name, &k).await?;
+        }
+        delete_key(&engine, storage, &key_token(&k.key), &k.home).await?;
         storage.delete(&format!("{KEY_PREFIX}{name}")).await?;
     }
     storage.delete(&format!("{ROLE_PREFIX}{name}")).await?;
     Ok(None)
+}
+
+async fn delete_key(
+    engine: &Engine,
+    storage: &dyn Storage,
+    token: &str,
+    home: &Home,
+) -> Result<()> {
+    let client = engine.clients.for_key(storage, Some(home)).await?;
+    client
+        .delete_keys(&[token.to_string()])
+        .await
+        .map_err(upstream)?;
+    Ok(())
 }
 
 async fn read_creds(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -232,16 +297,17 @@ async fn read_creds(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         load_role(storage, &name).await?,
         load_key(storage, &name).await?,
     ) else {
-        return Err(Error::invalid(format!("unknown static role {name:?}")));
+        return Err(unknown(&name));
     };
     let next = k.last_rotated + role.rotation_period_secs;
     let mut data = Map::new();
+    key_data(&role, &k, &mut data);
     data.insert("key".into(), json!(k.key));
-    data.insert("key_alias".into(), json!(k.key_alias));
-    data.insert("last_rotated".into(), json!(rfc3339(k.last_rotated)));
-    data.insert("next_rotation".into(), json!(rfc3339(next)));
+    // The database engine's name for the same time, for tools that read it.
+    data.insert("last_vault_rotation".into(), json!(rfc3339(k.last_rotated)));
     data.insert("ttl".into(), json!(next.saturating_sub(unix_now())));
     data.insert("rotation_period".into(), json!(role.rotation_period_secs));
+    data.insert("grace_period".into(), json!(role.grace_period_secs));
     Ok(Some(Response::with_data(data)))
 }
 
@@ -251,40 +317,51 @@ async fn rotate_now(engine: Arc<Engine>, req: Request) -> Result<Option<Response
     let _writing = engine.writes.lock().await;
     let role = load_role(storage, &name)
         .await?
-        .ok_or_else(|| Error::invalid(format!("unknown static role {name:?}")))?;
+        .ok_or_else(|| unknown(&name))?;
     let old = load_key(storage, &name).await?;
-    let alias = rotate(&engine, storage, &name, &role, old).await?;
+    let stored = rotate(&engine, storage, &name, &role, old).await?;
     let mut data = Map::new();
-    data.insert("key_alias".into(), json!(alias));
-    data.insert("rotated_at".into(), json!(rfc3339(unix_now())));
+    key_data(&role, &stored, &mut data);
+    data.insert("rotated_at".into(), json!(rfc3339(stored.last_rotated)));
     Ok(Some(Response::with_data(data)))
 }
 
-/// Mints the role's next key, stores it, deletes `old`. The caller holds
-/// `engine.writes`. Returns the new key's alias.
+/// Mints the role's next generation and stores it; `old` becomes the
+/// previous generation for the grace period, or is deleted at once without
+/// one. The caller holds `engine.writes`.
 async fn rotate(
     engine: &Engine,
     storage: &dyn Storage,
     name: &str,
     role: &StaticRole,
     old: Option<StaticKey>,
-) -> Result<String> {
+) -> Result<StaticKey> {
+    let old = match old {
+        Some(mut k) => {
+            // Two generations at most: one still in its grace goes first.
+            if let Some(p) = k.previous.take() {
+                delete_key(engine, storage, &p.token, &p.home).await?;
+                store_key(storage, name, &k).await?;
+            }
+            Some(k)
+        }
+        None => None,
+    };
     let current = engine.clients.current(storage).await?;
+    let mount_id = inventory::ensure_mount_id(engine, storage).await?;
     let now = unix_now();
+    let generation = old.as_ref().map_or(1, |k| k.generation + 1);
+    let alias = format!("{}-{name}-{generation}", role.scope.key_alias_prefix);
     let new_key = format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
-    let new_token = key_token(&new_key);
-    let suffix = Alphanumeric
-        .sample_string(&mut rand::rng(), 8)
-        .to_ascii_lowercase();
-    let alias = format!("vault-static-{name}-{suffix}");
     let mut wal_data = Map::new();
     wal_data.insert("role".into(), json!(name));
-    if let Some(o) = &old {
-        wal_data.insert("old_token".into(), json!(key_token(&o.key)));
-    }
-    wal_data.insert("new_token".into(), json!(new_token));
+    wal_data.insert("new_token".into(), json!(key_token(&new_key)));
     wal_data.insert("key_alias".into(), json!(alias));
     current.home.record(&mut wal_data);
+    if let Some(o) = &old {
+        wal_data.insert("old_token".into(), json!(key_token(&o.key)));
+        wal_data.insert("old_home".into(), json!(o.home));
+    }
     let wal_id = wal::put(
         storage,
         KIND,
@@ -295,45 +372,55 @@ async fn rotate(
         },
     )
     .await?;
-    let mut metadata = Map::new();
-    metadata.insert("vault_static_role".into(), json!(name));
-    metadata.insert("created_by".into(), json!("vault-plugin-secrets-litellm"));
-    let mut body = json!({
-        "key": new_key, "key_alias": alias, "models": role.models,
-        "key_type": "llm_api", "metadata": metadata,
-    });
-    if let Some(u) = &role.user_id {
-        body["user_id"] = json!(u);
-    }
-    if let Some(t) = &role.team_id {
-        body["team_id"] = json!(t);
-    }
-    if let Err(e) = current.client.generate_key_json(&body).await {
+    let mut metadata: BTreeMap<String, String> = role.scope.metadata.clone();
+    metadata.insert("vault_static_role".into(), name.into());
+    metadata.insert("created_by".into(), "vault-plugin-secrets-litellm".into());
+    metadata.insert(inventory::MOUNT_ID_METADATA.into(), mount_id);
+    let mut request = role.scope.generate_request(
+        alias.clone(),
+        metadata,
+        role.scope.user_id.clone(),
+        role.scope.team_id.clone(),
+    );
+    request.key = Some(new_key.clone());
+    if let Err(e) = current.client.generate_key(&request).await {
         super::creds::settle_failed_generate(&current.client, storage, &wal_id, &alias, &e).await;
-        return Err(super::upstream(e));
+        return Err(upstream(e));
     }
+    if old.is_some() {
+        crash_point("static_after_generate");
+    }
+    let grace = role.grace_period_secs;
     let stored = StaticKey {
         key: new_key,
         key_alias: alias.clone(),
         home: current.home.clone(),
         last_rotated: now,
+        generation,
+        previous: old.as_ref().filter(|_| grace > 0).map(|o| PreviousKey {
+            token: key_token(&o.key),
+            key_alias: o.key_alias.clone(),
+            home: o.home.clone(),
+            delete_after: now + grace,
+        }),
     };
-    put_json(storage, &format!("{KEY_PREFIX}{name}"), &stored).await?;
-    if let Some(o) = old {
-        // The old key may live on a proxy that was current before.
-        let client = engine.clients.for_key(storage, Some(&o.home)).await?;
-        if let Err(e) = client.delete_keys(&[key_token(&o.key)]).await {
+    store_key(storage, name, &stored).await?;
+    if old.is_some() {
+        crash_point("static_after_store");
+    }
+    if let Some(o) = old.filter(|_| grace == 0) {
+        if let Err(e) = delete_key(engine, storage, &key_token(&o.key), &o.home).await {
             tracing::warn!(role = %name, error = %e, "cannot delete the old static key yet; the rollback retries");
-            return Ok(alias);
+            return Ok(stored);
         }
     }
     wal::delete(storage, &wal_id).await?;
-    tracing::info!(role = %name, key_alias = %alias, "static role key rotated");
-    Ok(alias)
+    tracing::info!(role = %name, key_alias = %alias, generation, "static role key rotated");
+    Ok(stored)
 }
 
-/// Rollback of an interrupted creation or rotation: the stored key stays,
-/// the other one goes.
+/// Rollback of an interrupted creation or rotation: the generations the
+/// role holds stay, the other key of the entry goes.
 pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry) -> Result<()> {
     let text = |k: &str| entry.data[k].as_str().map(str::to_string);
     let (Some(role), Some(new_token)) = (text("role"), text("new_token")) else {
@@ -341,24 +428,32 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
             "static rotation WAL entry without role".into(),
         ));
     };
-    let home = entry.data.as_object().and_then(Home::recorded);
+    let new_home = entry.data.as_object().and_then(Home::recorded);
+    let old_home: Option<Home> = serde_json::from_value(entry.data["old_home"].clone()).ok();
     let _writing = engine.writes.lock().await;
-    let stored = load_key(storage, &role).await?.map(|k| key_token(&k.key));
-    let old_token = text("old_token");
-    let delete: Vec<String> = if stored.as_deref() == Some(new_token.as_str()) {
-        old_token.into_iter().collect()
-    } else if stored.is_some() && stored == old_token {
-        vec![new_token]
-    } else {
-        // Rotated again since, or the role is gone: neither key is stored.
-        old_token.into_iter().chain([new_token]).collect()
-    };
-    if delete.is_empty() {
-        return Ok(());
+    let stored = load_key(storage, &role).await?;
+    let kept: Vec<String> = stored
+        .iter()
+        .flat_map(|k| {
+            [
+                Some(key_token(&k.key)),
+                k.previous.as_ref().map(|p| p.token.clone()),
+            ]
+        })
+        .flatten()
+        .collect();
+    let candidates = [
+        (Some(new_token), new_home.clone()),
+        (text("old_token"), old_home.or(new_home)),
+    ];
+    for (token, home) in candidates {
+        let Some(token) = token.filter(|t| !kept.contains(t)) else {
+            continue;
+        };
+        let client = engine.clients.for_key(storage, home.as_ref()).await?;
+        let outcome = client.delete_keys(&[token]).await.map_err(upstream)?;
+        tracing::info!(role = %role, outcome = ?outcome, "rollback: interrupted static key rotation settled");
     }
-    let client = engine.clients.for_key(storage, home.as_ref()).await?;
-    let outcome = client.delete_keys(&delete).await.map_err(upstream)?;
-    tracing::info!(role = %role, outcome = ?outcome, "rollback: interrupted static key rotation settled");
     Ok(())
 }
 
@@ -371,27 +466,16 @@ pub fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
     }
 }
 
-/// Rotates every static role whose key is due; one failure does not stop
-/// the others, and a failed role is retried on the next tick.
+/// Ends the grace of previous keys and rotates every static role whose key
+/// is due; one failure does not stop the others, and a failed role is
+/// retried on the next tick.
 async fn rotate_due(engine: Arc<Engine>, req: Request) -> Result<()> {
     let storage = req.storage.as_ref();
-    let now = unix_now();
     let mut failed = Vec::new();
     for name in storage.list(ROLE_PREFIX).await? {
         let _writing = engine.writes.lock().await;
-        let (Some(role), old) = (
-            load_role(storage, &name).await?,
-            load_key(storage, &name).await?,
-        ) else {
-            continue;
-        };
-        let due = old
-            .as_ref()
-            .is_none_or(|k| now >= k.last_rotated + role.rotation_period_secs);
-        if due {
-            if let Err(e) = rotate(&engine, storage, &name, &role, old).await {
-                failed.push(format!("{name}: {e}"));
-            }
+        if let Err(e) = rotate_if_due(&engine, storage, &name).await {
+            failed.push(format!("{name}: {e}"));
         }
     }
     if failed.is_empty() {
@@ -402,4 +486,28 @@ async fn rotate_due(engine: Arc<Engine>, req: Request) -> Result<()> {
             failed.join("; ")
         )))
     }
+}
+
+async fn rotate_if_due(engine: &Engine, storage: &dyn Storage, name: &str) -> Result<()> {
+    let (Some(role), mut key) = (
+        load_role(storage, name).await?,
+        load_key(storage, name).await?,
+    ) else {
+        return Ok(());
+    };
+    let now = unix_now();
+    if let Some(k) = key.as_mut() {
+        if let Some(p) = k.previous.take_if(|p| now >= p.delete_after) {
+            delete_key(engine, storage, &p.token, &p.home).await?;
+            store_key(storage, name, k).await?;
+            tracing::info!(role = %name, key_alias = %p.key_alias, "previous static key deleted after its grace period");
+        }
+    }
+    let due = key
+        .as_ref()
+        .is_none_or(|k| now >= k.last_rotated + role.rotation_period_secs);
+    if due {
+        rotate(engine, storage, name, &role, key).await?;
+    }
+    Ok(())
 }

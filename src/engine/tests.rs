@@ -1315,3 +1315,77 @@ async fn a_rotation_superseded_before_its_rollback_leaves_neither_key() {
         "{requests:?}"
     );
 }
+
+#[tokio::test]
+async fn the_static_rollback_keeps_the_previous_generation_in_its_grace() {
+    let (stub, m) = mount_against(
+        vec![
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
+        ],
+        StaticSystemView::default(),
+    )
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/g",
+        json!({"models": ["m"], "grace_period": "10m"}),
+    )
+    .await
+    .unwrap();
+    let rotated = m.ok(Operation::Update, "rotate-role/g", json!({})).await;
+    assert_eq!(rotated.data["generation"], 2, "{:?}", rotated.data);
+    assert!(rotated.data["key_alias"]
+        .as_str()
+        .unwrap()
+        .ends_with("-g-2"));
+    let key: static_roles::StaticKey =
+        crate::framework::storage::get_json(m.storage.as_ref(), "static-keys/g")
+            .await
+            .unwrap()
+            .unwrap();
+    let previous = key.previous.clone().expect("a previous generation");
+    assert!(previous.key_alias.ends_with("-g-1"));
+    let current = crate::litellm::key_token(&key.key);
+    let deletes = || {
+        stub.requests()
+            .into_iter()
+            .filter(|r| r.starts_with("POST /key/delete"))
+            .collect::<Vec<_>>()
+    };
+    assert!(deletes().is_empty(), "the grace keeps generation 1");
+    let home = m.home().await;
+    for (old, new, deleted) in [
+        (previous.token.as_str(), current.as_str(), None),
+        (previous.token.as_str(), "unstored", Some("unstored")),
+    ] {
+        let mut data = serde_json::Map::new();
+        data.insert("role".into(), json!("g"));
+        data.insert("old_token".into(), json!(old));
+        data.insert("new_token".into(), json!(new));
+        home.record(&mut data);
+        let entry = wal::WalEntry {
+            kind: static_roles::KIND.into(),
+            data: Value::Object(data),
+            created_at: 0,
+            hold_until: None,
+            give_up_after: None,
+        };
+        let before = deletes().len();
+        static_roles::roll_back(&Engine::new(), m.storage.as_ref(), &entry)
+            .await
+            .unwrap();
+        let after = deletes();
+        match deleted {
+            None => assert_eq!(after.len(), before, "{after:?}"),
+            Some(token) => {
+                assert_eq!(after.len(), before + 1, "{after:?}");
+                assert!(after[before].contains(&format!(r#"["{token}"]"#)));
+            }
+        }
+    }
+    // A second rotation inside the grace: generation 1 goes first.
+    m.ok(Operation::Update, "rotate-role/g", json!({})).await;
+    let last = deletes().pop().unwrap();
+    assert!(last.contains(&previous.token), "{last}");
+}

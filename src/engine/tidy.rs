@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use super::clock::{self, parse_time, rfc3339};
 use super::inventory::{self, KeyRecord, MOUNT_ID_METADATA};
 use super::keys::client_for;
-use super::proxy;
+use super::{proxy, static_roles};
 use super::{upstream, Engine};
 use crate::framework::storage::{get_json, put_json, PERFORMANCE_STANDBY};
 use crate::framework::{
@@ -452,7 +452,11 @@ async fn tidy_orphans(
         }
     }
     let in_flight = inventory::aliases_in_flight(storage).await?;
-    let recorded: HashSet<String> = inventory::aliases(storage).await?.into_iter().collect();
+    let recorded: HashSet<String> = inventory::aliases(storage)
+        .await?
+        .into_iter()
+        .chain(static_roles::known_aliases(storage).await?)
+        .collect();
     let cutoff = report.started_at.saturating_sub(buffer);
     // Two proxy entries may name one LiteLLM (a URL changed without
     // proxy_moved): count and delete each key once.

@@ -37,7 +37,7 @@ async fn generate_sends_bearer_and_parses_the_answer() {
     let k = c
         .generate_key(&GenerateKeyRequest {
             key_alias: "a".into(),
-            duration: "60s".into(),
+            duration: Some("60s".into()),
             ..Default::default()
         })
         .await

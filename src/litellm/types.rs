@@ -7,9 +7,15 @@ use serde::{Deserialize, Serialize};
 /// `POST /key/generate`; unset fields are left out so LiteLLM's defaults apply.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct GenerateKeyRequest {
+    /// The key itself when the engine chooses it (so that a WAL entry can
+    /// name it by hash before it exists); unset = LiteLLM makes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub key_alias: String,
-    /// `"<seconds>s"`: the key dies by itself when the lease would.
-    pub duration: String,
+    /// `"<seconds>s"`: the key dies by itself when the lease would. Unset:
+    /// no expiry (static role keys, deleted by the engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
     /// Empty = every model.
     pub models: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
