@@ -132,7 +132,7 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
     let outcome = async {
         let client = engine.clients.for_key(storage, home.as_ref()).await?;
-        client.delete_keys(&[token]).await.map_err(upstream)
+        client.delete_key_batched(&token).await.map_err(upstream)
     }
     .await;
     match outcome {

@@ -6,6 +6,7 @@
 //! answer is sha256 of the key and is accepted wherever a key is; a second
 //! delete answers 404 "No keys found"; `duration` needs a unit suffix.
 
+mod batch;
 mod types;
 
 use std::fmt;
@@ -95,6 +96,7 @@ pub struct Client {
     /// LiteLLM echoes the sha256 of a rejected key in its error text.
     master_key_hash: String,
     timeout: Duration,
+    deletes: batch::DeleteQueue,
 }
 
 impl fmt::Debug for Client {
@@ -168,6 +170,7 @@ impl Client {
             master_key: settings.master_key.clone(),
             master_key_hash: key_token(&settings.master_key),
             timeout: settings.timeout,
+            deletes: batch::DeleteQueue::default(),
         })
     }
 

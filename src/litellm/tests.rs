@@ -280,3 +280,66 @@ async fn keys_info_batches_by_100() {
     assert_eq!(listing.calls, 2);
     assert_eq!(listing.keys.len(), 2);
 }
+
+/// `n` concurrent `delete_key_batched` calls; their outcomes in order.
+async fn delete_concurrently(c: &Client, n: usize) -> Vec<Result<Deleted, Error>> {
+    let calls = (0..n).map(|i| {
+        let c = c.clone();
+        async move { c.delete_key_batched(&format!("{i:064x}")).await }
+    });
+    futures_util::future::join_all(calls).await
+}
+
+#[tokio::test]
+async fn concurrent_deletes_leave_in_batches() {
+    let stub = stub(200, r#"{"deleted_keys":[]}"#, Duration::from_millis(100)).await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
+    let outcomes = delete_concurrently(&c, 40).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(Deleted::Now))));
+    let calls = stub.count("POST /key/delete");
+    assert!(calls < 40 / 2, "{calls} calls for 40 deletes");
+    // A list of several hashes in one body.
+    let batched = stub.requests().iter().any(|r| r.contains("\",\""));
+    assert!(batched, "{:?}", stub.requests());
+}
+
+#[tokio::test]
+async fn a_batch_of_keys_none_of_which_exists_is_already_gone_for_each() {
+    let stub = stub(
+        404,
+        r#"{"error":{"message":"{'error': 'No keys found'}","code":"404"}}"#,
+        Duration::from_millis(50),
+    )
+    .await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
+    let outcomes = delete_concurrently(&c, 20).await;
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Ok(Deleted::AlreadyGone))));
+}
+
+#[tokio::test]
+async fn a_refused_batch_falls_back_to_one_delete_per_key() {
+    // A plain 404 (not LiteLLM's): neither the batch nor any single delete
+    // may count as "already gone".
+    let stub = stub(404, r#"{"detail":"Not Found"}"#, Duration::from_millis(50)).await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
+    let outcomes = delete_concurrently(&c, 20).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(Error::NotFound { .. }))),
+        "{outcomes:?}"
+    );
+    // Every key was tried on its own after its batch failed.
+    let singles = stub
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST /key/delete") && r.matches("\",\"").count() == 0)
+        .count();
+    assert!(
+        singles >= 20,
+        "{singles} single deletes: {:?}",
+        stub.requests()
+    );
+}
