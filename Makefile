@@ -20,7 +20,7 @@ UNIT_TARGETS := --workspace --lib --bins
 # Integration-test output is not captured, so SKIPPED lines and step timings are visible.
 IT_ARGS := -- --nocapture --test-threads=1
 
-.PHONY: help build fmt lint unit test e2e e2e-openbao e2e-vault up down status demo bench bench-ab clean \
+.PHONY: help build fmt lint unit test e2e e2e-openbao e2e-vault up down status demo bench bench-quick bench-ab clean \
 	dist dist-plan cross images image-test patch minor major release-dry-run
 
 help: ## Show this help
@@ -74,6 +74,9 @@ demo: ## Build, start LiteLLM + OpenBao, issue/use/revoke a key; leaves the stac
 
 bench: ## Benchmarks against real OpenBao + LiteLLM; writes bench/RESULTS.md
 	e2e/run-with-stack.sh python3 bench/bench.py
+
+bench-quick: ## Smaller bench for development (BENCH_MODE=quick); prints the table, leaves RESULTS.md
+	BENCH_MODE=quick e2e/run-with-stack.sh python3 bench/bench.py
 
 bench-ab: ## Issue path A/B against a baseline build: BASE_BIN=<release plugin binary>; updates bench/RESULTS.md
 	@[ -n "$${BASE_BIN:-}" ] || { echo "bench-ab: set BASE_BIN to a release build of the baseline commit" >&2; exit 2; }
