@@ -1233,8 +1233,9 @@ async fn retired_settings_holding_the_same_key_follow_a_rotation() {
     }
 }
 
-#[tokio::test]
-async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
+/// A mount against a stub that generates and deletes, with static role
+/// `name` written from `body`.
+async fn with_static_role(name: &str, body: Value) -> (Stub, Mount) {
     let (stub, m) = mount_against(
         vec![
             route("POST /key/generate", 200, GENERATED),
@@ -1243,13 +1244,36 @@ async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
         StaticSystemView::default(),
     )
     .await;
-    m.call(
-        Operation::Update,
-        "static-roles/s",
-        json!({"models": ["m"]}),
-    )
-    .await
-    .unwrap();
+    m.call(Operation::Update, &format!("static-roles/{name}"), body)
+        .await
+        .unwrap();
+    (stub, m)
+}
+
+/// The WAL entry of a static role's rotation from `old` to `new`.
+fn static_rotation_entry(
+    home: &proxy::Home,
+    role: &str,
+    old: Option<&str>,
+    new: &str,
+) -> wal::WalEntry {
+    let mut data = serde_json::Map::new();
+    data.insert("role".into(), json!(role));
+    data.insert("old_token".into(), json!(old));
+    data.insert("new_token".into(), json!(new));
+    home.record(&mut data);
+    wal::WalEntry {
+        kind: static_roles::KIND.into(),
+        data: Value::Object(data),
+        created_at: 0,
+        hold_until: None,
+        give_up_after: None,
+    }
+}
+
+#[tokio::test]
+async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
+    let (stub, m) = with_static_role("s", json!({"models": ["m"]})).await;
     let home = m.home().await;
     let engine = Engine::new();
     let key: static_roles::StaticKey =
@@ -1262,18 +1286,7 @@ async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
         (Some(stored.as_str()), "successor", "successor"),
         (Some("predecessor"), stored.as_str(), "predecessor"),
     ] {
-        let mut data = serde_json::Map::new();
-        data.insert("role".into(), json!("s"));
-        data.insert("old_token".into(), json!(old));
-        data.insert("new_token".into(), json!(new));
-        home.record(&mut data);
-        let entry = wal::WalEntry {
-            kind: static_roles::KIND.into(),
-            data: Value::Object(data),
-            created_at: 0,
-            hold_until: None,
-            give_up_after: None,
-        };
+        let entry = static_rotation_entry(&home, "s", old, new);
         static_roles::roll_back(&engine, m.storage.as_ref(), &entry)
             .await
             .unwrap();
@@ -1318,21 +1331,7 @@ async fn a_rotation_superseded_before_its_rollback_leaves_neither_key() {
 
 #[tokio::test]
 async fn the_static_rollback_keeps_the_previous_generation_in_its_grace() {
-    let (stub, m) = mount_against(
-        vec![
-            route("POST /key/generate", 200, GENERATED),
-            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
-        ],
-        StaticSystemView::default(),
-    )
-    .await;
-    m.call(
-        Operation::Update,
-        "static-roles/g",
-        json!({"models": ["m"], "grace_period": "10m"}),
-    )
-    .await
-    .unwrap();
+    let (stub, m) = with_static_role("g", json!({"models": ["m"], "grace_period": "10m"})).await;
     let rotated = m.ok(Operation::Update, "rotate-role/g", json!({})).await;
     assert_eq!(rotated.data["generation"], 2, "{:?}", rotated.data);
     assert!(rotated.data["key_alias"]
@@ -1359,18 +1358,7 @@ async fn the_static_rollback_keeps_the_previous_generation_in_its_grace() {
         (previous.token.as_str(), current.as_str(), None),
         (previous.token.as_str(), "unstored", Some("unstored")),
     ] {
-        let mut data = serde_json::Map::new();
-        data.insert("role".into(), json!("g"));
-        data.insert("old_token".into(), json!(old));
-        data.insert("new_token".into(), json!(new));
-        home.record(&mut data);
-        let entry = wal::WalEntry {
-            kind: static_roles::KIND.into(),
-            data: Value::Object(data),
-            created_at: 0,
-            hold_until: None,
-            give_up_after: None,
-        };
+        let entry = static_rotation_entry(&home, "g", Some(old), new);
         let before = deletes().len();
         static_roles::roll_back(&Engine::new(), m.storage.as_ref(), &entry)
             .await
