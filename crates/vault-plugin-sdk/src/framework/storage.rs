@@ -47,16 +47,32 @@ pub trait SystemView: Send + Sync {
     async fn max_lease_ttl(&self) -> Result<Duration>;
     /// True while the mount is being torn down.
     async fn tainted(&self) -> Result<bool>;
-    /// Bit set of replication/HA states (`PERFORMANCE_STANDBY`, ...).
+    /// Bit set of replication/HA states ([`PERFORMANCE_STANDBY`],
+    /// [`PERFORMANCE_SECONDARY`], ...), the Go SDK's
+    /// `consts.ReplicationState`.
     async fn replication_state(&self) -> Result<u32>;
+    /// True when the mount is local to this cluster: not replicated to
+    /// performance secondaries, so a secondary owns its data. Only asked
+    /// for operations with `forward_performance_secondary`; `false` unless
+    /// the implementation asks the server.
+    async fn local_mount(&self) -> Result<bool> {
+        Ok(false)
+    }
     /// The identity entity `entity_id`, `None` when the server has none.
     async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>>;
     /// The groups `entity_id` belongs to, directly or through other groups.
     async fn groups_for_entity(&self, entity_id: &str) -> Result<Vec<Group>>;
 }
 
-/// Replication state bit set on standby nodes that serve reads locally.
+/// Replication state bit set on standby nodes that serve reads locally
+/// (OpenBao's read-enabled standbys, Vault Enterprise performance standbys).
+/// Their storage is read-only: anything that writes must be forwarded.
 pub const PERFORMANCE_STANDBY: u32 = 1 << 14;
+
+/// Replication state bit set on a Vault Enterprise performance-replication
+/// secondary cluster, whose replicated mounts' storage belongs to the
+/// primary.
+pub const PERFORMANCE_SECONDARY: u32 = 1 << 6;
 
 /// In-memory storage for tests.
 #[derive(Default)]
@@ -127,6 +143,8 @@ pub struct StaticSystemView {
     pub default_ttl: Duration,
     pub max_ttl: Duration,
     pub replication_state: u32,
+    /// Answer to [`SystemView::local_mount`].
+    pub local_mount: bool,
     pub entities: Vec<Entity>,
     /// `(entity id, its groups)`.
     pub groups: Vec<(String, Vec<Group>)>,
@@ -138,6 +156,7 @@ impl Default for StaticSystemView {
             default_ttl: Duration::from_secs(768 * 3600),
             max_ttl: Duration::from_secs(768 * 3600),
             replication_state: 0,
+            local_mount: false,
             entities: Vec::new(),
             groups: Vec::new(),
         }
@@ -157,6 +176,9 @@ impl SystemView for StaticSystemView {
     }
     async fn replication_state(&self) -> Result<u32> {
         Ok(self.replication_state)
+    }
+    async fn local_mount(&self) -> Result<bool> {
+        Ok(self.local_mount)
     }
     async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>> {
         Ok(self.entities.iter().find(|e| e.id == entity_id).cloned())
