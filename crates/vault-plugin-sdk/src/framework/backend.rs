@@ -9,9 +9,10 @@ use tokio::sync::Mutex;
 
 use super::error::{Error, Result};
 use super::field::FieldData;
-use super::path::{Callback, Handler, Path};
+use super::path::{Callback, Handler, OperationProperties, Path};
 use super::request::{Operation, Request};
 use super::response::Response;
+use super::storage::{PERFORMANCE_SECONDARY, PERFORMANCE_STANDBY};
 use super::{openapi, wal};
 
 /// Called with a storage key.
@@ -163,15 +164,18 @@ impl Backend {
     async fn route(&self, mut req: Request) -> Result<Option<Response>> {
         let (path, captures) = self.find(&req.path).ok_or(Error::UnsupportedPath)?;
         // Without an existence check the host sends every write as update;
-        // with one, a create may fall back to the update handler.
-        let handler = path
-            .handler(&req.operation)
-            .or_else(|| {
-                (req.operation == Operation::Create)
-                    .then(|| path.handler(&Operation::Update))
-                    .flatten()
-            })
-            .ok_or(Error::UnsupportedOperation)?;
+        // with one, a create may fall back to the update handler (and its
+        // properties).
+        let mut op = req.operation.clone();
+        if op == Operation::Create && path.handler(&op).is_none() {
+            op = Operation::Update;
+        }
+        let handler = path.handler(&op).ok_or(Error::UnsupportedOperation)?;
+        let properties = path.operation_properties(&op);
+        if properties.forwards() && must_forward(properties, &req).await? {
+            // The server forwards on this error's text: see `must_forward`.
+            return Err(Error::ReadOnly);
+        }
         req.fields = FieldData::parse(&path.fields, &captures, &req.data)?;
         handler(req).await
     }
@@ -203,7 +207,7 @@ impl Backend {
             return;
         }
         let standby = match req.system.replication_state().await {
-            Ok(state) => state & super::storage::PERFORMANCE_STANDBY != 0,
+            Ok(state) => state & PERFORMANCE_STANDBY != 0,
             Err(e) => {
                 tracing::warn!(error = %e, "periodic: cannot read the replication state");
                 return;
@@ -315,6 +319,29 @@ impl Backend {
         }
         text
     }
+}
+
+/// Whether `req` must not run on this node (see
+/// [`OperationProperties::forward_performance_standby`]).
+///
+/// The answer is [`Error::ReadOnly`], before the body is validated and
+/// before the handler runs, as the Go SDK answers `logical.ErrReadOnly`.
+/// The runtime sends it as a `ProtoError` of type unknown with the text
+/// `cannot write to readonly storage` (`runtime::translate::error_to_wire`);
+/// the server recognises that text and, on a performance standby, forwards
+/// the request to the active node (on a performance secondary, to the
+/// primary) instead of answering it. A client never sees it unless
+/// forwarding fails.
+async fn must_forward(properties: &OperationProperties, req: &Request) -> Result<bool> {
+    let state = req.system.replication_state().await?;
+    if properties.forward_performance_standby && state & PERFORMANCE_STANDBY != 0 {
+        return Ok(true);
+    }
+    if properties.forward_performance_secondary && state & PERFORMANCE_SECONDARY != 0 {
+        // A local mount's data lives on the secondary: run it here.
+        return Ok(!req.system.local_mount().await?);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -617,5 +644,119 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Things are things."));
+    }
+
+    /// A backend whose `jobs/{name}` read runs anywhere and whose update
+    /// must run on the active node (and the primary), counting handler calls.
+    fn forwarding_backend(calls: &Arc<AtomicUsize>) -> Backend {
+        async fn count(calls: Arc<AtomicUsize>, _: Request) -> Result<Option<Response>> {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }
+        Backend::new("Jobs.").path(
+            Path::new("jobs/{name}")
+                .field(Field::new("n", FieldType::Int, "a number"))
+                .on(Operation::Read, callback(calls, count))
+                .on_with(
+                    Operation::Update,
+                    callback(calls, count),
+                    OperationProperties::new()
+                        .forward_performance_standby()
+                        .forward_performance_secondary()
+                        .summary("Start a job.")
+                        .description("Starts the job on the active node.")
+                        .operation_verb("start")
+                        .operation_suffix("job"),
+                )
+                .help("A job.", "Jobs run."),
+        )
+    }
+
+    fn on_node(op: Operation, system: StaticSystemView) -> Request {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        Request::new(op, "jobs/a", storage, Arc::new(system))
+    }
+
+    #[tokio::test]
+    async fn forwarded_operations_answer_read_only_on_a_performance_standby() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let b = forwarding_backend(&calls);
+        let standby = StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_STANDBY,
+            ..StaticSystemView::default()
+        };
+        // An invalid body too: forwarding comes before validation, so the
+        // active node is the one that refuses it.
+        let err = b
+            .handle(on_node(Operation::Update, standby.clone()).with_data(json!({"n": "x"})))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert!(err.to_string().contains("cannot write to readonly storage"));
+        // A create without its own handler falls back to update's, and to
+        // update's properties.
+        let err = b
+            .handle(on_node(Operation::Create, standby.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "handler not called");
+
+        // Not forwarded: the read runs on the standby.
+        assert!(b
+            .handle(on_node(Operation::Read, standby))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The active node runs the update.
+        b.handle(on_node(Operation::Update, StaticSystemView::default()))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn forwarded_operations_on_a_performance_secondary_unless_the_mount_is_local() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let b = forwarding_backend(&calls);
+        let secondary = StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_SECONDARY,
+            ..StaticSystemView::default()
+        };
+        let err = b
+            .handle(on_node(Operation::Update, secondary.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        let local = StaticSystemView {
+            local_mount: true,
+            ..secondary
+        };
+        b.handle(on_node(Operation::Update, local)).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn openapi_carries_operation_properties() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let b = forwarding_backend(&calls);
+        let resp = b
+            .handle(on_node(Operation::Help, StaticSystemView::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        let item = &resp.data["openapi"]["paths"]["/jobs/{name}"];
+        assert_eq!(item["post"]["summary"], "Start a job.");
+        assert_eq!(
+            item["post"]["description"],
+            "Starts the job on the active node."
+        );
+        assert_eq!(item["post"]["operationId"], "start-job");
+        // Without properties: the path's help text and the default id.
+        assert_eq!(item["get"]["summary"], "A job.");
+        assert_eq!(item["get"]["description"], "Jobs run.");
+        assert_eq!(item["get"]["operationId"], "read-jobs-name");
     }
 }
