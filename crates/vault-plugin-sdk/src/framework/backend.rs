@@ -15,13 +15,19 @@ use super::response::Response;
 use super::storage::{PERFORMANCE_SECONDARY, PERFORMANCE_STANDBY};
 use super::{openapi, wal};
 
-/// Called with a storage key.
+/// A hook called with a storage key (see [`Backend::invalidate`]).
 pub type KeyHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A kind of leased secret and how to renew and revoke it.
 pub struct SecretType {
+    /// Stored in each lease's internal data (`secret_type`) so renew and
+    /// revoke find their way back here; keep it stable across versions.
     pub name: &'static str,
+    /// Called with the lease's [`Secret`](super::Secret) in `req.secret` when
+    /// the caller renews; returns the secret with its new TTL.
     pub renew: Handler,
+    /// Called when the lease ends (revoked or expired): undo what the
+    /// secret grants. An error makes the server retry later.
     pub revoke: Handler,
 }
 
@@ -33,6 +39,8 @@ pub struct WalRollback {
     /// Entries that do not say when to give up (`give_up_after`) and whose
     /// rollback still fails at this age are dropped (with a log line).
     pub max_age: Duration,
+    /// Undoes one abandoned entry; `Ok` deletes it, an error keeps it for the
+    /// next tick.
     pub handler: Callback<(Request, wal::WalEntry), ()>,
 }
 
@@ -41,19 +49,29 @@ pub struct WalRollback {
 /// the first tick at least `every` after its previous run, never twice at
 /// once, and before the WAL rollback.
 pub struct PeriodicTask {
+    /// Names the task in log lines.
     pub name: &'static str,
+    /// The least time between two runs (a run needs a tick, so at best
+    /// about a minute).
     pub every: Duration,
     /// Skip on nodes whose storage is read-only (standbys): the task writes.
     pub active_node_only: bool,
+    /// Runs the task with the rollback request (the mount's storage and
+    /// system view, no body). Errors are logged; the task runs again later.
     pub handler: Callback<Request, ()>,
 }
 
 /// Paths with special treatment by the host.
 #[derive(Debug, Clone, Default)]
 pub struct SpecialPaths {
+    /// Paths that need a root token or `sudo` capability (`*` suffix: a prefix).
     pub root: Vec<String>,
+    /// Paths reachable without a token.
     pub unauthenticated: Vec<String>,
+    /// Storage prefixes kept out of replication: each cluster has its own.
     pub local_storage: Vec<String>,
+    /// Storage prefixes the server encrypts again with its seal, where the
+    /// seal supports it.
     pub seal_wrap_storage: Vec<String>,
 }
 
@@ -61,12 +79,18 @@ pub struct SpecialPaths {
 pub struct Backend {
     /// Overview shown by `path-help <mount>`.
     pub help: &'static str,
-    /// Title and version of the OpenAPI document (see [`Backend::named`]).
+    /// Title of the OpenAPI document (see [`Backend::named`]).
     pub title: &'static str,
+    /// Version in the OpenAPI document's `info`.
     pub version: &'static str,
+    /// Tried in order: the first matching pattern serves a request.
     pub paths: Vec<Path>,
+    /// The secret types whose leases this mount renews and revokes.
     pub secrets: Vec<SecretType>,
+    /// Told to the server once, when the mount is set up.
     pub special_paths: SpecialPaths,
+    /// Undoes abandoned WAL entries on the rollback tick; `None`: entries
+    /// are left alone.
     pub wal_rollback: Option<WalRollback>,
     /// Called when a storage key changed under us (another node wrote it).
     pub invalidate: Option<KeyHook>,
@@ -77,6 +101,7 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// An empty backend; `help` is the overview shown by `path-help <mount>`.
     pub fn new(help: &'static str) -> Self {
         Self {
             help,
@@ -93,6 +118,7 @@ impl Backend {
         }
     }
 
+    /// Adds a task to the rollback tick (see [`PeriodicTask`]).
     pub fn periodic(mut self, task: PeriodicTask) -> Self {
         self.periodic.push((task, Mutex::new(None)));
         self
@@ -105,11 +131,13 @@ impl Backend {
         self
     }
 
+    /// Adds a path, tried after the ones added before it.
     pub fn path(mut self, path: Path) -> Self {
         self.paths.push(path);
         self
     }
 
+    /// Adds a secret type, so its leases can be renewed and revoked.
     pub fn secret(mut self, secret: SecretType) -> Self {
         self.secrets.push(secret);
         self
@@ -131,7 +159,9 @@ impl Backend {
         }
     }
 
-    /// `(check_found, exists)` for a write to `req.path`.
+    /// `(check_found, exists)` for a write to `req.path`: whether the path
+    /// has an existence check, and its answer. The server asks before every
+    /// write to tell create (policy capability `create`) from update.
     pub async fn existence_check(&self, mut req: Request) -> Result<(bool, bool)> {
         let Some((path, captures)) = self.find(&req.path) else {
             return Ok((false, false));
@@ -143,12 +173,15 @@ impl Backend {
         Ok((true, check(req).await?))
     }
 
+    /// Tells the engine (its [`Backend::invalidate`] hook) that another node
+    /// changed `key`: drop anything cached from it.
     pub fn invalidate_key(&self, key: &str) {
         if let Some(f) = &self.invalidate {
             f(key);
         }
     }
 
+    /// Runs the [`Backend::cleanup`] hook: the mount is going away.
     pub fn clean_up(&self) {
         if let Some(f) = &self.cleanup {
             f();
@@ -240,7 +273,7 @@ impl Backend {
         let Some(rollback) = &self.wal_rollback else {
             return;
         };
-        // Ticks can overlap when LiteLLM is slow; one pass at a time.
+        // Ticks can overlap when an upstream service is slow; one pass at a time.
         let Ok(_running) = self.rollback_running.try_lock() else {
             return;
         };

@@ -9,6 +9,7 @@ use super::field::{Field, FieldType};
 use super::request::{Operation, Request};
 use super::response::Response;
 
+/// What a [`Callback`] returns: a boxed, sendable future of a [`Result`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 /// An async callback bound to the engine's state.
 pub type Callback<I, T> = Arc<dyn Fn(I) -> BoxFuture<T> + Send + Sync>;
@@ -151,7 +152,9 @@ pub struct Path {
     pub properties: Vec<(Operation, OperationProperties)>,
     /// Tells create from update; without it every write is an update.
     pub existence_check: Option<Callback<Request, bool>>,
+    /// One line: the root help's entry and the OpenAPI summary.
     pub synopsis: &'static str,
+    /// What `path-help` shows below the synopsis; the OpenAPI description.
     pub description: &'static str,
 }
 
@@ -187,16 +190,20 @@ impl Path {
         }
     }
 
+    /// Adds a body field; a request with a body key that is no field is a 400.
     pub fn field(mut self, field: Field) -> Self {
         self.fields.push(field);
         self
     }
 
+    /// Adds several body fields (a shared list, say).
     pub fn fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
         self.fields.extend(fields);
         self
     }
 
+    /// Serves `operation` with `handler`, on any node and documented by the
+    /// path's help (see [`Path::on_with`] for more).
     pub fn on(mut self, operation: Operation, handler: Handler) -> Self {
         self.operations.push((operation, handler));
         self
@@ -226,11 +233,14 @@ impl Path {
             .on_with(Operation::Update, handler, properties)
     }
 
+    /// Sets [`Path::existence_check`]: whether the item a write names exists
+    /// (so the server checks the `create` or the `update` capability).
     pub fn exists(mut self, check: Callback<Request, bool>) -> Self {
         self.existence_check = Some(check);
         self
     }
 
+    /// Sets [`Path::synopsis`] and [`Path::description`].
     pub fn help(mut self, synopsis: &'static str, description: &'static str) -> Self {
         self.synopsis = synopsis;
         self.description = description;
@@ -260,6 +270,7 @@ impl Path {
         Some(captures)
     }
 
+    /// The handler registered for `op` (no create-to-update fallback here).
     pub fn handler(&self, op: &Operation) -> Option<&Handler> {
         self.operations
             .iter()

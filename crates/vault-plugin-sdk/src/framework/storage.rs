@@ -18,8 +18,12 @@ use super::identity::{Entity, Group};
 pub trait Storage: Send + Sync {
     /// Direct children of `prefix`; sub-folders end with `/`.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// The value at `key`; `None` when there is none.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes `key`. Fails on a standby with the server's read-only text
+    /// (kept in [`Error::Storage`], so the server forwards the request).
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
+    /// Removes `key`; removing a missing key is no error.
     async fn delete(&self, key: &str) -> Result<()>;
 }
 
@@ -33,6 +37,7 @@ pub async fn get_json<T: DeserializeOwned>(storage: &dyn Storage, key: &str) -> 
     }
 }
 
+/// Writes `value` as a JSON document.
 pub async fn put_json<T: Serialize>(storage: &dyn Storage, key: &str, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
     storage.put(key, bytes).await
@@ -95,6 +100,7 @@ impl MemoryStorage {
         self.entries.lock().unwrap().insert(key.to_string(), value);
     }
 
+    /// Every stored key, sorted: for asserting what a handler wrote.
     pub fn keys(&self) -> Vec<String> {
         self.entries.lock().unwrap().keys().cloned().collect()
     }
@@ -140,11 +146,17 @@ impl Storage for MemoryStorage {
 /// A system view with fixed answers, for tests.
 #[derive(Debug, Clone)]
 pub struct StaticSystemView {
+    /// Answer to [`SystemView::default_lease_ttl`] (default 768h, the
+    /// servers' own).
     pub default_ttl: Duration,
+    /// Answer to [`SystemView::max_lease_ttl`] (default 768h).
     pub max_ttl: Duration,
+    /// Answer to [`SystemView::replication_state`]: set
+    /// [`PERFORMANCE_STANDBY`] to test a standby.
     pub replication_state: u32,
     /// Answer to [`SystemView::local_mount`].
     pub local_mount: bool,
+    /// What [`SystemView::entity_info`] finds (by id).
     pub entities: Vec<Entity>,
     /// `(entity id, its groups)`.
     pub groups: Vec<(String, Vec<Group>)>,

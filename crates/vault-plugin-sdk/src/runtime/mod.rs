@@ -63,12 +63,16 @@ pub enum RuntimeError {
     /// The host's environment is not one this plugin can serve.
     #[error("{0}")]
     Start(String),
+    /// The plugin's certificate or the host's could not be set up.
     #[error("TLS setup: {0}")]
     Tls(String),
+    /// The host's Storage/SystemView services could not be reached.
     #[error("broker: {0}")]
     Broker(String),
+    /// The socket (creating, binding, permissions) or stdio failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The gRPC server stopped with an error.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
