@@ -30,7 +30,10 @@ pub use backend_service::Factory;
 /// `main`, so the runtime carries no engine's name.
 #[derive(Debug, Clone, Copy)]
 pub struct PluginInfo {
-    /// The binary's name, e.g. `vault-plugin-secrets-example`.
+    /// The binary's name, e.g. `vault-plugin-secrets-example`. Also names
+    /// the engine's crate for logging (Cargo's rule, `-` becomes `_`): that
+    /// crate's events are logged at `PLUGIN_LOG_LEVEL` with their module
+    /// path as hclog `@module` (see [`log`]), so use the package name.
     pub name: &'static str,
     /// What the plugin reports to the server (`PluginVersion`), which the
     /// server compares with the registered `-version`: `v` + semver.
