@@ -177,3 +177,30 @@ fn pascal_case(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_follow_the_go_sdk_rules() {
+        let none = OperationProperties::new();
+        assert_eq!(
+            operation_id(&Operation::Update, &none, "roles-name"),
+            "write-roles-name"
+        );
+        assert_eq!(operation_id(&Operation::List, &none, "roles"), "list-roles");
+        let verb = OperationProperties::new().operation_verb("Rotate");
+        assert_eq!(
+            operation_id(&Operation::Update, &verb, "rotate-root"),
+            "rotate"
+        );
+        let suffix = OperationProperties::new().operation_suffix("role");
+        assert_eq!(
+            operation_id(&Operation::Read, &suffix, "roles-name"),
+            "read-role"
+        );
+        let both = verb.operation_suffix("root");
+        assert_eq!(operation_id(&Operation::Create, &both, "x"), "rotate-root");
+    }
+}
