@@ -20,7 +20,9 @@ use vault_plugin_sdk::framework::{
 use vault_plugin_sdk::runtime::{serve, PluginInfo};
 
 const PLUGIN: PluginInfo = PluginInfo {
-    name: "vault-plugin-secrets-notes",
+    // The binary's (and so the crate's) name: this crate's log lines are
+    // then the plugin's (`@module` is their module path), not a dependency's.
+    name: "notes",
     version: concat!("v", env!("CARGO_PKG_VERSION")),
     usage: "A Vault/OpenBao plugin that keeps notes; register it with the server.",
 };
@@ -47,6 +49,7 @@ async fn write(_: Arc<Notes>, req: Request) -> Result<Option<Response>> {
         .str("text")
         .ok_or_else(|| Error::invalid("field \"text\" is required"))?;
     put_json(req.storage.as_ref(), &key(&req), &json!(text)).await?;
+    tracing::info!(name = req.fields.str("name"), "note written");
     Ok(None)
 }
 

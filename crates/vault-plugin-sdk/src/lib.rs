@@ -15,7 +15,7 @@
 //! * [`proto`]: the wire protocol, generated at build time from `proto/`
 //!   (our own `.proto` files, compiled by protox: no system `protoc`).
 //!
-//! A whole engine, as in `examples/kv_engine.rs`:
+//! A whole engine (`examples/notes.rs` is a fuller one):
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -7,9 +7,10 @@
 mod support;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::json;
-use support::{sha256_file, DevServer, Engine, Steps};
+use support::{eventually, sha256_file, DevServer, Engine, Steps};
 
 /// `target/<profile>/examples/notes` (`make test` builds it first: `cargo
 /// build -p vault-plugin-sdk --example notes`).
@@ -53,6 +54,15 @@ fn the_example_engine_serves_its_paths_on_a_real_server() {
         assert_eq!(status, 204);
         let (status, _) = server.get("notes/notes/first");
         assert_eq!(status, 404);
+
+        steps.step("the example's own log line reaches the server as hclog");
+        // `notes` is both the plugin's name and its crate: the line is the
+        // plugin's (INFO, not filtered like a dependency's), and its
+        // `@module` is the plugin's name (the crate's root module).
+        eventually("the note's log line", Duration::from_secs(10), || {
+            let log = server.log_text();
+            (log.contains("note written") && log.contains("@module=notes")).then_some(())
+        });
 
         steps.step("the OpenAPI document carries the example's own name");
         let (status, body) = server.get("sys/internal/specs/openapi");

@@ -9,18 +9,25 @@ use tokio::sync::Mutex;
 
 use super::error::{Error, Result};
 use super::field::FieldData;
-use super::path::{Callback, Handler, Path};
+use super::path::{Callback, Handler, OperationProperties, Path};
 use super::request::{Operation, Request};
 use super::response::Response;
+use super::storage::{PERFORMANCE_SECONDARY, PERFORMANCE_STANDBY};
 use super::{openapi, wal};
 
-/// Called with a storage key.
+/// A hook called with a storage key (see [`Backend::invalidate`]).
 pub type KeyHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A kind of leased secret and how to renew and revoke it.
 pub struct SecretType {
+    /// Stored in each lease's internal data (`secret_type`) so renew and
+    /// revoke find their way back here; keep it stable across versions.
     pub name: &'static str,
+    /// Called with the lease's [`Secret`](super::Secret) in `req.secret` when
+    /// the caller renews; returns the secret with its new TTL.
     pub renew: Handler,
+    /// Called when the lease ends (revoked or expired): undo what the
+    /// secret grants. An error makes the server retry later.
     pub revoke: Handler,
 }
 
@@ -32,6 +39,8 @@ pub struct WalRollback {
     /// Entries that do not say when to give up (`give_up_after`) and whose
     /// rollback still fails at this age are dropped (with a log line).
     pub max_age: Duration,
+    /// Undoes one abandoned entry; `Ok` deletes it, an error keeps it for the
+    /// next tick.
     pub handler: Callback<(Request, wal::WalEntry), ()>,
 }
 
@@ -40,19 +49,29 @@ pub struct WalRollback {
 /// the first tick at least `every` after its previous run, never twice at
 /// once, and before the WAL rollback.
 pub struct PeriodicTask {
+    /// Names the task in log lines.
     pub name: &'static str,
+    /// The least time between two runs (a run needs a tick, so at best
+    /// about a minute).
     pub every: Duration,
     /// Skip on nodes whose storage is read-only (standbys): the task writes.
     pub active_node_only: bool,
+    /// Runs the task with the rollback request (the mount's storage and
+    /// system view, no body). Errors are logged; the task runs again later.
     pub handler: Callback<Request, ()>,
 }
 
 /// Paths with special treatment by the host.
 #[derive(Debug, Clone, Default)]
 pub struct SpecialPaths {
+    /// Paths that need a root token or `sudo` capability (`*` suffix: a prefix).
     pub root: Vec<String>,
+    /// Paths reachable without a token.
     pub unauthenticated: Vec<String>,
+    /// Storage prefixes kept out of replication: each cluster has its own.
     pub local_storage: Vec<String>,
+    /// Storage prefixes the server encrypts again with its seal, where the
+    /// seal supports it.
     pub seal_wrap_storage: Vec<String>,
 }
 
@@ -60,12 +79,18 @@ pub struct SpecialPaths {
 pub struct Backend {
     /// Overview shown by `path-help <mount>`.
     pub help: &'static str,
-    /// Title and version of the OpenAPI document (see [`Backend::named`]).
+    /// Title of the OpenAPI document (see [`Backend::named`]).
     pub title: &'static str,
+    /// Version in the OpenAPI document's `info`.
     pub version: &'static str,
+    /// Tried in order: the first matching pattern serves a request.
     pub paths: Vec<Path>,
+    /// The secret types whose leases this mount renews and revokes.
     pub secrets: Vec<SecretType>,
+    /// Told to the server once, when the mount is set up.
     pub special_paths: SpecialPaths,
+    /// Undoes abandoned WAL entries on the rollback tick; `None`: entries
+    /// are left alone.
     pub wal_rollback: Option<WalRollback>,
     /// Called when a storage key changed under us (another node wrote it).
     pub invalidate: Option<KeyHook>,
@@ -76,6 +101,7 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// An empty backend; `help` is the overview shown by `path-help <mount>`.
     pub fn new(help: &'static str) -> Self {
         Self {
             help,
@@ -92,6 +118,7 @@ impl Backend {
         }
     }
 
+    /// Adds a task to the rollback tick (see [`PeriodicTask`]).
     pub fn periodic(mut self, task: PeriodicTask) -> Self {
         self.periodic.push((task, Mutex::new(None)));
         self
@@ -104,11 +131,13 @@ impl Backend {
         self
     }
 
+    /// Adds a path, tried after the ones added before it.
     pub fn path(mut self, path: Path) -> Self {
         self.paths.push(path);
         self
     }
 
+    /// Adds a secret type, so its leases can be renewed and revoked.
     pub fn secret(mut self, secret: SecretType) -> Self {
         self.secrets.push(secret);
         self
@@ -130,7 +159,9 @@ impl Backend {
         }
     }
 
-    /// `(check_found, exists)` for a write to `req.path`.
+    /// `(check_found, exists)` for a write to `req.path`: whether the path
+    /// has an existence check, and its answer. The server asks before every
+    /// write to tell create (policy capability `create`) from update.
     pub async fn existence_check(&self, mut req: Request) -> Result<(bool, bool)> {
         let Some((path, captures)) = self.find(&req.path) else {
             return Ok((false, false));
@@ -142,12 +173,15 @@ impl Backend {
         Ok((true, check(req).await?))
     }
 
+    /// Tells the engine (its [`Backend::invalidate`] hook) that another node
+    /// changed `key`: drop anything cached from it.
     pub fn invalidate_key(&self, key: &str) {
         if let Some(f) = &self.invalidate {
             f(key);
         }
     }
 
+    /// Runs the [`Backend::cleanup`] hook: the mount is going away.
     pub fn clean_up(&self) {
         if let Some(f) = &self.cleanup {
             f();
@@ -163,15 +197,18 @@ impl Backend {
     async fn route(&self, mut req: Request) -> Result<Option<Response>> {
         let (path, captures) = self.find(&req.path).ok_or(Error::UnsupportedPath)?;
         // Without an existence check the host sends every write as update;
-        // with one, a create may fall back to the update handler.
-        let handler = path
-            .handler(&req.operation)
-            .or_else(|| {
-                (req.operation == Operation::Create)
-                    .then(|| path.handler(&Operation::Update))
-                    .flatten()
-            })
-            .ok_or(Error::UnsupportedOperation)?;
+        // with one, a create may fall back to the update handler (and its
+        // properties).
+        let mut op = req.operation.clone();
+        if op == Operation::Create && path.handler(&op).is_none() {
+            op = Operation::Update;
+        }
+        let handler = path.handler(&op).ok_or(Error::UnsupportedOperation)?;
+        let properties = path.operation_properties(&op);
+        if properties.forwards() && must_forward(properties, &req).await? {
+            // The server forwards on this error's text: see `must_forward`.
+            return Err(Error::ReadOnly);
+        }
         req.fields = FieldData::parse(&path.fields, &captures, &req.data)?;
         handler(req).await
     }
@@ -203,7 +240,7 @@ impl Backend {
             return;
         }
         let standby = match req.system.replication_state().await {
-            Ok(state) => state & super::storage::PERFORMANCE_STANDBY != 0,
+            Ok(state) => state & PERFORMANCE_STANDBY != 0,
             Err(e) => {
                 tracing::warn!(error = %e, "periodic: cannot read the replication state");
                 return;
@@ -236,7 +273,7 @@ impl Backend {
         let Some(rollback) = &self.wal_rollback else {
             return;
         };
-        // Ticks can overlap when LiteLLM is slow; one pass at a time.
+        // Ticks can overlap when an upstream service is slow; one pass at a time.
         let Ok(_running) = self.rollback_running.try_lock() else {
             return;
         };
@@ -315,6 +352,29 @@ impl Backend {
         }
         text
     }
+}
+
+/// Whether `req` must not run on this node (see
+/// [`OperationProperties::forward_performance_standby`]).
+///
+/// The answer is [`Error::ReadOnly`], before the body is validated and
+/// before the handler runs, as the Go SDK answers `logical.ErrReadOnly`.
+/// The runtime sends it as a `ProtoError` of type unknown with the text
+/// `cannot write to readonly storage` (`runtime::translate::error_to_wire`);
+/// the server recognises that text and, on a performance standby, forwards
+/// the request to the active node (on a performance secondary, to the
+/// primary) instead of answering it. A client never sees it unless
+/// forwarding fails.
+async fn must_forward(properties: &OperationProperties, req: &Request) -> Result<bool> {
+    let state = req.system.replication_state().await?;
+    if properties.forward_performance_standby && state & PERFORMANCE_STANDBY != 0 {
+        return Ok(true);
+    }
+    if properties.forward_performance_secondary && state & PERFORMANCE_SECONDARY != 0 {
+        // A local mount's data lives on the secondary: run it here.
+        return Ok(!req.system.local_mount().await?);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -617,5 +677,119 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Things are things."));
+    }
+
+    /// A backend whose `jobs/{name}` read runs anywhere and whose update
+    /// must run on the active node (and the primary), counting handler calls.
+    fn forwarding_backend(calls: &Arc<AtomicUsize>) -> Backend {
+        async fn count(calls: Arc<AtomicUsize>, _: Request) -> Result<Option<Response>> {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }
+        Backend::new("Jobs.").path(
+            Path::new("jobs/{name}")
+                .field(Field::new("n", FieldType::Int, "a number"))
+                .on(Operation::Read, callback(calls, count))
+                .on_with(
+                    Operation::Update,
+                    callback(calls, count),
+                    OperationProperties::new()
+                        .forward_performance_standby()
+                        .forward_performance_secondary()
+                        .summary("Start a job.")
+                        .description("Starts the job on the active node.")
+                        .operation_verb("start")
+                        .operation_suffix("job"),
+                )
+                .help("A job.", "Jobs run."),
+        )
+    }
+
+    fn on_node(op: Operation, system: StaticSystemView) -> Request {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        Request::new(op, "jobs/a", storage, Arc::new(system))
+    }
+
+    #[tokio::test]
+    async fn forwarded_operations_answer_read_only_on_a_performance_standby() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let b = forwarding_backend(&calls);
+        let standby = StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_STANDBY,
+            ..StaticSystemView::default()
+        };
+        // An invalid body too: forwarding comes before validation, so the
+        // active node is the one that refuses it.
+        let err = b
+            .handle(on_node(Operation::Update, standby.clone()).with_data(json!({"n": "x"})))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert!(err.to_string().contains("cannot write to readonly storage"));
+        // A create without its own handler falls back to update's, and to
+        // update's properties.
+        let err = b
+            .handle(on_node(Operation::Create, standby.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "handler not called");
+
+        // Not forwarded: the read runs on the standby.
+        assert!(b
+            .handle(on_node(Operation::Read, standby))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The active node runs the update.
+        b.handle(on_node(Operation::Update, StaticSystemView::default()))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn forwarded_operations_on_a_performance_secondary_unless_the_mount_is_local() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let b = forwarding_backend(&calls);
+        let secondary = StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_SECONDARY,
+            ..StaticSystemView::default()
+        };
+        let err = b
+            .handle(on_node(Operation::Update, secondary.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        let local = StaticSystemView {
+            local_mount: true,
+            ..secondary
+        };
+        b.handle(on_node(Operation::Update, local)).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn openapi_carries_operation_properties() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let b = forwarding_backend(&calls);
+        let resp = b
+            .handle(on_node(Operation::Help, StaticSystemView::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        let item = &resp.data["openapi"]["paths"]["/jobs/{name}"];
+        assert_eq!(item["post"]["summary"], "Start a job.");
+        assert_eq!(
+            item["post"]["description"],
+            "Starts the job on the active node."
+        );
+        assert_eq!(item["post"]["operationId"], "start-job");
+        // Without properties: the path's help text and the default id.
+        assert_eq!(item["get"]["summary"], "A job.");
+        assert_eq!(item["get"]["description"], "Jobs run.");
+        assert_eq!(item["get"]["operationId"], "read-jobs-name");
     }
 }

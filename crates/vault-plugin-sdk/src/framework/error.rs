@@ -14,18 +14,28 @@ pub enum Error {
     /// No path matches: HTTP 404.
     #[error("unsupported path")]
     UnsupportedPath,
+    /// The caller may not do this, beyond what its policy already allowed:
     /// HTTP 403.
     #[error("permission denied")]
     PermissionDenied,
     /// This node cannot persist the result (an HA standby). The host forwards
     /// any request failing with this exact text to the active node, so it is
-    /// returned before any side effect outside the server.
+    /// returned before any side effect outside the server. The framework
+    /// returns it itself for operations registered with
+    /// [`OperationProperties::forward_performance_standby`].
+    ///
+    /// [`OperationProperties::forward_performance_standby`]: super::OperationProperties::forward_performance_standby
     #[error("cannot write to readonly storage")]
     ReadOnly,
     /// An error with a chosen HTTP status, e.g. 502 when the upstream service
     /// rejected a call or 504 when it timed out.
     #[error("{message}")]
-    Coded { status: u16, message: String },
+    Coded {
+        /// The HTTP status.
+        status: u16,
+        /// Shown to the caller as the error.
+        message: String,
+    },
     /// The host's storage failed. The host's own text is kept verbatim, since
     /// the host recognises some of it (read-only storage on a standby).
     #[error("{0}")]
@@ -36,10 +46,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::InvalidRequest`] (400); name the field and the rule.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidRequest(message.into())
     }
 
+    /// An [`Error::Coded`] with this HTTP status.
     pub fn coded(status: u16, message: impl Into<String>) -> Self {
         Self::Coded {
             status,
@@ -60,6 +72,7 @@ impl Error {
     }
 }
 
+/// What handlers and framework functions return.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -14,11 +14,15 @@ use super::error::{Error, Result};
 /// The type of a field, which decides what input is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
+    /// A string; a JSON number is taken as its text.
     String,
     /// A single path segment captured from the URL (`roles/{name}`).
     Name,
+    /// `true`/`false`, or a string such as `true`, `1`, `yes`, `f`, `no`.
     Bool,
+    /// A whole number, or a string holding one.
     Int,
+    /// A number, or a string holding one.
     Float,
     /// Seconds as a number, or a string such as `90`, `90s`, `15m`, `1h30m`, `7d`.
     Duration,
@@ -48,8 +52,11 @@ impl FieldType {
 /// One field of a path's schema.
 #[derive(Debug, Clone)]
 pub struct Field {
+    /// The body key (or path capture) the field is read from.
     pub name: &'static str,
+    /// What input is accepted.
     pub ty: FieldType,
+    /// Shown in `path-help` and the OpenAPI document.
     pub description: &'static str,
     /// Shown as the default in help; the engine applies defaults itself so
     /// that partial updates can tell "not given" from "given".
@@ -67,6 +74,7 @@ pub const DEFAULT_MAX_LEN: usize = 1024;
 pub const MAX_ITEMS: usize = 256;
 
 impl Field {
+    /// An optional field with no default, at most [`DEFAULT_MAX_LEN`] bytes.
     pub fn new(name: &'static str, ty: FieldType, description: &'static str) -> Self {
         Self {
             name,
@@ -78,16 +86,20 @@ impl Field {
         }
     }
 
+    /// Allows strings (and list or map items) up to `max_len` bytes.
     pub fn max_len(mut self, max_len: usize) -> Self {
         self.max_len = max_len;
         self
     }
 
+    /// Documents a default; the engine still applies it (see [`Field::default`]).
     pub fn default_value(mut self, value: impl Into<Value>) -> Self {
         self.default = Some(value.into());
         self
     }
 
+    /// Marks a secret (API keys, passwords): a password in OpenAPI, and its
+    /// value never appears in a validation error.
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;
         self
@@ -255,13 +267,21 @@ impl Field {
 /// A validated field value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue {
+    /// Of [`FieldType::String`] and [`FieldType::Name`].
     Str(String),
+    /// Of [`FieldType::Bool`].
     Bool(bool),
+    /// Of [`FieldType::Int`].
     Int(i64),
+    /// Of [`FieldType::Float`].
     Float(f64),
+    /// Of [`FieldType::Duration`].
     Duration(Duration),
+    /// Of [`FieldType::StringList`].
     List(Vec<String>),
+    /// Of [`FieldType::StringMap`].
     Map(BTreeMap<String, String>),
+    /// Of [`FieldType::Object`].
     Object(Map<String, Value>),
 }
 
@@ -325,10 +345,14 @@ impl FieldData {
         Ok(Self { values })
     }
 
+    /// Whether the request gave `name` (a path capture always is): tells a
+    /// partial update what to leave alone.
     pub fn contains(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }
 
+    /// A [`FieldType::String`] or [`FieldType::Name`] field; `None` when not
+    /// given (or of another type).
     pub fn str(&self, name: &str) -> Option<&str> {
         match self.values.get(name) {
             Some(FieldValue::Str(s)) => Some(s),
@@ -336,6 +360,7 @@ impl FieldData {
         }
     }
 
+    /// A [`FieldType::Bool`] field, `None` when not given.
     pub fn bool(&self, name: &str) -> Option<bool> {
         match self.values.get(name) {
             Some(FieldValue::Bool(b)) => Some(*b),
@@ -343,6 +368,7 @@ impl FieldData {
         }
     }
 
+    /// A [`FieldType::Int`] field, `None` when not given.
     pub fn int(&self, name: &str) -> Option<i64> {
         match self.values.get(name) {
             Some(FieldValue::Int(i)) => Some(*i),
@@ -350,6 +376,7 @@ impl FieldData {
         }
     }
 
+    /// A [`FieldType::Float`] field, `None` when not given.
     pub fn float(&self, name: &str) -> Option<f64> {
         match self.values.get(name) {
             Some(FieldValue::Float(f)) => Some(*f),
@@ -357,6 +384,7 @@ impl FieldData {
         }
     }
 
+    /// A [`FieldType::Duration`] field, `None` when not given.
     pub fn duration(&self, name: &str) -> Option<Duration> {
         match self.values.get(name) {
             Some(FieldValue::Duration(d)) => Some(*d),
@@ -364,6 +392,7 @@ impl FieldData {
         }
     }
 
+    /// A [`FieldType::StringList`] field, `None` when not given.
     pub fn list(&self, name: &str) -> Option<&[String]> {
         match self.values.get(name) {
             Some(FieldValue::List(l)) => Some(l),
@@ -371,6 +400,7 @@ impl FieldData {
         }
     }
 
+    /// A [`FieldType::StringMap`] field, `None` when not given.
     pub fn map(&self, name: &str) -> Option<&BTreeMap<String, String>> {
         match self.values.get(name) {
             Some(FieldValue::Map(m)) => Some(m),
@@ -378,6 +408,7 @@ impl FieldData {
         }
     }
 
+    /// A [`FieldType::Object`] field, `None` when not given.
     pub fn object(&self, name: &str) -> Option<&Map<String, Value>> {
         match self.values.get(name) {
             Some(FieldValue::Object(m)) => Some(m),

@@ -7,29 +7,44 @@ use std::collections::BTreeMap;
 /// An identity entity: one person or service, with its logins (aliases).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Entity {
+    /// The entity's id (a UUID), what `Request::entity_id` holds.
     pub id: String,
+    /// Its name, unique in the namespace; chosen by an operator or generated.
     pub name: String,
+    /// Its logins, one per auth mount it has used.
     pub aliases: Vec<EntityAlias>,
+    /// Key/value pairs an operator set on the entity.
     pub metadata: BTreeMap<String, String>,
+    /// A disabled entity's tokens are refused by the server.
     pub disabled: bool,
+    /// The namespace the entity lives in (`root` outside Vault Enterprise
+    /// and OpenBao namespaces).
     pub namespace_id: String,
 }
 
 /// One login of an entity at one auth mount.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntityAlias {
+    /// The auth mount's accessor (`auth_userpass_1a2b3c4d`).
     pub mount_accessor: String,
+    /// The auth method (`userpass`, `oidc`, `kubernetes`, ...).
     pub mount_type: String,
+    /// The login's name at that mount (a user name, a service account).
     pub name: String,
+    /// Key/value pairs the auth method or an operator set on the alias.
     pub metadata: BTreeMap<String, String>,
 }
 
 /// An identity group.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Group {
+    /// The group's id (a UUID).
     pub id: String,
+    /// Its name, unique in the namespace.
     pub name: String,
+    /// Key/value pairs an operator set on the group.
     pub metadata: BTreeMap<String, String>,
+    /// The namespace the group lives in.
     pub namespace_id: String,
 }
 

@@ -18,14 +18,19 @@ pub struct Secret {
     /// Data the engine needs to renew or revoke; stored in the lease, so
     /// never the credential itself.
     pub internal: Map<String, Value>,
+    /// How long the lease lives (0 = the mount's default); the server caps
+    /// it at the max TTLs.
     pub ttl: Duration,
     /// Upper bound from the engine (0 = the mount's max).
     pub max_ttl: Duration,
+    /// Whether the caller may extend the lease (renew reaches
+    /// [`SecretType::renew`](super::SecretType::renew)).
     pub renewable: bool,
     /// Requested by the user on renew.
     pub increment: Duration,
     /// When the lease was first issued (set by the host on renew).
     pub issue_time: Option<SystemTime>,
+    /// The server's id for the lease (empty until the server made one).
     pub lease_id: String,
 }
 
@@ -49,6 +54,7 @@ impl Secret {
         }
     }
 
+    /// The type given to [`Secret::new`], read back from the internal data.
     pub fn secret_type(&self) -> Option<&str> {
         self.internal.get(SECRET_TYPE_KEY).and_then(Value::as_str)
     }
@@ -64,7 +70,8 @@ impl Secret {
 }
 
 /// The inputs of a TTL decision, mirroring the host's own calculation so the
-/// engine can give LiteLLM the same expiry the lease will have.
+/// engine can give an upstream credential the same expiry the lease will
+/// have.
 #[derive(Debug, Clone, Copy)]
 pub struct TtlRequest {
     /// Renew increment asked for by the user (0 = none).
@@ -73,17 +80,27 @@ pub struct TtlRequest {
     pub backend_ttl: Duration,
     /// The engine's max TTL (e.g. the role's `max_ttl`; 0 = mount max).
     pub backend_max_ttl: Duration,
+    /// The mount's default lease TTL ([`SystemView::default_lease_ttl`]).
+    ///
+    /// [`SystemView::default_lease_ttl`]: super::SystemView::default_lease_ttl
     pub mount_default_ttl: Duration,
+    /// The mount's max lease TTL ([`SystemView::max_lease_ttl`]).
+    ///
+    /// [`SystemView::max_lease_ttl`]: super::SystemView::max_lease_ttl
     pub mount_max_ttl: Duration,
     /// When the lease was issued; the max TTL counts from here.
     pub issue_time: SystemTime,
+    /// The time of the decision (a parameter, so tests can pin it).
     pub now: SystemTime,
 }
 
 /// The granted TTL and any warning about capping it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TtlGrant {
+    /// The TTL to put on the secret, whole seconds.
     pub ttl: Duration,
+    /// Set when the TTL was cut to fit the max TTL: worth passing on as a
+    /// response warning, as the server does.
     pub warning: Option<String>,
 }
 
@@ -103,7 +120,7 @@ pub fn calculate_ttl(r: &TtlRequest) -> Result<TtlGrant> {
     };
     let deadline = r.issue_time + max;
     let remaining = deadline.duration_since(r.now).unwrap_or(Duration::ZERO);
-    // Whole seconds: LiteLLM durations and lease TTLs are in seconds.
+    // Whole seconds: lease TTLs are in seconds.
     let remaining = Duration::from_secs(remaining.as_secs());
     if remaining.is_zero() {
         return Err(Error::invalid("past the max TTL, cannot renew"));

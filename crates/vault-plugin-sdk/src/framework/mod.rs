@@ -19,7 +19,7 @@ pub use error::{Error, Result};
 pub use field::{Field, FieldData, FieldType};
 pub use identity::{Entity, EntityAlias, Group, Template};
 pub use lease::{calculate_ttl, Secret, TtlGrant, TtlRequest};
-pub use path::{callback, Callback, Handler, Path};
+pub use path::{callback, Callback, Handler, OperationProperties, Path};
 pub use request::{Operation, Request};
 pub use response::Response;
 pub use storage::{Storage, SystemView};

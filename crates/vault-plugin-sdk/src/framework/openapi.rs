@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::field::{Field, FieldType};
-use super::path::Path;
+use super::path::{OperationProperties, Path};
 use super::request::Operation;
 
 /// A document describing `paths`. The host merges it into its own, prefixing
@@ -59,16 +59,22 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
     let mut schema = None;
     let ops = |o: &Operation| path.operations.iter().any(|(op, _)| op == o);
     if ops(&Operation::Read) {
-        item.insert("get".into(), operation(path, &format!("read-{id}"), None));
+        item.insert("get".into(), operation(path, &Operation::Read, &id, None));
     }
     if ops(&Operation::List) {
-        let mut op = operation(path, &format!("list-{id}"), None);
+        let mut op = operation(path, &Operation::List, &id, None);
         op["parameters"] = json!([{"name": "list", "description": "Must be set to `true`", "in": "query", "required": true, "schema": {"type": "string", "enum": ["true"]}}]);
         item.insert("get".into(), op);
     }
     if ops(&Operation::Create) || ops(&Operation::Update) {
+        // One POST for both: update's properties when it has a handler.
+        let write = if ops(&Operation::Update) {
+            Operation::Update
+        } else {
+            Operation::Create
+        };
         let body = (!body_fields.is_empty()).then_some(schema_name.as_str());
-        item.insert("post".into(), operation(path, &format!("write-{id}"), body));
+        item.insert("post".into(), operation(path, &write, &id, body));
         if !body_fields.is_empty() {
             schema = Some((schema_name.clone(), object_schema(&body_fields)));
         }
@@ -76,27 +82,51 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
     if ops(&Operation::Delete) {
         item.insert(
             "delete".into(),
-            operation(path, &format!("delete-{id}"), None),
+            operation(path, &Operation::Delete, &id, None),
         );
     }
     (Value::Object(item), schema)
 }
 
-fn operation(path: &Path, operation_id: &str, body_schema: Option<&str>) -> Value {
-    let mut op = json!({
-        "summary": path.synopsis,
-        "description": path.description,
-        "operationId": operation_id,
+/// The OpenAPI operation for `op` on `path`; `id` is the path's part of the
+/// default operation id.
+fn operation(path: &Path, op: &Operation, id: &str, body_schema: Option<&str>) -> Value {
+    let props = path.operation_properties(op);
+    let mut out = json!({
+        "summary": props.summary.unwrap_or(path.synopsis),
+        "description": props.description.unwrap_or(path.description),
+        "operationId": operation_id(op, props, id),
         "tags": ["secrets"],
         "responses": {"200": {"description": "OK"}},
     });
     if let Some(name) = body_schema {
-        op["requestBody"] = json!({
+        out["requestBody"] = json!({
             "required": true,
             "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}},
         });
     }
-    op
+    out
+}
+
+/// `<verb>-<suffix>`: the operation's verb (`write` for create and update)
+/// and the path's id unless the properties say otherwise. A verb given
+/// without a suffix stands alone, as in the Go SDK.
+fn operation_id(op: &Operation, props: &OperationProperties, id: &str) -> String {
+    let verb = props.operation_verb.unwrap_or(match op {
+        Operation::Create | Operation::Update => "write",
+        other => other.as_str(),
+    });
+    let suffix = match (props.operation_suffix, props.operation_verb) {
+        (Some(suffix), _) => suffix,
+        (None, Some(_)) => "",
+        (None, None) => id,
+    };
+    [verb, suffix]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| p.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn object_schema(fields: &[&Field]) -> Value {
@@ -146,4 +176,31 @@ fn pascal_case(s: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_follow_the_go_sdk_rules() {
+        let none = OperationProperties::new();
+        assert_eq!(
+            operation_id(&Operation::Update, &none, "roles-name"),
+            "write-roles-name"
+        );
+        assert_eq!(operation_id(&Operation::List, &none, "roles"), "list-roles");
+        let verb = OperationProperties::new().operation_verb("Rotate");
+        assert_eq!(
+            operation_id(&Operation::Update, &verb, "rotate-root"),
+            "rotate"
+        );
+        let suffix = OperationProperties::new().operation_suffix("role");
+        assert_eq!(
+            operation_id(&Operation::Read, &suffix, "roles-name"),
+            "read-role"
+        );
+        let both = verb.operation_suffix("root");
+        assert_eq!(operation_id(&Operation::Create, &both, "x"), "rotate-root");
+    }
 }

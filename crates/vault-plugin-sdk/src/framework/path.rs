@@ -9,6 +9,7 @@ use super::field::{Field, FieldType};
 use super::request::{Operation, Request};
 use super::response::Response;
 
+/// What a [`Callback`] returns: a boxed, sendable future of a [`Result`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 /// An async callback bound to the engine's state.
 pub type Callback<I, T> = Arc<dyn Fn(I) -> BoxFuture<T> + Send + Sync>;
@@ -33,15 +34,127 @@ enum Segment {
     Capture(&'static str),
 }
 
+/// What one operation on a path is, besides its handler: where it may run
+/// and how the OpenAPI document presents it. The Go SDK's
+/// `framework.OperationProperties` (with `DisplayAttributes`' operation
+/// verb and suffix). `Default` is an operation that runs on any node and is
+/// documented with the path's help text.
+///
+/// ```
+/// use vault_plugin_sdk::framework::OperationProperties;
+/// let props = OperationProperties::new()
+///     .forward_performance_standby()
+///     .forward_performance_secondary()
+///     .summary("Rotate the root credential.")
+///     .operation_verb("rotate")
+///     .operation_suffix("root");
+/// assert!(props.forward_performance_standby);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationProperties {
+    /// Never run this operation on a performance standby (a read-enabled HA
+    /// standby): the framework answers it with [`Error::ReadOnly`] before
+    /// validating the body or calling the handler, and the server forwards
+    /// it to the active node. Set it on any operation that writes storage,
+    /// creates a lease, or has a side effect outside the server, which
+    /// would otherwise run once on the standby and again on the active
+    /// node.
+    ///
+    /// [`Error::ReadOnly`]: super::error::Error::ReadOnly
+    pub forward_performance_standby: bool,
+    /// The same on a performance-replication secondary (Vault Enterprise):
+    /// forwarded to the primary cluster, unless the mount is local to the
+    /// secondary (`SystemView::local_mount`), whose data lives there.
+    pub forward_performance_secondary: bool,
+    /// One line for the OpenAPI operation's `summary`; the path's synopsis
+    /// when `None`.
+    pub summary: Option<&'static str>,
+    /// The OpenAPI operation's `description`; the path's description when
+    /// `None`.
+    pub description: Option<&'static str>,
+    /// The verb of the OpenAPI `operationId` (`<verb>-<suffix>`), e.g.
+    /// `rotate`; by default the operation's own (`read`, `list`, `write`,
+    /// `delete`). Client generators name their methods after the id.
+    pub operation_verb: Option<&'static str>,
+    /// The rest of the `operationId`, e.g. `root`; by default the path's
+    /// pattern in kebab case, or nothing when only a verb was given (as the
+    /// Go SDK does).
+    pub operation_suffix: Option<&'static str>,
+}
+
+impl OperationProperties {
+    /// Runs anywhere, documented by the path's help text.
+    pub const fn new() -> Self {
+        Self {
+            forward_performance_standby: false,
+            forward_performance_secondary: false,
+            summary: None,
+            description: None,
+            operation_verb: None,
+            operation_suffix: None,
+        }
+    }
+
+    /// Sets [`Self::forward_performance_standby`].
+    pub const fn forward_performance_standby(mut self) -> Self {
+        self.forward_performance_standby = true;
+        self
+    }
+
+    /// Sets [`Self::forward_performance_secondary`].
+    pub const fn forward_performance_secondary(mut self) -> Self {
+        self.forward_performance_secondary = true;
+        self
+    }
+
+    /// Sets [`Self::summary`].
+    pub const fn summary(mut self, summary: &'static str) -> Self {
+        self.summary = Some(summary);
+        self
+    }
+
+    /// Sets [`Self::description`].
+    pub const fn description(mut self, description: &'static str) -> Self {
+        self.description = Some(description);
+        self
+    }
+
+    /// Sets [`Self::operation_verb`].
+    pub const fn operation_verb(mut self, verb: &'static str) -> Self {
+        self.operation_verb = Some(verb);
+        self
+    }
+
+    /// Sets [`Self::operation_suffix`].
+    pub const fn operation_suffix(mut self, suffix: &'static str) -> Self {
+        self.operation_suffix = Some(suffix);
+        self
+    }
+
+    /// Whether any rule needs the replication state at all.
+    pub(crate) fn forwards(&self) -> bool {
+        self.forward_performance_standby || self.forward_performance_secondary
+    }
+}
+
 /// One path of an engine, e.g. `roles/{name}`.
 pub struct Path {
+    /// As given to [`Path::new`]; also the path's line in the root help.
     pub pattern: &'static str,
     segments: Vec<Segment>,
+    /// The body and path fields, in the order of the OpenAPI schema.
     pub fields: Vec<Field>,
+    /// One handler per operation; a later entry for the same operation is
+    /// ignored.
     pub operations: Vec<(Operation, Handler)>,
+    /// Properties of operations registered with [`Path::on_with`]; an
+    /// operation not listed here has [`OperationProperties::default`].
+    pub properties: Vec<(Operation, OperationProperties)>,
     /// Tells create from update; without it every write is an update.
     pub existence_check: Option<Callback<Request, bool>>,
+    /// One line: the root help's entry and the OpenAPI summary.
     pub synopsis: &'static str,
+    /// What `path-help` shows below the synopsis; the OpenAPI description.
     pub description: &'static str,
 }
 
@@ -70,25 +183,42 @@ impl Path {
             segments,
             fields,
             operations: Vec::new(),
+            properties: Vec::new(),
             existence_check: None,
             synopsis: "",
             description: "",
         }
     }
 
+    /// Adds a body field; a request with a body key that is no field is a 400.
     pub fn field(mut self, field: Field) -> Self {
         self.fields.push(field);
         self
     }
 
+    /// Adds several body fields (a shared list, say).
     pub fn fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
         self.fields.extend(fields);
         self
     }
 
+    /// Serves `operation` with `handler`, on any node and documented by the
+    /// path's help (see [`Path::on_with`] for more).
     pub fn on(mut self, operation: Operation, handler: Handler) -> Self {
         self.operations.push((operation, handler));
         self
+    }
+
+    /// Like [`Path::on`], with the operation's [`OperationProperties`]:
+    /// where it may run and how OpenAPI shows it.
+    pub fn on_with(
+        mut self,
+        operation: Operation,
+        handler: Handler,
+        properties: OperationProperties,
+    ) -> Self {
+        self.properties.push((operation.clone(), properties));
+        self.on(operation, handler)
     }
 
     /// The same handler for create and update (writes are upserts).
@@ -97,11 +227,20 @@ impl Path {
             .on(Operation::Update, handler)
     }
 
+    /// [`Path::on_write`] with the same properties for create and update.
+    pub fn on_write_with(self, handler: Handler, properties: OperationProperties) -> Self {
+        self.on_with(Operation::Create, Arc::clone(&handler), properties.clone())
+            .on_with(Operation::Update, handler, properties)
+    }
+
+    /// Sets [`Path::existence_check`]: whether the item a write names exists
+    /// (so the server checks the `create` or the `update` capability).
     pub fn exists(mut self, check: Callback<Request, bool>) -> Self {
         self.existence_check = Some(check);
         self
     }
 
+    /// Sets [`Path::synopsis`] and [`Path::description`].
     pub fn help(mut self, synopsis: &'static str, description: &'static str) -> Self {
         self.synopsis = synopsis;
         self.description = description;
@@ -131,11 +270,21 @@ impl Path {
         Some(captures)
     }
 
+    /// The handler registered for `op` (no create-to-update fallback here).
     pub fn handler(&self, op: &Operation) -> Option<&Handler> {
         self.operations
             .iter()
             .find(|(o, _)| o == op)
             .map(|(_, h)| h)
+    }
+
+    /// The properties `op` was registered with (defaults for [`Path::on`]).
+    pub fn operation_properties(&self, op: &Operation) -> &OperationProperties {
+        static DEFAULT: OperationProperties = OperationProperties::new();
+        self.properties
+            .iter()
+            .find(|(o, _)| o == op)
+            .map_or(&DEFAULT, |(_, p)| p)
     }
 
     /// The OpenAPI path, `/roles/{name}`.

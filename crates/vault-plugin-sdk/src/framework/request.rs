@@ -13,22 +13,41 @@ use super::storage::{Storage, SystemView};
 /// hosts' operations can be refused politely (405) instead of crashing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Operation {
+    /// A write to an item that does not exist yet (only sent when the path
+    /// has an existence check; otherwise writes are updates).
     Create,
+    /// `GET`, `vault read`.
     Read,
+    /// A write (`POST`/`PUT`, `vault write`) to an existing item, or to any
+    /// item on a path without an existence check.
     Update,
+    /// `PATCH`, `vault patch`: a partial update.
     Patch,
+    /// `DELETE`, `vault delete`.
     Delete,
+    /// `LIST` (or `GET ?list=true`), `vault list`.
     List,
+    /// `path-help`: answered by the framework from the path declarations.
     Help,
+    /// A lease renewal: dispatched to [`SecretType::renew`].
+    ///
+    /// [`SecretType::renew`]: super::SecretType::renew
     Renew,
+    /// A lease revocation: dispatched to [`SecretType::revoke`].
+    ///
+    /// [`SecretType::revoke`]: super::SecretType::revoke
     Revoke,
+    /// The server's periodic tick (about once a minute): periodic tasks,
+    /// then the WAL rollback.
     Rollback,
     /// OpenBao 2.7 asks this before every request; no answer is a fine answer.
     ResolvePath,
+    /// An operation this SDK does not know (answered 405).
     Other(String),
 }
 
 impl Operation {
+    /// The operation named by the wire string (`read`, `update`, ...).
     pub fn parse(s: &str) -> Self {
         match s {
             "create" => Self::Create,
@@ -46,6 +65,7 @@ impl Operation {
         }
     }
 
+    /// The wire string, the inverse of [`Operation::parse`].
     pub fn as_str(&self) -> &str {
         match self {
             Self::Create => "create",
@@ -73,12 +93,17 @@ impl fmt::Display for Operation {
 /// One request from the host, with the mount's storage and system view.
 #[derive(Clone)]
 pub struct Request {
+    /// What the caller asks for.
     pub operation: Operation,
     /// Path relative to the mount (`roles/dev`).
     pub path: String,
     /// The host's request id (empty for internal requests).
     pub id: String,
+    /// Where the engine is mounted (`secrets/`), empty for internal
+    /// requests.
     pub mount_point: String,
+    /// The caller token's display name (`userpass-alice`), for attribution
+    /// and logs; not an identity to authorise on.
     pub display_name: String,
     /// The identity entity of the caller's token; empty for tokens without
     /// one (a root token) and for internal requests.
@@ -89,11 +114,16 @@ pub struct Request {
     pub fields: FieldData,
     /// The lease being renewed or revoked.
     pub secret: Option<Secret>,
+    /// The mount's storage (read-only on a standby).
     pub storage: Arc<dyn Storage>,
+    /// The server's answers about the mount, the node and the caller's
+    /// identity.
     pub system: Arc<dyn SystemView>,
 }
 
 impl Request {
+    /// A request with no body, caller or lease: what the runtime starts
+    /// from, and what tests build.
     pub fn new(
         operation: Operation,
         path: impl Into<String>,
@@ -115,6 +145,7 @@ impl Request {
         }
     }
 
+    /// Sets the raw body; anything but a JSON object is ignored.
     pub fn with_data(mut self, data: Value) -> Self {
         if let Value::Object(map) = data {
             self.data = map;

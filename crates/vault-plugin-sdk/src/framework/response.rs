@@ -8,12 +8,17 @@ use super::lease::Secret;
 /// warnings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Response {
+    /// The `data` the caller sees.
     pub data: Map<String, Value>,
+    /// A secret for the server to lease; its internal data stays in the
+    /// lease, the caller gets a lease id.
     pub secret: Option<Secret>,
+    /// Shown to the caller next to the data (`vault` prints them).
     pub warnings: Vec<String>,
 }
 
 impl Response {
+    /// An answer with `data` and nothing else.
     pub fn with_data(data: Map<String, Value>) -> Self {
         Self {
             data,
@@ -36,6 +41,7 @@ impl Response {
         })
     }
 
+    /// Adds a warning.
     pub fn warn(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
         self

@@ -18,8 +18,12 @@ use super::identity::{Entity, Group};
 pub trait Storage: Send + Sync {
     /// Direct children of `prefix`; sub-folders end with `/`.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// The value at `key`; `None` when there is none.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes `key`. Fails on a standby with the server's read-only text
+    /// (kept in [`Error::Storage`], so the server forwards the request).
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
+    /// Removes `key`; removing a missing key is no error.
     async fn delete(&self, key: &str) -> Result<()>;
 }
 
@@ -33,6 +37,7 @@ pub async fn get_json<T: DeserializeOwned>(storage: &dyn Storage, key: &str) -> 
     }
 }
 
+/// Writes `value` as a JSON document.
 pub async fn put_json<T: Serialize>(storage: &dyn Storage, key: &str, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
     storage.put(key, bytes).await
@@ -47,16 +52,32 @@ pub trait SystemView: Send + Sync {
     async fn max_lease_ttl(&self) -> Result<Duration>;
     /// True while the mount is being torn down.
     async fn tainted(&self) -> Result<bool>;
-    /// Bit set of replication/HA states (`PERFORMANCE_STANDBY`, ...).
+    /// Bit set of replication/HA states ([`PERFORMANCE_STANDBY`],
+    /// [`PERFORMANCE_SECONDARY`], ...), the Go SDK's
+    /// `consts.ReplicationState`.
     async fn replication_state(&self) -> Result<u32>;
+    /// True when the mount is local to this cluster: not replicated to
+    /// performance secondaries, so a secondary owns its data. Only asked
+    /// for operations with `forward_performance_secondary`; `false` unless
+    /// the implementation asks the server.
+    async fn local_mount(&self) -> Result<bool> {
+        Ok(false)
+    }
     /// The identity entity `entity_id`, `None` when the server has none.
     async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>>;
     /// The groups `entity_id` belongs to, directly or through other groups.
     async fn groups_for_entity(&self, entity_id: &str) -> Result<Vec<Group>>;
 }
 
-/// Replication state bit set on standby nodes that serve reads locally.
+/// Replication state bit set on standby nodes that serve reads locally
+/// (OpenBao's read-enabled standbys, Vault Enterprise performance standbys).
+/// Their storage is read-only: anything that writes must be forwarded.
 pub const PERFORMANCE_STANDBY: u32 = 1 << 14;
+
+/// Replication state bit set on a Vault Enterprise performance-replication
+/// secondary cluster, whose replicated mounts' storage belongs to the
+/// primary.
+pub const PERFORMANCE_SECONDARY: u32 = 1 << 6;
 
 /// In-memory storage for tests.
 #[derive(Default)]
@@ -79,6 +100,7 @@ impl MemoryStorage {
         self.entries.lock().unwrap().insert(key.to_string(), value);
     }
 
+    /// Every stored key, sorted: for asserting what a handler wrote.
     pub fn keys(&self) -> Vec<String> {
         self.entries.lock().unwrap().keys().cloned().collect()
     }
@@ -124,9 +146,17 @@ impl Storage for MemoryStorage {
 /// A system view with fixed answers, for tests.
 #[derive(Debug, Clone)]
 pub struct StaticSystemView {
+    /// Answer to [`SystemView::default_lease_ttl`] (default 768h, the
+    /// servers' own).
     pub default_ttl: Duration,
+    /// Answer to [`SystemView::max_lease_ttl`] (default 768h).
     pub max_ttl: Duration,
+    /// Answer to [`SystemView::replication_state`]: set
+    /// [`PERFORMANCE_STANDBY`] to test a standby.
     pub replication_state: u32,
+    /// Answer to [`SystemView::local_mount`].
+    pub local_mount: bool,
+    /// What [`SystemView::entity_info`] finds (by id).
     pub entities: Vec<Entity>,
     /// `(entity id, its groups)`.
     pub groups: Vec<(String, Vec<Group>)>,
@@ -138,6 +168,7 @@ impl Default for StaticSystemView {
             default_ttl: Duration::from_secs(768 * 3600),
             max_ttl: Duration::from_secs(768 * 3600),
             replication_state: 0,
+            local_mount: false,
             entities: Vec::new(),
             groups: Vec::new(),
         }
@@ -157,6 +188,9 @@ impl SystemView for StaticSystemView {
     }
     async fn replication_state(&self) -> Result<u32> {
         Ok(self.replication_state)
+    }
+    async fn local_mount(&self) -> Result<bool> {
+        Ok(self.local_mount)
     }
     async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>> {
         Ok(self.entities.iter().find(|e| e.id == entity_id).cloned())

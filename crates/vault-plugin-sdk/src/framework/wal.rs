@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::error::Result;
 use super::storage::{get_json, put_json, Storage};
 
+/// Where entries live in the mount's storage; keep engine data out of it.
 pub const WAL_PREFIX: &str = "wal/";
 
 /// One pending operation.
@@ -21,6 +22,8 @@ pub const WAL_PREFIX: &str = "wal/";
 pub struct WalEntry {
     /// What kind of work this is, chosen by the engine.
     pub kind: String,
+    /// What the rollback needs to undo the work (ids, names), chosen by
+    /// the engine.
     pub data: Value,
     /// Unix seconds at creation.
     pub created_at: u64,
@@ -46,6 +49,7 @@ pub struct Schedule {
 }
 
 impl WalEntry {
+    /// Time since creation (zero if the clock went back).
     pub fn age(&self, now: SystemTime) -> Duration {
         let created = UNIX_EPOCH + Duration::from_secs(self.created_at);
         now.duration_since(created).unwrap_or(Duration::ZERO)
@@ -90,14 +94,17 @@ pub async fn put(
     Ok(id)
 }
 
+/// The entry `id`; `None` once deleted.
 pub async fn get(storage: &dyn Storage, id: &str) -> Result<Option<WalEntry>> {
     get_json(storage, &format!("{WAL_PREFIX}{id}")).await
 }
 
+/// Deletes the entry `id`: the work is safe (in a lease) or undone.
 pub async fn delete(storage: &dyn Storage, id: &str) -> Result<()> {
     storage.delete(&format!("{WAL_PREFIX}{id}")).await
 }
 
+/// The ids of all entries.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<String>> {
     storage.list(WAL_PREFIX).await
 }

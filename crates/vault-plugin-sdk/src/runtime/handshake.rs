@@ -10,6 +10,8 @@ use super::RuntimeError;
 /// Magic cookie the host sets for backend (secrets/auth) plugins; identical
 /// in Vault and OpenBao.
 pub const BACKEND_COOKIE_KEY: &str = "VAULT_BACKEND_PLUGIN";
+/// The value of [`BACKEND_COOKIE_KEY`]; go-plugin's guard against a
+/// person running the binary by hand, not a secret.
 pub const BACKEND_COOKIE_VALUE: &str = "6669da05-b1c8-4f49-97d9-c8e5bed98e20";
 /// Set instead of the backend cookie when the host probes for a database plugin.
 pub const DATABASE_COOKIE_KEY: &str = "VAULT_DATABASE_PLUGIN";
@@ -32,10 +34,17 @@ const CORE_PROTOCOL_VERSION: u32 = 1;
 /// What the host told us through the environment.
 #[derive(Debug, Clone)]
 pub struct HostEnv {
+    /// `PLUGIN_CLIENT_CERT`: the host's certificate, the only one trusted.
     pub client_cert_pem: String,
+    /// `PLUGIN_UNIX_SOCKET_DIR`: where to create the listening socket (the
+    /// system temporary directory when unset).
     pub socket_dir: Option<String>,
+    /// `PLUGIN_UNIX_SOCKET_GROUP`: the group to give the socket, so a host
+    /// running as another user can connect.
     pub socket_group: Option<String>,
+    /// Whether the host asked for locked memory (see [`MLOCK_ENV`]).
     pub mlock: bool,
+    /// Launched by OpenBao (`BAO_VERSION` is set) rather than Vault.
     pub openbao: bool,
 }
 
@@ -46,6 +55,7 @@ impl HostEnv {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// [`HostEnv::from_env`] over any variable lookup, for tests.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, RuntimeError> {
         if get(DATABASE_COOKIE_KEY).is_some() && get(BACKEND_COOKIE_KEY).is_none() {
             return Err(RuntimeError::DatabaseProbe);

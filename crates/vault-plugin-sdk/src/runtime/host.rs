@@ -166,6 +166,16 @@ impl SystemView for GrpcSystemView {
         Ok(u32::try_from(reply.into_inner().state).unwrap_or(0))
     }
 
+    async fn local_mount(&self) -> Result<bool> {
+        let reply = self
+            .0
+            .clone()
+            .local_mount(pb::Empty {})
+            .await
+            .map_err(transport)?;
+        Ok(reply.into_inner().local)
+    }
+
     async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>> {
         let reply = self
             .0

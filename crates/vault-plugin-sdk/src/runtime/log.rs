@@ -4,6 +4,26 @@
 //! `@level` (trace|debug|info|warn|error), `@message`, `@timestamp` with
 //! exactly six fractional digits, and any other key as a field. A line it
 //! cannot parse is logged raw at DEBUG, so the format is kept exact.
+//!
+//! Which events are the plugin's, and their `@module`, follow from the
+//! plugin's name ([`PluginInfo::name`](super::PluginInfo::name), given to
+//! [`init`]) by Cargo's own rule: a package or binary named
+//! `vault-plugin-secrets-x` is the crate `vault_plugin_secrets_x`, and
+//! `tracing` names each event after its module (`vault_plugin_secrets_x::engine::creds`).
+//!
+//! * Events of that crate and of this SDK are the plugin's: logged from
+//!   `PLUGIN_LOG_LEVEL` up, with `@module` the module path inside the crate
+//!   (`engine::creds`, `runtime::server`), or the plugin's name for the
+//!   crate's root module.
+//! * Anything else is a dependency's (h2, hyper, rustls, ...): logged from
+//!   WARN up only, with `@module` its full target.
+//!
+//! The server adds its own logger name to each line
+//! (`secrets.<mount>...<binary>`), so `@module` says where inside the plugin
+//! a line comes from. A plugin whose name is not its crate's (Cargo's
+//! `[[bin]] name` differing from the package) has its own events counted
+//! as a dependency's: keep [`PluginInfo::name`](super::PluginInfo::name)
+//! the package name.
 
 use std::io::Write;
 
@@ -21,10 +41,13 @@ const TIMESTAMP: &[FormatItem<'static>] =
 const OUR_CRATE: &str = env!("CARGO_CRATE_NAME");
 
 /// Writes events at `max_level` and above; dependencies only from WARN up.
+/// Installed by [`init`].
 pub struct HclogLayer {
     max_level: Level,
     /// The engine's crate (as tracing names it), whose events count as ours.
     app_crate: String,
+    /// `@module` of the engine crate's root module.
+    plugin_name: String,
 }
 
 impl HclogLayer {
@@ -38,8 +61,20 @@ impl HclogLayer {
             .filter(|rest| rest.is_empty() || rest.starts_with("::"))
             .map(|rest| rest.trim_start_matches("::"))
     }
+
+    /// The `@module` of an event with this target (see the module docs).
+    fn module_name<'a>(&'a self, target: &'a str) -> &'a str {
+        match self.module(target) {
+            Some(m) if !m.is_empty() => m,
+            Some(_) if target == self.app_crate => &self.plugin_name,
+            _ => target,
+        }
+    }
 }
 
+/// Installs the hclog writer; [`serve`](super::serve) calls it with
+/// [`PluginInfo::name`](super::PluginInfo::name).
+///
 /// Reads the level from `PLUGIN_LOG_LEVEL` (trace|debug|info|warn|error,
 /// default info). The host filters again by its own level. Events of the
 /// SDK and of the engine's crate (`plugin_name` with `_` for `-`, Cargo's
@@ -53,6 +88,7 @@ pub fn init(plugin_name: &str) {
         .with(HclogLayer {
             max_level,
             app_crate: plugin_name.replace('-', "_"),
+            plugin_name: plugin_name.to_owned(),
         })
         .try_init();
 }
@@ -151,13 +187,9 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let module = self
-            .module(meta.target())
-            .filter(|m| !m.is_empty())
-            .unwrap_or(meta.target());
         let line = record(
             meta.level(),
-            module,
+            self.module_name(meta.target()),
             &fields.message,
             fields.fields,
             time::OffsetDateTime::now_utc(),
@@ -176,6 +208,7 @@ mod tests {
         let layer = HclogLayer {
             max_level: Level::INFO,
             app_crate: "vault_plugin_secrets_x".into(),
+            plugin_name: "vault-plugin-secrets-x".into(),
         };
         assert_eq!(
             layer.module("vault_plugin_secrets_x::engine::creds"),
@@ -187,6 +220,16 @@ mod tests {
         );
         assert_eq!(layer.module("vault_plugin_secrets_x_other::a"), None);
         assert_eq!(layer.module("h2::proto"), None);
+
+        assert_eq!(
+            layer.module_name("vault_plugin_secrets_x::engine::creds"),
+            "engine::creds"
+        );
+        assert_eq!(
+            layer.module_name("vault_plugin_secrets_x"),
+            "vault-plugin-secrets-x"
+        );
+        assert_eq!(layer.module_name("h2::proto"), "h2::proto");
     }
 
     #[test]

@@ -30,7 +30,10 @@ pub use backend_service::Factory;
 /// `main`, so the runtime carries no engine's name.
 #[derive(Debug, Clone, Copy)]
 pub struct PluginInfo {
-    /// The binary's name, e.g. `vault-plugin-secrets-example`.
+    /// The binary's name, e.g. `vault-plugin-secrets-example`. Also names
+    /// the engine's crate for logging (Cargo's rule, `-` becomes `_`): that
+    /// crate's events are logged at `PLUGIN_LOG_LEVEL` with their module
+    /// path as hclog `@module` (see [`log`]), so use the package name.
     pub name: &'static str,
     /// What the plugin reports to the server (`PluginVersion`), which the
     /// server compares with the registered `-version`: `v` + semver.
@@ -63,12 +66,16 @@ pub enum RuntimeError {
     /// The host's environment is not one this plugin can serve.
     #[error("{0}")]
     Start(String),
+    /// The plugin's certificate or the host's could not be set up.
     #[error("TLS setup: {0}")]
     Tls(String),
+    /// The host's Storage/SystemView services could not be reached.
     #[error("broker: {0}")]
     Broker(String),
+    /// The socket (creating, binding, permissions) or stdio failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The gRPC server stopped with an error.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }

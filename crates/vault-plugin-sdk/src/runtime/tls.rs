@@ -38,6 +38,7 @@ pub fn install_default_provider() {
 
 /// The plugin's own key and self-signed certificate, fresh for each process.
 pub struct Identity {
+    /// The certificate, sent to the host in the handshake line.
     pub cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
 }
@@ -105,6 +106,7 @@ pub struct PinnedPeer {
 }
 
 impl PinnedPeer {
+    /// Trusts `pinned` and nothing else.
     pub fn new(pinned: CertificateDer<'static>) -> Self {
         Self {
             pinned,
