@@ -83,6 +83,10 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         req.system.default_lease_ttl(),
         req.system.max_lease_ttl(),
     )?;
+    // A key is minted before anything is stored: on a performance standby
+    // the request goes to the active node. Checked here rather than with
+    // the framework's forward_performance_standby property, which would
+    // cost a round trip of its own before these reads.
     if replication & PERFORMANCE_STANDBY != 0 {
         return Err(Error::ReadOnly);
     }

@@ -24,10 +24,10 @@ use super::inventory::{self, KeyRecord, MOUNT_ID_METADATA};
 use super::keys::client_for;
 use super::{proxy, static_roles};
 use super::{upstream, Engine};
-use crate::framework::storage::{get_json, put_json, PERFORMANCE_STANDBY};
+use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
-    callback, Error, Field, FieldType, Operation, Path, PeriodicTask, Request, Response, Result,
-    Storage,
+    callback, Error, Field, FieldType, Operation, OperationProperties, Path, PeriodicTask, Request,
+    Response, Result, Storage,
 };
 use crate::litellm::{Client, PAGE_SIZE};
 
@@ -136,7 +136,16 @@ pub fn path(engine: &Arc<Engine>) -> Path {
             )
             .default_value(false),
         )
-        .on(Operation::Update, callback(engine, tidy))
+        // Tidy deletes keys in LiteLLM before it writes storage: on a
+        // performance standby it must go to the active node, not fail half-way.
+        .on_with(
+            Operation::Update,
+            callback(engine, tidy),
+            OperationProperties::new()
+                .forward_performance_standby()
+                .summary("Delete orphaned and expired keys of this mount.")
+                .operation_verb("tidy"),
+        )
         .help(
             "Delete the keys leases cannot: orphans, and keys of leases that ended.",
             "Answers with its report (also kept at tidy-status), or with state=running when it \
@@ -198,10 +207,6 @@ fn options_from(req: &Request, base: &AutoTidy) -> TidyOptions {
 }
 
 async fn tidy(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
-    // Tidy deletes records: only the active node can (the server forwards).
-    if req.system.replication_state().await? & PERFORMANCE_STANDBY != 0 {
-        return Err(Error::ReadOnly);
-    }
     let options = options_from(&req, &AutoTidy::default());
     if !options.tidy_orphans && !options.tidy_expired {
         return Err(Error::invalid(
