@@ -120,11 +120,7 @@ pub fn serve(info: PluginInfo, factory: Factory) -> ExitCode {
     }
     tls::install_default_provider();
     server::install_panic_hook();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             report(
@@ -214,4 +210,22 @@ fn guard_against_orphaning() {
     // A parent that died before prctl took effect cannot be detected by
     // getppid() == 1 (in a container the server itself may be PID 1); the
     // first-connection deadline covers that case.
+}
+
+/// The async runtime. A plugin spends its time waiting on the server and
+/// the network, so one thread serves it: with worker threads, most of the
+/// plugin's CPU went to waking them (context switches), not to requests.
+/// `PLUGIN_WORKER_THREADS=n` asks for a multi-threaded runtime instead.
+fn runtime_builder() -> tokio::runtime::Builder {
+    match std::env::var("PLUGIN_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(n) if n > 0 => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
 }
