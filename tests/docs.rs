@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, plugin_binary, plugin_version, unique_prefix, unix_now, DevServer,
-    Engine, Janitor, LiteLlm, Steps, MOUNT, ROOT_TOKEN,
+    error_text, eventually, per_server, plugin_binary, plugin_version, unique_prefix, unix_now,
+    DevServer, Engine, Janitor, LiteLlm, Steps, MOUNT, ROOT_TOKEN,
 };
 
 /// Plugin catalog name, as in the docs (the mount is `support::MOUNT`, `litellm`).
@@ -266,12 +266,6 @@ fn cli_text(output: &Output) -> String {
     )
 }
 
-fn for_each_engine(test: impl Fn(Engine)) {
-    for engine in Engine::from_env_list() {
-        test(engine);
-    }
-}
-
 /// A program found on PATH, or `None` with a loud SKIPPED line naming what is not checked.
 fn tool(names: &[&str], skipped_check: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -332,12 +326,11 @@ fn capture_one_request() -> (u16, std::thread::JoinHandle<String>) {
     (port, thread)
 }
 
-/// docs/examples/policies: the consumer may read creds/dev and renew/revoke its lease, and
-/// gets 403 on another role, on config, on roles and on the kill switch; the admin manages
-/// config, roles and leases; the rotator may only replace the master key.
-#[test]
-fn policies_from_docs_grant_exactly_what_the_docs_say() {
-    for_each_engine(|engine| {
+per_server! {
+    /// docs/examples/policies: the consumer may read creds/dev and renew/revoke its lease, and
+    /// gets 403 on another role, on config, on roles and on the kill switch; the admin manages
+    /// config, roles and leases; the rotator may only replace the master key.
+    fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
         let d = Docs::new(engine, "policies", "p", true);
         d.write_policy(
             None,
@@ -590,16 +583,15 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
             request.lines().next()
         );
         d.step("admin: a base_url-only config write sends the stored master key to that URL, as the docs warn");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ kill switch
 
-/// `bao lease revoke -prefix litellm/creds/<role>` (the admin policy's sudo) revokes one role's
-/// leases only, and the keys are gone in LiteLLM; `-prefix litellm/` the whole mount's.
-#[test]
-fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch() {
-    for_each_engine(|engine| {
+per_server! {
+    /// `bao lease revoke -prefix litellm/creds/<role>` (the admin policy's sudo) revokes one role's
+    /// leases only, and the keys are gone in LiteLLM; `-prefix litellm/` the whole mount's.
+    fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
         let d = Docs::new(engine, "kill-switch", "k", true);
         d.write_policy(None, "litellm-admin", "policies/litellm-admin.hcl");
         d.write_policy(
@@ -705,7 +697,7 @@ fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch() {
         d.wait_refused(&prod, "revoke -prefix litellm/");
         assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
         d.step("admin: `lease revoke -prefix litellm/`: every key refused and gone");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ agent
@@ -759,13 +751,12 @@ fn env_value(text: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// The real agent with docs/examples/agent/agent.hcl and litellm.env.ctmpl, logging in with an
-/// AppRole whose token has the consumer policy: the rendered file holds a working key, the
-/// agent renews its lease past the role's ttl, and at max_ttl renders a new key while the old
-/// one is revoked.
-#[test]
-fn agent_renders_a_working_key_with_the_docs_template() {
-    for_each_engine(|engine| {
+per_server! {
+    /// The real agent with docs/examples/agent/agent.hcl and litellm.env.ctmpl, logging in with an
+    /// AppRole whose token has the consumer policy: the rendered file holds a working key, the
+    /// agent renews its lease past the role's ttl, and at max_ttl renders a new key while the old
+    /// one is revoked.
+    fn agent_renders_a_working_key_with_the_docs_template(engine: Engine) {
         let d = Docs::new(engine, "agent", "a", true);
         let root = ROOT_TOKEN;
         d.write_policy(
@@ -942,16 +933,15 @@ fn agent_renders_a_working_key_with_the_docs_template() {
         d.wait_refused(&key2, "revoke-prefix after the agent stopped");
         assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
         d.step("agent stopped; revoke-prefix litellm/: no key left");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ namespaces
 
-/// OpenBao namespaces: the plugin catalog is root-only; the engine is registered in root,
-/// enabled in a namespace, and the consumer policy from the docs works there unchanged.
-#[test]
-fn namespaces_register_in_root_enable_in_a_namespace() {
-    for_each_engine(|engine| {
+per_server! {
+    /// OpenBao namespaces: the plugin catalog is root-only; the engine is registered in root,
+    /// enabled in a namespace, and the consumer policy from the docs works there unchanged.
+    fn namespaces_register_in_root_enable_in_a_namespace(engine: Engine) {
         if engine == Engine::Vault {
             eprintln!("SKIPPED on vault: namespaces are a Vault Enterprise feature");
             return;
@@ -1046,7 +1036,7 @@ fn namespaces_register_in_root_enable_in_a_namespace() {
         assert_ok(status, &body, "revoke-prefix in team-a");
         d.wait_refused(&key, "revoke-prefix in team-a");
         d.step("revoke-prefix litellm/creds/dev in team-a: key refused");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ terraform
@@ -1101,12 +1091,11 @@ fn same_value(written: &Value, read: &Value) -> bool {
     }
 }
 
-/// docs/examples/terraform/main.tf: `terraform fmt` accepts it; its roles, written to the engine
-/// and read back the way the provider does with ignore_absent_fields, show no drift; and
-/// `terraform destroy`'s order (roles, config, then the mount) still revokes every key.
-#[test]
-fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys() {
-    for_each_engine(|engine| {
+per_server! {
+    /// docs/examples/terraform/main.tf: `terraform fmt` accepts it; its roles, written to the engine
+    /// and read back the way the provider does with ignore_absent_fields, show no drift; and
+    /// `terraform destroy`'s order (roles, config, then the mount) still revokes every key.
+    fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys(engine: Engine) {
         let d = Docs::new(engine, "terraform", "t", true);
         let root = ROOT_TOKEN;
         let (status, body) = d.call(
@@ -1195,7 +1184,7 @@ fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys() {
         d.step(
             "destroy order (role, config, then mount): unmount ok, the key is gone from LiteLLM",
         );
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ static files
@@ -1421,45 +1410,44 @@ fn static_examples_parse_and_match_their_pages() {
 
 // ------------------------------------------------------------------------------------ enterprise
 
-/// docs/litellm-enterprise.md: `tags` and `guardrails` on a key are refused by open-source
-/// LiteLLM (403 naming the feature), and a role carrying them gets that message as a 400.
-#[test]
-fn enterprise_only_litellm_fields_are_refused_with_the_licence_message() {
-    let litellm = LiteLlm::from_env();
-    let http = support::http_client();
-    let alias = format!(
-        "docs-ent-{:08x}",
-        (unix_now() * 1000.0) as u64 & 0xffff_ffff
-    );
-    for field in ["tags", "guardrails"] {
-        let response = http
-            .post(format!("{}/key/generate", litellm.url))
-            .bearer_auth(&litellm.master_key)
-            .json(&json!({
-                "key_alias": format!("{alias}-{field}"),
-                "duration": "60s",
-                "models": [MODEL],
-                field: ["docs-test"],
-            }))
-            .send()
-            .expect("POST /key/generate");
-        let status = response.status().as_u16();
-        let text = response.text().unwrap_or_default();
-        if status == 200 {
-            let _ = litellm.delete_keys_with_alias_prefix(&alias);
-            eprintln!(
-                "\n**********\nSKIPPED: the test proxy accepted `{field}`: it has a LiteLLM Enterprise licence\n**********\n"
-            );
-            return;
-        }
-        assert_eq!(status, 403, "{field}: {text}");
-        assert!(
-            text.contains("Enterprise") && text.contains(field),
-            "{field}: 403 without naming the Enterprise feature: {text}"
+per_server! {
+    /// docs/litellm-enterprise.md: `tags` and `guardrails` on a key are refused by open-source
+    /// LiteLLM (403 naming the feature), and a role carrying them gets that message as a 400.
+    fn enterprise_only_litellm_fields_are_refused_with_the_licence_message(engine: Engine) {
+        let litellm = LiteLlm::from_env();
+        let http = support::http_client();
+        let alias = format!(
+            "docs-ent-{:08x}",
+            (unix_now() * 1000.0) as u64 & 0xffff_ffff
         );
-        eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
-    }
-    for_each_engine(|engine| {
+        for field in ["tags", "guardrails"] {
+            let response = http
+                .post(format!("{}/key/generate", litellm.url))
+                .bearer_auth(&litellm.master_key)
+                .json(&json!({
+                    "key_alias": format!("{alias}-{field}"),
+                    "duration": "60s",
+                    "models": [MODEL],
+                    field: ["docs-test"],
+                }))
+                .send()
+                .expect("POST /key/generate");
+            let status = response.status().as_u16();
+            let text = response.text().unwrap_or_default();
+            if status == 200 {
+                let _ = litellm.delete_keys_with_alias_prefix(&alias);
+                eprintln!(
+                    "\n**********\nSKIPPED: the test proxy accepted `{field}`: it has a LiteLLM Enterprise licence\n**********\n"
+                );
+                return;
+            }
+            assert_eq!(status, 403, "{field}: {text}");
+            assert!(
+                text.contains("Enterprise") && text.contains(field),
+                "{field}: 403 without naming the Enterprise feature: {text}"
+            );
+            eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
+        }
         let d = Docs::new(engine, "enterprise", "e", true);
         let (status, body) = d.call(
             ROOT_TOKEN,
@@ -1500,5 +1488,5 @@ fn enterprise_only_litellm_fields_are_refused_with_the_licence_message() {
             assert_ok(status, &body, &format!("unset `{field}`"));
         }
         d.step("roles/dev with `tags` or `guardrails`: creds answers 400 with the licence message");
-    });
+    }
 }

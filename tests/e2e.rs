@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, Janitor,
-    LiteLlm, Steps,
+    error_text, eventually, per_server, plugin_binary, plugin_version, unix_now, DevServer, Engine,
+    Janitor, LiteLlm, Steps,
 };
 
 /// Mount path and plugin catalog name.
@@ -206,19 +206,12 @@ fn assert_rejected(status: u16, body: &Value, what: &str, needle: &str) {
     );
 }
 
-fn for_each_engine(test: impl Fn(Engine)) {
-    for engine in Engine::from_env_list() {
-        test(engine);
-    }
-}
-
 // ------------------------------------------------------------------------------------ tests
 
-/// configure -> role -> creds -> chat (allowed 200, other model 403) -> renew moves LiteLLM's
-/// expiry -> revoke -> 401 -> revoking again is not an error.
-#[test]
-fn lifecycle_issue_use_renew_revoke() {
-    for_each_engine(|engine| {
+per_server! {
+    /// configure -> role -> creds -> chat (allowed 200, other model 403) -> renew moves LiteLLM's
+    /// expiry -> revoke -> 401 -> revoking again is not an error.
+    fn lifecycle_issue_use_renew_revoke(engine: Engine) {
         let f = Fixture::new(engine, "lifecycle", "lc", true);
         let (s, litellm) = (&f.server, &f.litellm);
 
@@ -362,13 +355,12 @@ fn lifecycle_issue_use_renew_revoke() {
             error_text(&body)
         );
         f.step("revoking again: 204");
-    });
+    }
 }
 
-/// Ten leases, one `revoke-prefix`: every key stops working.
-#[test]
-fn revoke_prefix_revokes_every_key() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Ten leases, one `revoke-prefix`: every key stops working.
+    fn revoke_prefix_revokes_every_key(engine: Engine) {
         let f = Fixture::new(engine, "revoke_prefix", "rp", true);
         f.create_role("batch", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let issued: Vec<Creds> = (0..10).map(|_| f.issue("batch")).collect();
@@ -391,14 +383,13 @@ fn revoke_prefix_revokes_every_key() {
         }
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
         f.step("all 10 keys refused (401) and gone from LiteLLM");
-    });
+    }
 }
 
-/// Reloading the plugin (new process) keeps issued leases renewable and revocable: the engine
-/// keeps what it needs in storage, not in memory.
-#[test]
-fn plugin_reload_keeps_leases_working() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Reloading the plugin (new process) keeps issued leases renewable and revocable: the engine
+    /// keeps what it needs in storage, not in memory.
+    fn plugin_reload_keeps_leases_working(engine: Engine) {
         let f = Fixture::new(engine, "reload", "rl", true);
         f.create_role("app", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let creds = f.issue("app");
@@ -420,13 +411,12 @@ fn plugin_reload_keeps_leases_working() {
         assert_eq!(status, 204, "revoke after reload: {}", error_text(&body));
         f.wait_key_refused(&creds.key, "revoked after reload");
         f.step("renew and revoke work after the reload");
-    });
+    }
 }
 
-/// Unmounting the engine with live leases revokes them.
-#[test]
-fn disabling_the_mount_revokes_live_keys() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Unmounting the engine with live leases revokes them.
+    fn disabling_the_mount_revokes_live_keys(engine: Engine) {
         let f = Fixture::new(engine, "disable", "dm", true);
         f.create_role("short", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let issued: Vec<Creds> = (0..3).map(|_| f.issue("short")).collect();
@@ -446,14 +436,13 @@ fn disabling_the_mount_revokes_live_keys() {
         }
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
         f.step("all 3 keys refused (401) and gone from LiteLLM");
-    });
+    }
 }
 
-/// `verify_connection` (default true) rejects a wrong master key or an unreachable URL and
-/// stores nothing; the master key is required on create and never read back.
-#[test]
-fn config_is_verified_and_master_key_write_only() {
-    for_each_engine(|engine| {
+per_server! {
+    /// `verify_connection` (default true) rejects a wrong master key or an unreachable URL and
+    /// stores nothing; the master key is required on create and never read back.
+    fn config_is_verified_and_master_key_write_only(engine: Engine) {
         let f = Fixture::new(engine, "config", "cf", false);
         let s = &f.server;
         let config_path = format!("{MOUNT}/config");
@@ -517,13 +506,12 @@ fn config_is_verified_and_master_key_write_only() {
             f.write_config(json!({"master_key": "sk-unchecked", "verify_connection": false}));
         assert_ok(status, &body, "config with verify_connection=false");
         f.step("verify_connection=false stores without checking");
-    });
+    }
 }
 
-/// Bad input gets a 4xx whose message names the offending field.
-#[test]
-fn bad_inputs_are_rejected_with_the_field_named() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Bad input gets a 4xx whose message names the offending field.
+    fn bad_inputs_are_rejected_with_the_field_named(engine: Engine) {
         let f = Fixture::new(engine, "bad_inputs", "bi", true);
         let s = &f.server;
         let role = |name: &str, body: Value| s.post(&format!("{MOUNT}/roles/{name}"), &body);
@@ -568,5 +556,5 @@ fn bad_inputs_are_rejected_with_the_field_named() {
         );
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
         f.step("no role stored, no key issued");
-    });
+    }
 }

@@ -6,8 +6,8 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{
-    configured_server, plugin_binary, plugin_version, unique_prefix, unix_now, DevServer, Engine,
-    LiteLlm, Steps, MOUNT,
+    configured_server, per_server, plugin_binary, plugin_version, unique_prefix, unix_now,
+    DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 fn creds(server: &DevServer, role: &str) -> Value {
@@ -16,10 +16,9 @@ fn creds(server: &DevServer, role: &str) -> Value {
     body
 }
 
-#[test]
-fn two_roles_role_deletion_and_lease_contents() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn two_roles_role_deletion_and_lease_contents(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("engine/{engine}"));
         let prefix = unique_prefix("r");
         let server = configured_server(engine, &litellm);
@@ -112,10 +111,9 @@ fn two_roles_role_deletion_and_lease_contents() {
     }
 }
 
-#[test]
-fn litellm_down_during_creds_leaves_no_lease_and_no_key() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn litellm_down_during_creds_leaves_no_lease_and_no_key(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("engine-down/{engine}"));
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin("litellm");
@@ -152,17 +150,16 @@ fn litellm_down_during_creds_leaves_no_lease_and_no_key() {
     }
 }
 
-/// Crashes the plugin right after LiteLLM minted a key (a test build with
-/// the `fault-injection` feature), then waits for the periodic rollback to
-/// delete the orphan.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn an_interrupted_issue_is_rolled_back() {
-    use std::time::Duration;
-    use support::{eventually, sha256_file};
+per_server! {
+    /// Crashes the plugin right after LiteLLM minted a key (a test build with
+    /// the `fault-injection` feature), then waits for the periodic rollback to
+    /// delete the orphan.
+    #[cfg(feature = "fault-injection")]
+    fn an_interrupted_issue_is_rolled_back(engine: Engine) {
+        use std::time::Duration;
+        use support::{eventually, sha256_file};
 
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("rollback/{engine}"));
         let prefix = unique_prefix("c");
         let server = DevServer::start(engine, &plugin_binary());

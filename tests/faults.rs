@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, live_leases, plugin_binary, plugin_version, unique_prefix, Cable,
-    DevServer, Engine, LiteLlm, Steps, MOUNT,
+    error_text, eventually, live_leases, per_server, plugin_binary, plugin_version, unique_prefix,
+    Cable, DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 fn assert_keys_match_leases(
@@ -53,10 +53,9 @@ fn role(server: &DevServer, name: &str, body: Value) {
     assert_eq!(status, 204, "role {name}: {out}");
 }
 
-#[test]
-fn litellm_down_during_revoke_is_retried_until_the_key_is_gone() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("revoke-down/{engine}"));
         let prefix = unique_prefix("d");
         let cable = Cable::to(&litellm.url);
@@ -115,10 +114,9 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone() {
     }
 }
 
-#[test]
-fn many_concurrent_creds_across_roles_then_revoke_prefix() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn many_concurrent_creds_across_roles_then_revoke_prefix(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("concurrency/{engine}"));
         let prefix = unique_prefix("m");
         let server = Arc::new(DevServer::start(engine, &plugin_binary()));
@@ -182,11 +180,10 @@ fn many_concurrent_creds_across_roles_then_revoke_prefix() {
     }
 }
 
-#[cfg(feature = "fault-injection")]
-#[test]
-fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    #[cfg(feature = "fault-injection")]
+    fn sigkill_while_issuing_leaves_no_orphan_after_rollback(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("sigkill/{engine}"));
         let prefix = unique_prefix("k");
         let server = Arc::new(DevServer::start(engine, &plugin_binary()));
@@ -307,10 +304,9 @@ fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
     }
 }
 
-#[test]
-fn bad_input_is_4xx_naming_the_problem_and_never_crashes() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn bad_input_is_4xx_naming_the_problem_and_never_crashes(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("bad-input/{engine}"));
         let server = DevServer::start(engine, &plugin_binary());
         mount(&server, json!({}));
@@ -486,10 +482,9 @@ fn truncate(v: &Value) -> String {
     }
 }
 
-#[test]
-fn secrets_never_leak_into_reads_logs_or_plugin_storage() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn secrets_never_leak_into_reads_logs_or_plugin_storage(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("hygiene/{engine}"));
         let prefix = unique_prefix("h");
         let server = DevServer::start(engine, &plugin_binary());

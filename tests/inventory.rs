@@ -13,8 +13,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, eventually, plugin_version, unique_prefix, Cable, DevServer,
-    Engine, LiteLlm, Steps, MOUNT,
+    configured_server, error_text, eventually, per_server, plugin_version, unique_prefix, Cable,
+    DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -67,10 +67,9 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
-fn inventory_usage_and_tidy() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn inventory_usage_and_tidy(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("inventory/{engine}"));
         let prefix = unique_prefix("i");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -396,16 +395,15 @@ fn scenario(steps: &Steps, engine: Engine, litellm: &LiteLlm, prefix: &str) {
     assert_eq!(litellm.delete_key(&unmarked_t), 200);
 }
 
-/// The plugin dies after recording a key and before deleting its WAL entry
-/// (a `fault-injection` build): the key is accounted for the whole time,
-/// and the rollback removes both the key and its record.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both() {
-    use support::{plugin_binary, sha256_file};
+per_server! {
+    /// The plugin dies after recording a key and before deleting its WAL entry
+    /// (a `fault-injection` build): the key is accounted for the whole time,
+    /// and the rollback removes both the key and its record.
+    #[cfg(feature = "fault-injection")]
+    fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both(engine: Engine) {
+        use support::{plugin_binary, sha256_file};
 
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("inventory-crash/{engine}"));
         let prefix = unique_prefix("x");
         let server = DevServer::start(engine, &plugin_binary());

@@ -10,8 +10,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, eventually, plugin_binary, plugin_version, unique_prefix,
-    DevServer, Engine, LiteLlm, Steps, MOUNT,
+    configured_server, error_text, eventually, per_server, plugin_binary, plugin_version,
+    unique_prefix, DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -99,10 +99,9 @@ fn put_role(server: &DevServer, mount: &str, prefix: &str) {
     assert!((200..300).contains(&status), "role: {body}");
 }
 
-#[test]
-fn rotate_root_replaces_a_virtual_admin_key() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn rotate_root_replaces_a_virtual_admin_key(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("rotate-root/{engine}"));
         let prefix = unique_prefix("r");
         let admin = AdminUser::create(&prefix);
@@ -156,10 +155,9 @@ fn rotate_root_replaces_a_virtual_admin_key() {
     }
 }
 
-#[test]
-fn the_master_key_is_refused_and_bad_input_names_the_field() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn the_master_key_is_refused_and_bad_input_names_the_field(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("refusals/{engine}"));
         let server = configured_server(engine, &litellm);
 
@@ -205,10 +203,9 @@ fn the_master_key_is_refused_and_bad_input_names_the_field() {
     }
 }
 
-#[test]
-fn scheduled_rotation_happens_on_its_own() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn scheduled_rotation_happens_on_its_own(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("scheduled/{engine}"));
         let prefix = unique_prefix("p");
         let admin = AdminUser::create(&prefix);
@@ -279,17 +276,16 @@ fn scheduled_rotation_happens_on_its_own() {
     }
 }
 
-/// Crashes the plugin in the middle of a rotation (a test build with the
-/// `fault-injection` feature): after the successor exists but before it is
-/// stored, and after it is stored but before the old key is deleted. The
-/// rollback must leave exactly one admin key alive, the stored one.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
-    use support::sha256_file;
+per_server! {
+    /// Crashes the plugin in the middle of a rotation (a test build with the
+    /// `fault-injection` feature): after the successor exists but before it is
+    /// stored, and after it is stored but before the old key is deleted. The
+    /// rollback must leave exactly one admin key alive, the stored one.
+    #[cfg(feature = "fault-injection")]
+    fn an_interrupted_rotation_leaves_exactly_one_admin_key(engine: Engine) {
+        use support::sha256_file;
 
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("interrupted/{engine}"));
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
@@ -353,18 +349,17 @@ fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
     }
 }
 
-/// Crashes the plugin in the middle of a static role's rotation (a test
-/// build with the `fault-injection` feature). Whatever the step, the
-/// rollback leaves the generations the role holds and nothing else: after
-/// the successor is minted, the old key alone; after it is stored, the new
-/// key and the old one in its grace.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn an_interrupted_static_rotation_leaves_the_stored_generations() {
-    use support::sha256_file;
+per_server! {
+    /// Crashes the plugin in the middle of a static role's rotation (a test
+    /// build with the `fault-injection` feature). Whatever the step, the
+    /// rollback leaves the generations the role holds and nothing else: after
+    /// the successor is minted, the old key alone; after it is stored, the new
+    /// key and the old one in its grace.
+    #[cfg(feature = "fault-injection")]
+    fn an_interrupted_static_rotation_leaves_the_stored_generations(engine: Engine) {
+        use support::sha256_file;
 
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("static-interrupted/{engine}"));
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
@@ -434,10 +429,9 @@ fn an_interrupted_static_rotation_leaves_the_stored_generations() {
     }
 }
 
-#[test]
-fn static_roles_mint_rotate_and_delete_their_key() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn static_roles_mint_rotate_and_delete_their_key(engine: Engine) {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("static/{engine}"));
         let name = unique_prefix("s");
         let alias_prefix = format!("vault-static-{name}-");

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{plugin_binary, plugin_version, send, unix_now, DevServer, Engine, LiteLlm, Steps};
+use super::{plugin_binary, plugin_version, send, unix_now, DevServer, Engine, LiteLlm};
 
 /// The mount path every test uses.
 pub const MOUNT: &str = "litellm";
@@ -23,16 +23,6 @@ pub fn live_leases(server: &DevServer, role: &str) -> usize {
         404 => 0,
         200 => body["data"]["keys"].as_array().map_or(0, Vec::len),
         _ => panic!("listing leases: {status} {body}"),
-    }
-}
-
-/// Runs `test` on every engine under test, each with its own step log.
-pub fn on_each_engine(name: &str, test: impl Fn(&Steps, Engine, &LiteLlm)) {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("{name}/{engine}"));
-        test(&steps, engine, &litellm);
-        steps.step("done");
     }
 }
 
