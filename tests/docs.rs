@@ -25,6 +25,7 @@
 mod support;
 
 use std::fs;
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, per_server, plugin_binary, plugin_version, unique_prefix, unix_now,
-    DevServer, Engine, Janitor, LiteLlm, Steps, MOUNT, ROOT_TOKEN,
+    assert_ok, error_text, eventually, per_server, plugin_version, unique_prefix, unix_now, Engine,
+    LiteLlm, PluginServer, MOUNT, ROOT_TOKEN,
 };
 
 /// Plugin catalog name, as in the docs (the mount is `support::MOUNT`, `litellm`).
@@ -68,50 +69,29 @@ fn example(rel: &str) -> String {
 
 // ------------------------------------------------------------------------------------ fixture
 
-/// A dev server with the plugin registered (root namespace), the LiteLLM proxy, and an alias
+/// The plugin registered on a dev server (root namespace), with the LiteLLM proxy and an alias
 /// prefix unique to the test run.
-struct Docs {
-    steps: Steps,
-    litellm: LiteLlm,
-    prefix: String,
-    engine: Engine,
-    // Drop order: the server stops before the janitor cleans up.
-    server: DevServer,
-    _janitor: Janitor,
+struct Docs(PluginServer);
+
+impl Deref for Docs {
+    type Target = PluginServer;
+
+    fn deref(&self) -> &PluginServer {
+        &self.0
+    }
 }
 
 impl Docs {
     /// Starts `engine` and registers the plugin; with `mount`, also enables it at `litellm/`.
     fn new(engine: Engine, test: &str, tag: &str, mount: bool) -> Docs {
-        let steps = Steps::new(format!("{engine} docs {test}"));
-        let litellm = LiteLlm::from_env();
         // "td" + engine initial + test tag: no other test file's prefix starts like that.
         let prefix = unique_prefix(&format!("d{}{tag}", &engine.name()[..1]));
-        let server = DevServer::start(engine, &plugin_binary());
-        server.register_this_plugin(PLUGIN);
-        if mount {
-            server.enable(MOUNT, PLUGIN, &plugin_version());
-        }
-        steps.step(format!(
-            "dev server up at {}, plugin registered{}",
-            server.addr,
-            if mount { ", mounted at litellm/" } else { "" }
-        ));
-        Docs {
-            steps,
-            _janitor: Janitor {
-                litellm: LiteLlm::from_env(),
-                prefix: prefix.clone(),
-            },
-            litellm,
-            prefix,
+        Docs(PluginServer::start(
             engine,
-            server,
-        }
-    }
-
-    fn step(&self, what: impl std::fmt::Display) {
-        self.steps.step(what);
+            format!("{engine} docs {test}"),
+            prefix,
+            mount,
+        ))
     }
 
     /// A request with `token` (and a namespace).
@@ -209,7 +189,7 @@ impl Docs {
 
     /// Runs the server binary as the CLI (`bao ...` / `vault ...`) with `token`.
     fn cli(&self, token: &str, args: &[&str]) -> Output {
-        let bin = self.engine.binary().expect("server binary");
+        let bin = self.server.engine.binary().expect("server binary");
         Command::new(&bin)
             .args(args)
             .env("BAO_ADDR", &self.server.addr)
@@ -238,14 +218,6 @@ impl Docs {
         let (status, body) = self.litellm.chat_full(key, MODEL);
         assert_eq!(status, 200, "{what}: chat with {MODEL}: {body}");
     }
-}
-
-fn assert_ok(status: u16, body: &Value, what: &str) {
-    assert!(
-        (200..300).contains(&status),
-        "{what}: HTTP {status}: {}",
-        error_text(body)
-    );
 }
 
 fn assert_forbidden(status: u16, body: &Value, what: &str) {

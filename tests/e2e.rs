@@ -13,13 +13,11 @@
 
 mod support;
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{
-    error_text, eventually, per_server, plugin_binary, plugin_version, unix_now, DevServer, Engine,
-    Janitor, LiteLlm, Steps,
-};
+use support::{assert_ok, error_text, eventually, per_server, unix_now, Engine, PluginServer};
 
 /// Mount path and plugin catalog name.
 const MOUNT: &str = "litellm";
@@ -34,14 +32,14 @@ const OTHER_MODEL: &str = "gpt-4o";
 // ------------------------------------------------------------------------------------ fixture
 
 /// A dev server with the plugin mounted at `litellm/`, plus the LiteLLM proxy.
-struct Fixture {
-    steps: Steps,
-    litellm: LiteLlm,
-    /// Alias prefix unique to this test run (roles use it as `key_alias_prefix`).
-    prefix: String,
-    // Fields drop in declaration order: the server stops before the janitor cleans up.
-    server: DevServer,
-    _janitor: Janitor,
+struct Fixture(PluginServer);
+
+impl Deref for Fixture {
+    type Target = PluginServer;
+
+    fn deref(&self) -> &PluginServer {
+        &self.0
+    }
 }
 
 /// A set of credentials read from `litellm/creds/<role>`.
@@ -57,8 +55,6 @@ impl Fixture {
     /// Starts `engine`, registers and mounts the plugin; with `configure`, also writes a valid
     /// `litellm/config`.
     fn new(engine: Engine, test: &str, tag: &str, configure: bool) -> Fixture {
-        let steps = Steps::new(format!("{engine} {test}"));
-        let litellm = LiteLlm::from_env();
         // The engine accepts a key_alias_prefix of 1-32 characters of [A-Za-z0-9_-]: keep it
         // short, unique per run (milliseconds) and per engine and test (the tag).
         let prefix = format!(
@@ -67,28 +63,12 @@ impl Fixture {
             tag,
             (unix_now() * 1000.0) as u64 & 0xffff_ffff
         );
-        let server = DevServer::start(engine, &plugin_binary());
-        steps.step(format!("dev server up at {}", server.addr));
-        server.register_this_plugin(PLUGIN);
-        steps.step(format!(
-            "plugin registered as {PLUGIN} {}",
-            plugin_version()
-        ));
-        server.enable(MOUNT, PLUGIN, &plugin_version());
-        steps.step(format!(
-            "plugin mounted at {MOUNT}/ (plugin pids {:?})",
-            server.plugin_pids()
-        ));
-        let fixture = Fixture {
-            steps,
-            _janitor: Janitor {
-                litellm: LiteLlm::from_env(),
-                prefix: prefix.clone(),
-            },
-            litellm,
+        let fixture = Fixture(PluginServer::start(
+            engine,
+            format!("{engine} {test}"),
             prefix,
-            server,
-        };
+            true,
+        ));
         if configure {
             let (status, body) = fixture.write_config(json!({}));
             assert_ok(status, &body, "write litellm/config");
@@ -182,14 +162,6 @@ fn assert_num(value: &Value, want: f64, context: impl std::fmt::Display) {
         value.as_f64(),
         Some(want),
         "expected {want}, got {value}: {context}"
-    );
-}
-
-fn assert_ok(status: u16, body: &Value, what: &str) {
-    assert!(
-        (200..300).contains(&status),
-        "{what}: HTTP {status}: {}",
-        error_text(body)
     );
 }
 

@@ -157,23 +157,13 @@ per_server! {
     #[cfg(feature = "fault-injection")]
     fn an_interrupted_issue_is_rolled_back(engine: Engine) {
         use std::time::Duration;
-        use support::{eventually, sha256_file};
+        use support::eventually;
 
         let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("rollback/{engine}"));
         let prefix = unique_prefix("c");
         let server = DevServer::start(engine, &plugin_binary());
-        let (status, body) = server.put(
-            "sys/plugins/catalog/secret/crashy",
-            &json!({"sha256": sha256_file(server.plugin_path()), "command": support::PLUGIN_FILE_NAME,
-                    "version": plugin_version(), "env": ["LITELLM_PLUGIN_CRASH_AFTER_GENERATE=1"]}),
-        );
-        assert!((200..300).contains(&status), "{body}");
-        let (status, body) = server.post(
-            &format!("sys/mounts/{MOUNT}"),
-            &json!({"type": "crashy", "plugin_version": plugin_version(), "options": {"rollback_min_age": "1s"}}),
-        );
-        assert!((200..300).contains(&status), "{body}");
+        server.mount_crashing_plugin("crashy", MOUNT, "LITELLM_PLUGIN_CRASH_AFTER_GENERATE=1");
         // A short request timeout keeps the entry's hold (twice the
         // timeout plus a margin) well inside the wait below.
         let (status, body) = server.put(

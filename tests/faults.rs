@@ -33,11 +33,7 @@ fn assert_keys_match_leases(
 
 fn mount(server: &DevServer, options: Value) {
     server.register_this_plugin("litellm");
-    let (status, body) = server.post(
-        &format!("sys/mounts/{MOUNT}"),
-        &json!({"type": "litellm", "plugin_version": plugin_version(), "options": options}),
-    );
-    assert!((200..300).contains(&status), "mount: {body}");
+    server.enable_with_options(MOUNT, "litellm", options);
 }
 
 fn configure(server: &DevServer, base_url: &str, master_key: &str) {

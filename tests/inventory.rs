@@ -401,27 +401,13 @@ per_server! {
     /// and the rollback removes both the key and its record.
     #[cfg(feature = "fault-injection")]
     fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both(engine: Engine) {
-        use support::{plugin_binary, sha256_file};
+        use support::plugin_binary;
 
         let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("inventory-crash/{engine}"));
         let prefix = unique_prefix("x");
         let server = DevServer::start(engine, &plugin_binary());
-        ok(
-            "register",
-            server.put(
-                "sys/plugins/catalog/secret/crashy",
-                &json!({"sha256": sha256_file(server.plugin_path()), "command": support::PLUGIN_FILE_NAME,
-                        "version": plugin_version(), "env": ["LITELLM_PLUGIN_CRASH_AFTER_RECORD=1"]}),
-            ),
-        );
-        ok(
-            "mount",
-            server.post(
-                &format!("sys/mounts/{MOUNT}"),
-                &json!({"type": "crashy", "plugin_version": plugin_version(), "options": {"rollback_min_age": "1s"}}),
-            ),
-        );
+        server.mount_crashing_plugin("crashy", MOUNT, "LITELLM_PLUGIN_CRASH_AFTER_RECORD=1");
         // A short timeout keeps the WAL entry's hold inside the wait below.
         ok(
             "config",

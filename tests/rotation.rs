@@ -70,15 +70,6 @@ impl Drop for AdminUser {
     }
 }
 
-/// A mount on `server` at `mount` of catalog plugin `plugin`, with `options`.
-fn mount(server: &DevServer, mount: &str, plugin: &str, options: Value) {
-    let (status, body) = server.post(
-        &format!("sys/mounts/{mount}"),
-        &json!({"type": plugin, "plugin_version": plugin_version(), "options": options}),
-    );
-    assert!((200..300).contains(&status), "mount {mount}: {body}");
-}
-
 /// Issues a key on `mount`'s role `r`, checks it works, revokes its lease
 /// and checks it is gone: the engine manages keys with its admin key.
 fn engine_issues_and_revokes(server: &DevServer, mount: &str, litellm: &LiteLlm) {
@@ -212,12 +203,7 @@ per_server! {
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin("litellm");
         // The test-only minimum: the default is 1h.
-        mount(
-            &server,
-            MOUNT,
-            "litellm",
-            json!({"min_rotation_period": "10s"}),
-        );
+        server.enable_with_options(MOUNT, "litellm", json!({"min_rotation_period": "10s"}));
         let (status, body) = server.put(
             &format!("{MOUNT}/config"),
             &json!({"base_url": litellm.url, "admin_key": admin.key, "rotation_period": "10s"}),
@@ -283,23 +269,18 @@ per_server! {
     /// rollback must leave exactly one admin key alive, the stored one.
     #[cfg(feature = "fault-injection")]
     fn an_interrupted_rotation_leaves_exactly_one_admin_key(engine: Engine) {
-        use support::sha256_file;
-
         let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("interrupted/{engine}"));
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
         for step in ["after_generate", "after_store"] {
             let plugin = format!("crash-{}", step.replace('_', "-"));
-            let (status, body) = server.put(
-                &format!("sys/plugins/catalog/secret/{plugin}"),
-                &json!({"sha256": sha256_file(server.plugin_path()),
-                        "command": support::PLUGIN_FILE_NAME, "version": plugin_version(),
-                        "env": [format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}")]}),
-            );
-            assert!((200..300).contains(&status), "{body}");
             let path = format!("rot-{}", step.replace('_', "-"));
-            mount(&server, &path, &plugin, json!({"rollback_min_age": "1s"}));
+            server.mount_crashing_plugin(
+                &plugin,
+                &path,
+                &format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}"),
+            );
             let prefix = unique_prefix("x");
             let admin = AdminUser::create(&prefix);
             // A short timeout keeps the entry's hold (three times the
@@ -357,23 +338,18 @@ per_server! {
     /// key and the old one in its grace.
     #[cfg(feature = "fault-injection")]
     fn an_interrupted_static_rotation_leaves_the_stored_generations(engine: Engine) {
-        use support::sha256_file;
-
         let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("static-interrupted/{engine}"));
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
         for (step, alive_after) in [("static_after_generate", 1), ("static_after_store", 2)] {
             let plugin = format!("crash-{}", step.replace('_', "-"));
-            let (status, body) = server.put(
-                &format!("sys/plugins/catalog/secret/{plugin}"),
-                &json!({"sha256": sha256_file(server.plugin_path()),
-                        "command": support::PLUGIN_FILE_NAME, "version": plugin_version(),
-                        "env": [format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}")]}),
-            );
-            assert!((200..300).contains(&status), "{body}");
             let path = format!("srot-{}", step.replace('_', "-"));
-            mount(&server, &path, &plugin, json!({"rollback_min_age": "1s"}));
+            server.mount_crashing_plugin(
+                &plugin,
+                &path,
+                &format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}"),
+            );
             let (status, body) = server.put(
                 &format!("{path}/config"),
                 &json!({"base_url": litellm.url, "admin_key": litellm.master_key,
@@ -437,12 +413,7 @@ per_server! {
         let alias_prefix = format!("vault-static-{name}-");
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin("litellm");
-        mount(
-            &server,
-            MOUNT,
-            "litellm",
-            json!({"min_rotation_period": "10s"}),
-        );
+        server.enable_with_options(MOUNT, "litellm", json!({"min_rotation_period": "10s"}));
         let (status, body) = server.put(
             &format!("{MOUNT}/config"),
             &json!({"base_url": litellm.url, "admin_key": litellm.master_key}),

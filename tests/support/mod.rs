@@ -35,7 +35,9 @@ use sha2::{Digest, Sha256};
 mod fixtures;
 mod net;
 #[allow(unused_imports)] // each test crate uses a different part
-pub use fixtures::{configured_server, live_leases, put_role, unique_prefix, Janitor, MOUNT};
+pub use fixtures::{
+    configured_server, live_leases, put_role, unique_prefix, Janitor, PluginServer, MOUNT,
+};
 #[allow(unused_imports)]
 pub use net::Cable;
 
@@ -169,6 +171,15 @@ pub fn error_text(body: &Value) -> String {
             .join("; "),
         None => body.to_string(),
     }
+}
+
+/// Asserts a 2xx answer; else panics with `what`, the status and the error text.
+pub fn assert_ok(status: u16, body: &Value, what: &str) {
+    assert!(
+        (200..300).contains(&status),
+        "{what}: HTTP {status}: {}",
+        error_text(body)
+    );
 }
 
 /// Calls `probe` until it returns `Some`, or panics with `what` after `timeout`.
@@ -702,6 +713,37 @@ impl DevServer {
             &body,
             &format!("enable {plugin_name} {version} at {path}"),
         );
+    }
+
+    /// Mounts plugin `plugin_name` at [`plugin_version`] on `path` with mount `options`
+    /// (`rollback_min_age`, ...); panics unless 2xx.
+    pub fn enable_with_options(&self, path: &str, plugin_name: &str, options: Value) {
+        let (status, body) = self.post(
+            &format!("sys/mounts/{}", path.trim_end_matches('/')),
+            &json!({"type": plugin_name, "plugin_version": plugin_version(), "options": options}),
+        );
+        self.expect_ok(
+            status,
+            &body,
+            &format!("enable {plugin_name} with options at {path}"),
+        );
+    }
+
+    /// Registers the plugin copy as `name` with `env` (`LITELLM_PLUGIN_CRASH_...=<point>`: where
+    /// a `fault-injection` build kills itself) and mounts it at `path` with a 1 s
+    /// `rollback_min_age`, so the rollback soon sees what a crash left; panics unless 2xx.
+    pub fn mount_crashing_plugin(&self, name: &str, path: &str, env: &str) {
+        let (status, body) = self.put(
+            &format!("sys/plugins/catalog/secret/{name}"),
+            &json!({"sha256": sha256_file(&self.source_binary), "command": PLUGIN_FILE_NAME,
+                    "version": plugin_version(), "env": [env]}),
+        );
+        self.expect_ok(
+            status,
+            &body,
+            &format!("register crashing plugin {name} ({env})"),
+        );
+        self.enable_with_options(path, name, json!({"rollback_min_age": "1s"}));
     }
 
     /// Unmounts `path` (revoking its leases first); panics unless 2xx.
