@@ -28,6 +28,24 @@ fn issue(server: &DevServer, role: &str) -> (String, String) {
     )
 }
 
+/// A configured server with role `r` on [`MODEL`] with an alias prefix of its own (tagged
+/// `tag`) and the fields of `extra`: `(server, prefix)`.
+fn server_with_role_r(
+    engine: Engine,
+    litellm: &LiteLlm,
+    tag: &str,
+    extra: Value,
+) -> (DevServer, String) {
+    let prefix = unique_prefix(tag);
+    let server = configured_server(engine, litellm);
+    let mut role = json!({"models": [MODEL], "key_alias_prefix": prefix});
+    if let (Some(role), Value::Object(extra)) = (role.as_object_mut(), extra) {
+        role.extend(extra);
+    }
+    put_role(&server, "r", role);
+    (server, prefix)
+}
+
 fn write_config(server: &DevServer, body: Value) -> (u16, Value) {
     server.put(&format!("{MOUNT}/config"), &body)
 }
@@ -116,13 +134,7 @@ per_server! {
         steps: &Steps,
         litellm: &LiteLlm,
     ) {
-        let prefix = unique_prefix("n");
-        let server = configured_server(engine, litellm);
-        put_role(
-            &server,
-            "r",
-            json!({"models": [MODEL], "key_alias_prefix": prefix}),
-        );
+        let (server, _) = server_with_role_r(engine, litellm, "n", json!({}));
         let (key, lease) = issue(&server, "r");
 
         steps.step("base_url under a wrong path prefix: revoke fails, lease and key stay");
@@ -229,13 +241,7 @@ per_server! {
         steps: &Steps,
         litellm: &LiteLlm,
     ) {
-        let prefix = unique_prefix("d");
-        let server = configured_server(engine, litellm);
-        put_role(
-            &server,
-            "r",
-            json!({"models": [MODEL], "key_alias_prefix": prefix}),
-        );
+        let (server, prefix) = server_with_role_r(engine, litellm, "d", json!({}));
         let (key, lease) = issue(&server, "r");
         let (key2, _) = issue(&server, "r");
 
@@ -260,13 +266,8 @@ per_server! {
 
 per_server! {
     fn a_key_never_expires_before_its_lease(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
-        let prefix = unique_prefix("e");
-        let server = configured_server(engine, litellm);
-        put_role(
-            &server,
-            "r",
-            json!({"models": [MODEL], "key_alias_prefix": prefix, "ttl": "10m", "max_ttl": "1h"}),
-        );
+        let (server, _) =
+            server_with_role_r(engine, litellm, "e", json!({"ttl": "10m", "max_ttl": "1h"}));
         let (key, lease) = issue(&server, "r");
         let check = |when: &str| {
             let (status, body) = server.put("sys/leases/lookup", &json!({"lease_id": lease}));
