@@ -107,14 +107,30 @@ impl Docs {
             .request_as(token, namespace, method, path, body.as_ref())
     }
 
-    /// Writes `docs/examples/<file>` as ACL policy `name` (root token); panics unless 2xx.
-    fn write_policy(&self, namespace: Option<&str>, name: &str, file: &str) {
+    /// [`Docs::call`], panicking unless it answers 2xx (`what` names the request).
+    fn call_ok(
+        &self,
+        token: &str,
+        namespace: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) {
+        let (status, body) = self.call(token, namespace, method, path, body);
+        assert_ok(status, &body, what);
+    }
+
+    /// Writes `docs/examples/policies/<name>.hcl` as ACL policy `name` (root token); panics
+    /// unless 2xx.
+    fn write_policy(&self, namespace: Option<&str>, name: &str) {
+        let file = format!("policies/{name}.hcl");
         let (status, body) = self.call(
             ROOT_TOKEN,
             namespace,
             Method::PUT,
             &format!("sys/policies/acl/{name}"),
-            Some(json!({ "policy": example(file) })),
+            Some(json!({ "policy": example(&file) })),
         );
         assert_ok(status, &body, &format!("write policy {name} from {file}"));
     }
@@ -304,31 +320,23 @@ per_server! {
     /// config, roles and leases; the rotator may only replace the master key.
     fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
         let d = Docs::new(engine, "policies", "p", true);
-        d.write_policy(
-            None,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
-        d.write_policy(None, "litellm-admin", "policies/litellm-admin.hcl");
-        d.write_policy(
-            None,
-            "litellm-master-key-rotator",
-            "policies/litellm-master-key-rotator.hcl",
-        );
+        d.write_policy(None, "litellm-consumer-dev");
+        d.write_policy(None, "litellm-admin");
+        d.write_policy(None, "litellm-master-key-rotator");
         let admin = d.token(None, &["litellm-admin"]);
         let consumer = d.token(None, &["litellm-consumer-dev"]);
         let rotator = d.token(None, &["litellm-master-key-rotator"]);
         d.step("the three policies written from docs/examples/policies; one token each");
 
         // Admin: config (write-only master key) and roles.
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "admin writes config",
         );
-        assert_ok(status, &body, "admin writes config");
         let (status, config) = d.call(&admin, None, Method::GET, "litellm/config", None);
         assert_ok(status, &config, "admin reads config");
         assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
@@ -337,14 +345,14 @@ per_server! {
             "config read returned master_key: {config}"
         );
         for role in ["dev", "prod"] {
-            let (status, body) = d.call(
+            d.call_ok(
                 &admin,
                 None,
                 Method::POST,
                 &format!("litellm/roles/{role}"),
                 Some(d.role_body(json!({"ttl": "1h", "max_ttl": "24h"}))),
+                &format!("admin writes roles/{role}"),
             );
-            assert_ok(status, &body, &format!("admin writes roles/{role}"));
         }
         let (status, roles) = d.call(&admin, None, Method::GET, "litellm/roles?list=true", None);
         assert_ok(status, &roles, "admin lists roles");
@@ -428,16 +436,12 @@ per_server! {
         let (admin_lease, admin_key) = d.issue(&admin, None, "prod");
         // As docs/policies.md warns: the body form is not scoped to a role, so a consumer who
         // knows another lease's id can renew it.
-        let (status, body) = d.call(
+        d.call_ok(
             &consumer,
             None,
             Method::PUT,
             "sys/leases/renew",
             Some(json!({"lease_id": admin_lease})),
-        );
-        assert_ok(
-            status,
-            &body,
             "consumer renews a prod lease whose id it knows (documented)",
         );
         d.step("consumer: renewing a prod lease by its id also succeeds, as documented");
@@ -456,22 +460,22 @@ per_server! {
                 .is_some_and(|keys| keys.iter().any(|k| k == id)),
             "lease {admin_lease} not listed: {leases}"
         );
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::PUT,
             "sys/leases/lookup",
             Some(json!({"lease_id": admin_lease})),
+            "admin looks a lease up",
         );
-        assert_ok(status, &body, "admin looks a lease up");
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::PUT,
             "sys/leases/revoke",
             Some(json!({"lease_id": admin_lease})),
+            "admin revokes a lease",
         );
-        assert_ok(status, &body, "admin revokes a lease");
         d.wait_refused(&admin_key, "admin revoked the lease");
         d.step("admin: creds/prod issued, its lease listed, looked up and revoked");
 
@@ -503,14 +507,14 @@ per_server! {
         // Leases are children of the token that read them: revoking the token revokes them.
         let short_lived = d.token(None, &["litellm-consumer-dev"]);
         let (_, key) = d.issue(&short_lived, None, "dev");
-        let (status, body) = d.call(
+        d.call_ok(
             &short_lived,
             None,
             Method::PUT,
             "auth/token/revoke-self",
             Some(json!({})),
+            "consumer token revokes itself",
         );
-        assert_ok(status, &body, "consumer token revokes itself");
         d.wait_refused(&key, "the consumer's token revoked itself");
         d.step("consumer: token revoke-self revoked its lease, the key is refused");
 
@@ -565,22 +569,18 @@ per_server! {
     /// leases only, and the keys are gone in LiteLLM; `-prefix litellm/` the whole mount's.
     fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
         let d = Docs::new(engine, "kill-switch", "k", true);
-        d.write_policy(None, "litellm-admin", "policies/litellm-admin.hcl");
-        d.write_policy(
-            None,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
+        d.write_policy(None, "litellm-admin");
+        d.write_policy(None, "litellm-consumer-dev");
         let admin = d.token(None, &["litellm-admin"]);
         let consumer = d.token(None, &["litellm-consumer-dev"]);
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "admin writes config",
         );
-        assert_ok(status, &body, "admin writes config");
         // "dev-2" shares the string prefix "litellm/creds/dev": it must survive dev's revocation.
         for role in ["dev", "dev-2", "prod"] {
             let (status, body) = d.call(
@@ -731,44 +731,40 @@ per_server! {
     fn agent_renders_a_working_key_with_the_docs_template(engine: Engine) {
         let d = Docs::new(engine, "agent", "a", true);
         let root = ROOT_TOKEN;
-        d.write_policy(
-            None,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
-        let (status, body) = d.call(
-            root,
+        d.write_policy(None, "litellm-consumer-dev");
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "write config",
         );
-        assert_ok(status, &body, "write config");
         // Short TTLs, so the test sees a renewal and a new key at max_ttl.
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/roles/dev",
             Some(d.role_body(json!({"ttl": "20s", "max_ttl": "40s"}))),
+            "write roles/dev",
         );
-        assert_ok(status, &body, "write roles/dev");
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "sys/auth/approle",
             Some(json!({"type": "approle"})),
+            "enable approle",
         );
-        assert_ok(status, &body, "enable approle");
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "auth/approle/role/litellm-dev",
             Some(json!({"token_policies": ["litellm-consumer-dev"], "token_ttl": "1h"})),
+            "approle role",
         );
-        assert_ok(status, &body, "approle role");
         let (_, role_id) = d.call(
             root,
             None,
@@ -920,14 +916,14 @@ per_server! {
         }
         let d = Docs::new(engine, "namespaces", "n", false);
         let ns = Some("team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             None,
             Method::POST,
             "sys/namespaces/team-a",
             Some(json!({})),
+            "create namespace team-a",
         );
-        assert_ok(status, &body, "create namespace team-a");
 
         let (status, body) = d.call(
             ROOT_TOKEN,
@@ -949,35 +945,31 @@ per_server! {
                 .join(" ")
         ));
 
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::POST,
             "sys/mounts/litellm",
             Some(json!({"type": PLUGIN, "plugin_version": plugin_version()})),
+            "enable litellm in team-a",
         );
-        assert_ok(status, &body, "enable litellm in team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "config in team-a",
         );
-        assert_ok(status, &body, "config in team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::POST,
             "litellm/roles/dev",
             Some(d.role_body(json!({"ttl": "1h"}))),
+            "role in team-a",
         );
-        assert_ok(status, &body, "role in team-a");
-        d.write_policy(
-            ns,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
+        d.write_policy(ns, "litellm-consumer-dev");
         let consumer = d.token(ns, &["litellm-consumer-dev"]);
         d.step("enabled in team-a with the root catalog entry; config, role, consumer policy and token in team-a");
 
@@ -986,26 +978,26 @@ per_server! {
         d.assert_works(&key, "key issued in team-a");
         let (status, body) = d.call(&consumer, ns, Method::GET, "litellm/config", None);
         assert_forbidden(status, &body, "consumer reads config in team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             &consumer,
             ns,
             Method::PUT,
             "sys/leases/renew",
             Some(json!({"lease_id": lease})),
+            "consumer renews in team-a",
         );
-        assert_ok(status, &body, "consumer renews in team-a");
         d.step(format!(
             "consumer in team-a: creds/dev 200 (lease {lease}), key works, config 403, renew 200"
         ));
 
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::PUT,
             "sys/leases/revoke-prefix/litellm/creds/dev",
             Some(json!({})),
+            "revoke-prefix in team-a",
         );
-        assert_ok(status, &body, "revoke-prefix in team-a");
         d.wait_refused(&key, "revoke-prefix in team-a");
         d.step("revoke-prefix litellm/creds/dev in team-a: key refused");
     }
@@ -1100,14 +1092,14 @@ per_server! {
             for (name, written) in roles {
                 let models = written["models"].as_array().map_or(0, Vec::len);
                 assert!(models > 0, "role {name} in main.tf has no explicit models");
-                let (status, body) = d.call(
+                d.call_ok(
                     root,
                     None,
                     Method::POST,
                     &format!("litellm/roles/{name}"),
                     Some(written.clone()),
+                    &format!("write role {name} from main.tf"),
                 );
-                assert_ok(status, &body, &format!("write role {name} from main.tf"));
                 let (status, read) = d.call(
                     root,
                     None,
@@ -1132,18 +1124,24 @@ per_server! {
 
         // `terraform destroy` order: roles, then config, then the mount. Deleting config only
         // stops new issues; the unmount still revokes the keys already issued.
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/roles/probe",
             Some(d.role_body(json!({"ttl": "1h"}))),
+            "role probe",
         );
-        assert_ok(status, &body, "role probe");
         let (_, key) = d.issue(root, None, "probe");
         for path in ["litellm/roles/probe", "litellm/config"] {
-            let (status, body) = d.call(root, None, Method::DELETE, path, None);
-            assert_ok(status, &body, &format!("delete {path}"));
+            d.call_ok(
+                root,
+                None,
+                Method::DELETE,
+                path,
+                None,
+                &format!("delete {path}"),
+            );
         }
         let (status, body) = d.call(root, None, Method::GET, "litellm/creds/probe", None);
         assert!(
@@ -1421,23 +1419,23 @@ per_server! {
             eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
         }
         let d = Docs::new(engine, "enterprise", "e", true);
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "write config",
         );
-        assert_ok(status, &body, "write config");
         for field in ["tags", "guardrails"] {
-            let (status, body) = d.call(
+            d.call_ok(
                 ROOT_TOKEN,
                 None,
                 Method::POST,
                 "litellm/roles/dev",
                 Some(d.role_body(json!({ field: ["docs-test"] }))),
+                &format!("role with `{field}`"),
             );
-            assert_ok(status, &body, &format!("role with `{field}`"));
             let (status, body) = d.call(ROOT_TOKEN, None, Method::GET, "litellm/creds/dev", None);
             assert_eq!(
                 status,
@@ -1450,14 +1448,14 @@ per_server! {
                 "the 400 does not carry LiteLLM's licence message for {field}: {}",
                 error_text(&body)
             );
-            let (status, body) = d.call(
+            d.call_ok(
                 ROOT_TOKEN,
                 None,
                 Method::POST,
                 "litellm/roles/dev",
                 Some(d.role_body(json!({ field: "" }))),
+                &format!("unset `{field}`"),
             );
-            assert_ok(status, &body, &format!("unset `{field}`"));
         }
         d.step("roles/dev with `tags` or `guardrails`: creds answers 400 with the licence message");
     }
