@@ -17,11 +17,13 @@ fn creds(server: &DevServer, role: &str) -> Value {
 }
 
 per_server! {
-    fn two_roles_role_deletion_and_lease_contents(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("engine/{engine}"));
+    fn two_roles_role_deletion_and_lease_contents(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("r");
-        let server = configured_server(engine, &litellm);
+        let server = configured_server(engine, litellm);
 
         steps.step("two roles with different models and limits");
         for (role, model) in [("chat", "gpt-3.5-turbo"), ("claude", "claude-mock")] {
@@ -107,14 +109,15 @@ per_server! {
         server.disable(MOUNT);
         assert_eq!(litellm.chat(&claude_key, "claude-mock"), 401);
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-        steps.step("done");
     }
 }
 
 per_server! {
-    fn litellm_down_during_creds_leaves_no_lease_and_no_key(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("engine-down/{engine}"));
+    fn litellm_down_during_creds_leaves_no_lease_and_no_key(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin("litellm");
         server.enable(MOUNT, "litellm", &plugin_version());
@@ -146,7 +149,6 @@ per_server! {
             leases["data"]["keys"].as_array().is_none_or(Vec::is_empty),
             "{leases}"
         );
-        steps.step("done");
     }
 }
 

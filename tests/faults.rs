@@ -50,9 +50,11 @@ fn role(server: &DevServer, name: &str, body: Value) {
 }
 
 per_server! {
-    fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("revoke-down/{engine}"));
+    fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("d");
         let cable = Cable::to(&litellm.url);
         let server = DevServer::start(engine, &plugin_binary());
@@ -103,17 +105,18 @@ per_server! {
                 .then_some(())
         });
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &["r"]),
+            assert_keys_match_leases(&server, litellm, &prefix, &["r"]),
             0
         );
-        steps.step("done");
     }
 }
 
 per_server! {
-    fn many_concurrent_creds_across_roles_then_revoke_prefix(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("concurrency/{engine}"));
+    fn many_concurrent_creds_across_roles_then_revoke_prefix(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("m");
         let server = Arc::new(DevServer::start(engine, &plugin_binary()));
         mount(&server, json!({}));
@@ -161,7 +164,7 @@ per_server! {
             errors[0]
         );
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &roles),
+            assert_keys_match_leases(&server, litellm, &prefix, &roles),
             200
         );
 
@@ -169,18 +172,19 @@ per_server! {
         let (status, body) = server.revoke_prefix(&format!("{MOUNT}/creds"));
         assert_eq!(status, 204, "{body}");
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &roles),
+            assert_keys_match_leases(&server, litellm, &prefix, &roles),
             0
         );
-        steps.step("done");
     }
 }
 
 per_server! {
     #[cfg(feature = "fault-injection")]
-    fn sigkill_while_issuing_leaves_no_orphan_after_rollback(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("sigkill/{engine}"));
+    fn sigkill_while_issuing_leaves_no_orphan_after_rollback(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("k");
         let server = Arc::new(DevServer::start(engine, &plugin_binary()));
         mount(&server, json!({"rollback_min_age": "1s"}));
@@ -289,21 +293,22 @@ per_server! {
             "{unclaimed} unclaimed keys for {} kills",
             kills.len()
         );
-        assert_keys_match_leases(&server, &litellm, &prefix, &["r"]);
+        assert_keys_match_leases(&server, litellm, &prefix, &["r"]);
         let (status, _) = server.revoke_prefix(&format!("{MOUNT}/creds"));
         assert_eq!(status, 204);
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &["r"]),
+            assert_keys_match_leases(&server, litellm, &prefix, &["r"]),
             0
         );
-        steps.step("done");
     }
 }
 
 per_server! {
-    fn bad_input_is_4xx_naming_the_problem_and_never_crashes(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("bad-input/{engine}"));
+    fn bad_input_is_4xx_naming_the_problem_and_never_crashes(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         mount(&server, json!({}));
 
@@ -462,7 +467,6 @@ per_server! {
         let (status, body) = server.get(&format!("{MOUNT}/creds/ok"));
         assert_eq!(status, 200, "still serving: {body}");
         server.disable(MOUNT);
-        steps.step("done");
     }
 }
 
@@ -479,9 +483,11 @@ fn truncate(v: &Value) -> String {
 }
 
 per_server! {
-    fn secrets_never_leak_into_reads_logs_or_plugin_storage(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("hygiene/{engine}"));
+    fn secrets_never_leak_into_reads_logs_or_plugin_storage(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("h");
         let server = DevServer::start(engine, &plugin_binary());
         // Most verbose plugin logging, to prove nothing secret is logged at any level.
@@ -568,6 +574,5 @@ per_server! {
             !log.contains(&litellm.master_key),
             "the master key is in the log"
         );
-        steps.step("done");
     }
 }

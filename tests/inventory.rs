@@ -68,19 +68,16 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 }
 
 per_server! {
-    fn inventory_usage_and_tidy(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("inventory/{engine}"));
+    fn inventory_usage_and_tidy(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let prefix = unique_prefix("i");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scenario(&steps, engine, &litellm, &prefix)
+            scenario(steps, engine, litellm, &prefix)
         }));
         // Whatever happened: none of this run's keys stay behind.
         let _ = litellm.delete_keys_with_alias_prefix(&prefix);
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }
-        steps.step("done");
     }
 }
 
@@ -400,11 +397,13 @@ per_server! {
     /// (a `fault-injection` build): the key is accounted for the whole time,
     /// and the rollback removes both the key and its record.
     #[cfg(feature = "fault-injection")]
-    fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both(engine: Engine) {
+    fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         use support::plugin_binary;
 
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("inventory-crash/{engine}"));
         let prefix = unique_prefix("x");
         let server = DevServer::start(engine, &plugin_binary());
         server.mount_crashing_plugin("crashy", MOUNT, "LITELLM_PLUGIN_CRASH_AFTER_RECORD=1");
@@ -461,6 +460,5 @@ per_server! {
             status == 404 || aliases(&list["data"]["keys"]).is_empty(),
             "the record went with the key: {status} {list}"
         );
-        steps.step("done");
     }
 }

@@ -91,9 +91,7 @@ fn put_role(server: &DevServer, mount: &str, prefix: &str) {
 }
 
 per_server! {
-    fn rotate_root_replaces_a_virtual_admin_key(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("rotate-root/{engine}"));
+    fn rotate_root_replaces_a_virtual_admin_key(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let prefix = unique_prefix("r");
         let admin = AdminUser::create(&prefix);
         let server = DevServer::start(engine, &plugin_binary());
@@ -135,22 +133,23 @@ per_server! {
         let (status, body) = server.lease_revoke(before["lease_id"].as_str().unwrap());
         assert!((200..300).contains(&status), "{body}");
         assert_eq!(litellm.chat(old_key, MODEL), 401);
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
+        engine_issues_and_revokes(&server, MOUNT, litellm);
 
         steps.step("and again");
         let (status, body) = server.post(&format!("{MOUNT}/rotate-root"), &json!({}));
         assert_eq!(status, 200, "second rotate-root: {body}");
         assert_eq!(admin.live_keys().len(), 1);
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
-        steps.step("done");
+        engine_issues_and_revokes(&server, MOUNT, litellm);
     }
 }
 
 per_server! {
-    fn the_master_key_is_refused_and_bad_input_names_the_field(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("refusals/{engine}"));
-        let server = configured_server(engine, &litellm);
+    fn the_master_key_is_refused_and_bad_input_names_the_field(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
+        let server = configured_server(engine, litellm);
 
         steps.step("rotate-root with the master key");
         let (status, body) = server.post(&format!("{MOUNT}/rotate-root"), &json!({}));
@@ -190,14 +189,11 @@ per_server! {
         let (_, config) = server.get(&format!("{MOUNT}/config"));
         assert_eq!(config["data"]["rotation_period"], 0, "{config}");
         assert!(config["data"]["next_rotation"].is_null(), "{config}");
-        steps.step("done");
     }
 }
 
 per_server! {
-    fn scheduled_rotation_happens_on_its_own(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("scheduled/{engine}"));
+    fn scheduled_rotation_happens_on_its_own(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let prefix = unique_prefix("p");
         let admin = AdminUser::create(&prefix);
         let server = DevServer::start(engine, &plugin_binary());
@@ -226,7 +222,7 @@ per_server! {
             || (admin.manages(&admin.key) == 401).then_some(()),
         );
         assert_eq!(admin.live_keys().len(), 1);
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
+        engine_issues_and_revokes(&server, MOUNT, litellm);
 
         steps.step("disable_automated_rotation pauses it");
         let (status, body) = server.put(
@@ -257,8 +253,7 @@ per_server! {
         eventually("one admin key alive", Duration::from_secs(30), || {
             (admin.live_keys().len() == 1).then_some(())
         });
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
-        steps.step("done");
+        engine_issues_and_revokes(&server, MOUNT, litellm);
     }
 }
 
@@ -268,9 +263,11 @@ per_server! {
     /// stored, and after it is stored but before the old key is deleted. The
     /// rollback must leave exactly one admin key alive, the stored one.
     #[cfg(feature = "fault-injection")]
-    fn an_interrupted_rotation_leaves_exactly_one_admin_key(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("interrupted/{engine}"));
+    fn an_interrupted_rotation_leaves_exactly_one_admin_key(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
         for step in ["after_generate", "after_store"] {
@@ -318,7 +315,7 @@ per_server! {
             } else {
                 assert_eq!(old_key_status, 401, "{path}: the old key must go");
             }
-            engine_issues_and_revokes(&server, path, &litellm);
+            engine_issues_and_revokes(&server, path, litellm);
             // The engine can still rotate: the rotation fault fires again,
             // so check only that its key is the one that works.
             steps.step(format!("{path}: exactly one admin key, the engine works"));
@@ -326,7 +323,6 @@ per_server! {
         assert!(server
             .log_text()
             .contains("interrupted admin key rotation settled"));
-        steps.step("done");
     }
 }
 
@@ -337,9 +333,11 @@ per_server! {
     /// the successor is minted, the old key alone; after it is stored, the new
     /// key and the old one in its grace.
     #[cfg(feature = "fault-injection")]
-    fn an_interrupted_static_rotation_leaves_the_stored_generations(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("static-interrupted/{engine}"));
+    fn an_interrupted_static_rotation_leaves_the_stored_generations(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
         for (step, alive_after) in [("static_after_generate", 1), ("static_after_store", 2)] {
@@ -401,14 +399,15 @@ per_server! {
         assert!(server
             .log_text()
             .contains("rollback: interrupted static key rotation settled"));
-        steps.step("done");
     }
 }
 
 per_server! {
-    fn static_roles_mint_rotate_and_delete_their_key(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("static/{engine}"));
+    fn static_roles_mint_rotate_and_delete_their_key(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let name = unique_prefix("s");
         let alias_prefix = format!("vault-static-{name}-");
         let server = DevServer::start(engine, &plugin_binary());
@@ -511,6 +510,5 @@ per_server! {
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&alias_prefix), 0);
         let (status, _) = server.get(&creds);
         assert_eq!(status, 400);
-        steps.step("done");
     }
 }
