@@ -1,6 +1,7 @@
 //! End-to-end tests: the plugin in a real OpenBao / Vault dev server, issuing real LiteLLM keys.
 //!
-//! Each test runs once per engine from `ENGINES` (see `support`): it starts a dev server, registers
+//! Each test runs once per server (`<test>::openbao`, `<test>::vault`; see `support::per_server!`
+//! and `ENGINES`): it starts a dev server, registers
 //! and mounts the plugin at `litellm/`, and checks the effect of every operation on the LiteLLM
 //! proxy from `LITELLM_URL`. Run with `make e2e` (or `make test`), which brings the stack up:
 //!
