@@ -1,9 +1,9 @@
 //! End-to-end tests: the plugin in a real OpenBao / Vault dev server, issuing real LiteLLM keys.
 //!
 //! Each test runs once per server (`<test>::openbao`, `<test>::vault`; see `support::per_server!`
-//! and `ENGINES`): it starts a dev server, registers
-//! and mounts the plugin at `litellm/`, and checks the effect of every operation on the LiteLLM
-//! proxy from `LITELLM_URL`. Run with `make e2e` (or `make test`), which brings the stack up:
+//! and `ENGINES`): it starts a dev server, registers and mounts the plugin at `litellm/`, and
+//! checks the effect of every operation on the LiteLLM proxy from `LITELLM_URL`. Run with
+//! `make e2e` (or `make test`), which brings the stack up:
 //!
 //! ```text
 //! e2e/run-with-stack.sh cargo test --test e2e -- --nocapture --test-threads=1
