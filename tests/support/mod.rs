@@ -353,7 +353,8 @@ impl Engine {
 /// loud `SKIPPED:` line; a required one that is missing fails it.
 ///
 /// The attributes given (doc comments, `#[cfg(feature = "fault-injection")]`) go on the module;
-/// the body sees the test file's items (`use super::*`).
+/// the body sees the test file's items (`use super::*`). rustfmt leaves the body alone: format it
+/// as a plain `mod` (ARCHITECTURE.md, "Add a test against the servers").
 ///
 /// With `fn name(engine: Engine, steps: &Steps, litellm: &LiteLlm)` the body is also handed the
 /// LiteLLM proxy from the environment and a step log labelled `name/engine`, which logs `done`
