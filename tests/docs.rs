@@ -25,6 +25,7 @@
 mod support;
 
 use std::fs;
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, plugin_binary, plugin_version, unique_prefix, unix_now, DevServer,
-    Engine, Janitor, LiteLlm, Steps, MOUNT, ROOT_TOKEN,
+    assert_ok, error_text, eventually, per_server, plugin_version, unique_prefix, unix_now, Engine,
+    LiteLlm, PluginServer, MOUNT, ROOT_TOKEN,
 };
 
 /// Plugin catalog name, as in the docs (the mount is `support::MOUNT`, `litellm`).
@@ -68,50 +69,29 @@ fn example(rel: &str) -> String {
 
 // ------------------------------------------------------------------------------------ fixture
 
-/// A dev server with the plugin registered (root namespace), the LiteLLM proxy, and an alias
+/// The plugin registered on a dev server (root namespace), with the LiteLLM proxy and an alias
 /// prefix unique to the test run.
-struct Docs {
-    steps: Steps,
-    litellm: LiteLlm,
-    prefix: String,
-    engine: Engine,
-    // Drop order: the server stops before the janitor cleans up.
-    server: DevServer,
-    _janitor: Janitor,
+struct Docs(PluginServer);
+
+impl Deref for Docs {
+    type Target = PluginServer;
+
+    fn deref(&self) -> &PluginServer {
+        &self.0
+    }
 }
 
 impl Docs {
     /// Starts `engine` and registers the plugin; with `mount`, also enables it at `litellm/`.
     fn new(engine: Engine, test: &str, tag: &str, mount: bool) -> Docs {
-        let steps = Steps::new(format!("{engine} docs {test}"));
-        let litellm = LiteLlm::from_env();
         // "td" + engine initial + test tag: no other test file's prefix starts like that.
         let prefix = unique_prefix(&format!("d{}{tag}", &engine.name()[..1]));
-        let server = DevServer::start(engine, &plugin_binary());
-        server.register_this_plugin(PLUGIN);
-        if mount {
-            server.enable(MOUNT, PLUGIN, &plugin_version());
-        }
-        steps.step(format!(
-            "dev server up at {}, plugin registered{}",
-            server.addr,
-            if mount { ", mounted at litellm/" } else { "" }
-        ));
-        Docs {
-            steps,
-            _janitor: Janitor {
-                litellm: LiteLlm::from_env(),
-                prefix: prefix.clone(),
-            },
-            litellm,
-            prefix,
+        Docs(PluginServer::start(
             engine,
-            server,
-        }
-    }
-
-    fn step(&self, what: impl std::fmt::Display) {
-        self.steps.step(what);
+            format!("{engine} docs {test}"),
+            prefix,
+            mount,
+        ))
     }
 
     /// A request with `token` (and a namespace).
@@ -127,14 +107,30 @@ impl Docs {
             .request_as(token, namespace, method, path, body.as_ref())
     }
 
-    /// Writes `docs/examples/<file>` as ACL policy `name` (root token); panics unless 2xx.
-    fn write_policy(&self, namespace: Option<&str>, name: &str, file: &str) {
+    /// [`Docs::call`], panicking unless it answers 2xx (`what` names the request).
+    fn call_ok(
+        &self,
+        token: &str,
+        namespace: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) {
+        let (status, body) = self.call(token, namespace, method, path, body);
+        assert_ok(status, &body, what);
+    }
+
+    /// Writes `docs/examples/policies/<name>.hcl` as ACL policy `name` (root token); panics
+    /// unless 2xx.
+    fn write_policy(&self, namespace: Option<&str>, name: &str) {
+        let file = format!("policies/{name}.hcl");
         let (status, body) = self.call(
             ROOT_TOKEN,
             namespace,
             Method::PUT,
             &format!("sys/policies/acl/{name}"),
-            Some(json!({ "policy": example(file) })),
+            Some(json!({ "policy": example(&file) })),
         );
         assert_ok(status, &body, &format!("write policy {name} from {file}"));
     }
@@ -209,7 +205,7 @@ impl Docs {
 
     /// Runs the server binary as the CLI (`bao ...` / `vault ...`) with `token`.
     fn cli(&self, token: &str, args: &[&str]) -> Output {
-        let bin = self.engine.binary().expect("server binary");
+        let bin = self.server.engine.binary().expect("server binary");
         Command::new(&bin)
             .args(args)
             .env("BAO_ADDR", &self.server.addr)
@@ -240,14 +236,6 @@ impl Docs {
     }
 }
 
-fn assert_ok(status: u16, body: &Value, what: &str) {
-    assert!(
-        (200..300).contains(&status),
-        "{what}: HTTP {status}: {}",
-        error_text(body)
-    );
-}
-
 fn assert_forbidden(status: u16, body: &Value, what: &str) {
     assert_eq!(
         status,
@@ -264,12 +252,6 @@ fn cli_text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout).trim(),
         String::from_utf8_lossy(&output.stderr).trim()
     )
-}
-
-fn for_each_engine(test: impl Fn(Engine)) {
-    for engine in Engine::from_env_list() {
-        test(engine);
-    }
 }
 
 /// A program found on PATH, or `None` with a loud SKIPPED line naming what is not checked.
@@ -332,38 +314,29 @@ fn capture_one_request() -> (u16, std::thread::JoinHandle<String>) {
     (port, thread)
 }
 
-/// docs/examples/policies: the consumer may read creds/dev and renew/revoke its lease, and
-/// gets 403 on another role, on config, on roles and on the kill switch; the admin manages
-/// config, roles and leases; the rotator may only replace the master key.
-#[test]
-fn policies_from_docs_grant_exactly_what_the_docs_say() {
-    for_each_engine(|engine| {
+per_server! {
+    /// docs/examples/policies: the consumer may read creds/dev and renew/revoke its lease, and
+    /// gets 403 on another role, on config, on roles and on the kill switch; the admin manages
+    /// config, roles and leases; the rotator may only replace the master key.
+    fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
         let d = Docs::new(engine, "policies", "p", true);
-        d.write_policy(
-            None,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
-        d.write_policy(None, "litellm-admin", "policies/litellm-admin.hcl");
-        d.write_policy(
-            None,
-            "litellm-master-key-rotator",
-            "policies/litellm-master-key-rotator.hcl",
-        );
+        d.write_policy(None, "litellm-consumer-dev");
+        d.write_policy(None, "litellm-admin");
+        d.write_policy(None, "litellm-master-key-rotator");
         let admin = d.token(None, &["litellm-admin"]);
         let consumer = d.token(None, &["litellm-consumer-dev"]);
         let rotator = d.token(None, &["litellm-master-key-rotator"]);
         d.step("the three policies written from docs/examples/policies; one token each");
 
         // Admin: config (write-only master key) and roles.
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "admin writes config",
         );
-        assert_ok(status, &body, "admin writes config");
         let (status, config) = d.call(&admin, None, Method::GET, "litellm/config", None);
         assert_ok(status, &config, "admin reads config");
         assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
@@ -372,14 +345,14 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
             "config read returned master_key: {config}"
         );
         for role in ["dev", "prod"] {
-            let (status, body) = d.call(
+            d.call_ok(
                 &admin,
                 None,
                 Method::POST,
                 &format!("litellm/roles/{role}"),
                 Some(d.role_body(json!({"ttl": "1h", "max_ttl": "24h"}))),
+                &format!("admin writes roles/{role}"),
             );
-            assert_ok(status, &body, &format!("admin writes roles/{role}"));
         }
         let (status, roles) = d.call(&admin, None, Method::GET, "litellm/roles?list=true", None);
         assert_ok(status, &roles, "admin lists roles");
@@ -463,16 +436,12 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
         let (admin_lease, admin_key) = d.issue(&admin, None, "prod");
         // As docs/policies.md warns: the body form is not scoped to a role, so a consumer who
         // knows another lease's id can renew it.
-        let (status, body) = d.call(
+        d.call_ok(
             &consumer,
             None,
             Method::PUT,
             "sys/leases/renew",
             Some(json!({"lease_id": admin_lease})),
-        );
-        assert_ok(
-            status,
-            &body,
             "consumer renews a prod lease whose id it knows (documented)",
         );
         d.step("consumer: renewing a prod lease by its id also succeeds, as documented");
@@ -491,22 +460,22 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
                 .is_some_and(|keys| keys.iter().any(|k| k == id)),
             "lease {admin_lease} not listed: {leases}"
         );
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::PUT,
             "sys/leases/lookup",
             Some(json!({"lease_id": admin_lease})),
+            "admin looks a lease up",
         );
-        assert_ok(status, &body, "admin looks a lease up");
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::PUT,
             "sys/leases/revoke",
             Some(json!({"lease_id": admin_lease})),
+            "admin revokes a lease",
         );
-        assert_ok(status, &body, "admin revokes a lease");
         d.wait_refused(&admin_key, "admin revoked the lease");
         d.step("admin: creds/prod issued, its lease listed, looked up and revoked");
 
@@ -538,14 +507,14 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
         // Leases are children of the token that read them: revoking the token revokes them.
         let short_lived = d.token(None, &["litellm-consumer-dev"]);
         let (_, key) = d.issue(&short_lived, None, "dev");
-        let (status, body) = d.call(
+        d.call_ok(
             &short_lived,
             None,
             Method::PUT,
             "auth/token/revoke-self",
             Some(json!({})),
+            "consumer token revokes itself",
         );
-        assert_ok(status, &body, "consumer token revokes itself");
         d.wait_refused(&key, "the consumer's token revoked itself");
         d.step("consumer: token revoke-self revoked its lease, the key is refused");
 
@@ -590,33 +559,28 @@ fn policies_from_docs_grant_exactly_what_the_docs_say() {
             request.lines().next()
         );
         d.step("admin: a base_url-only config write sends the stored master key to that URL, as the docs warn");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ kill switch
 
-/// `bao lease revoke -prefix litellm/creds/<role>` (the admin policy's sudo) revokes one role's
-/// leases only, and the keys are gone in LiteLLM; `-prefix litellm/` the whole mount's.
-#[test]
-fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch() {
-    for_each_engine(|engine| {
+per_server! {
+    /// `bao lease revoke -prefix litellm/creds/<role>` (the admin policy's sudo) revokes one role's
+    /// leases only, and the keys are gone in LiteLLM; `-prefix litellm/` the whole mount's.
+    fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
         let d = Docs::new(engine, "kill-switch", "k", true);
-        d.write_policy(None, "litellm-admin", "policies/litellm-admin.hcl");
-        d.write_policy(
-            None,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
+        d.write_policy(None, "litellm-admin");
+        d.write_policy(None, "litellm-consumer-dev");
         let admin = d.token(None, &["litellm-admin"]);
         let consumer = d.token(None, &["litellm-consumer-dev"]);
-        let (status, body) = d.call(
+        d.call_ok(
             &admin,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "admin writes config",
         );
-        assert_ok(status, &body, "admin writes config");
         // "dev-2" shares the string prefix "litellm/creds/dev": it must survive dev's revocation.
         for role in ["dev", "dev-2", "prod"] {
             let (status, body) = d.call(
@@ -705,7 +669,7 @@ fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch() {
         d.wait_refused(&prod, "revoke -prefix litellm/");
         assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
         d.step("admin: `lease revoke -prefix litellm/`: every key refused and gone");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ agent
@@ -759,53 +723,48 @@ fn env_value(text: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// The real agent with docs/examples/agent/agent.hcl and litellm.env.ctmpl, logging in with an
-/// AppRole whose token has the consumer policy: the rendered file holds a working key, the
-/// agent renews its lease past the role's ttl, and at max_ttl renders a new key while the old
-/// one is revoked.
-#[test]
-fn agent_renders_a_working_key_with_the_docs_template() {
-    for_each_engine(|engine| {
+per_server! {
+    /// The real agent with docs/examples/agent/agent.hcl and litellm.env.ctmpl, logging in with an
+    /// AppRole whose token has the consumer policy: the rendered file holds a working key, the
+    /// agent renews its lease past the role's ttl, and at max_ttl renders a new key while the old
+    /// one is revoked.
+    fn agent_renders_a_working_key_with_the_docs_template(engine: Engine) {
         let d = Docs::new(engine, "agent", "a", true);
         let root = ROOT_TOKEN;
-        d.write_policy(
-            None,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
-        let (status, body) = d.call(
-            root,
+        d.write_policy(None, "litellm-consumer-dev");
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "write config",
         );
-        assert_ok(status, &body, "write config");
         // Short TTLs, so the test sees a renewal and a new key at max_ttl.
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/roles/dev",
             Some(d.role_body(json!({"ttl": "20s", "max_ttl": "40s"}))),
+            "write roles/dev",
         );
-        assert_ok(status, &body, "write roles/dev");
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "sys/auth/approle",
             Some(json!({"type": "approle"})),
+            "enable approle",
         );
-        assert_ok(status, &body, "enable approle");
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "auth/approle/role/litellm-dev",
             Some(json!({"token_policies": ["litellm-consumer-dev"], "token_ttl": "1h"})),
+            "approle role",
         );
-        assert_ok(status, &body, "approle role");
         let (_, role_id) = d.call(
             root,
             None,
@@ -942,30 +901,29 @@ fn agent_renders_a_working_key_with_the_docs_template() {
         d.wait_refused(&key2, "revoke-prefix after the agent stopped");
         assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
         d.step("agent stopped; revoke-prefix litellm/: no key left");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ namespaces
 
-/// OpenBao namespaces: the plugin catalog is root-only; the engine is registered in root,
-/// enabled in a namespace, and the consumer policy from the docs works there unchanged.
-#[test]
-fn namespaces_register_in_root_enable_in_a_namespace() {
-    for_each_engine(|engine| {
+per_server! {
+    /// OpenBao namespaces: the plugin catalog is root-only; the engine is registered in root,
+    /// enabled in a namespace, and the consumer policy from the docs works there unchanged.
+    fn namespaces_register_in_root_enable_in_a_namespace(engine: Engine) {
         if engine == Engine::Vault {
             eprintln!("SKIPPED on vault: namespaces are a Vault Enterprise feature");
             return;
         }
         let d = Docs::new(engine, "namespaces", "n", false);
         let ns = Some("team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             None,
             Method::POST,
             "sys/namespaces/team-a",
             Some(json!({})),
+            "create namespace team-a",
         );
-        assert_ok(status, &body, "create namespace team-a");
 
         let (status, body) = d.call(
             ROOT_TOKEN,
@@ -987,35 +945,31 @@ fn namespaces_register_in_root_enable_in_a_namespace() {
                 .join(" ")
         ));
 
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::POST,
             "sys/mounts/litellm",
             Some(json!({"type": PLUGIN, "plugin_version": plugin_version()})),
+            "enable litellm in team-a",
         );
-        assert_ok(status, &body, "enable litellm in team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "config in team-a",
         );
-        assert_ok(status, &body, "config in team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::POST,
             "litellm/roles/dev",
             Some(d.role_body(json!({"ttl": "1h"}))),
+            "role in team-a",
         );
-        assert_ok(status, &body, "role in team-a");
-        d.write_policy(
-            ns,
-            "litellm-consumer-dev",
-            "policies/litellm-consumer-dev.hcl",
-        );
+        d.write_policy(ns, "litellm-consumer-dev");
         let consumer = d.token(ns, &["litellm-consumer-dev"]);
         d.step("enabled in team-a with the root catalog entry; config, role, consumer policy and token in team-a");
 
@@ -1024,29 +978,29 @@ fn namespaces_register_in_root_enable_in_a_namespace() {
         d.assert_works(&key, "key issued in team-a");
         let (status, body) = d.call(&consumer, ns, Method::GET, "litellm/config", None);
         assert_forbidden(status, &body, "consumer reads config in team-a");
-        let (status, body) = d.call(
+        d.call_ok(
             &consumer,
             ns,
             Method::PUT,
             "sys/leases/renew",
             Some(json!({"lease_id": lease})),
+            "consumer renews in team-a",
         );
-        assert_ok(status, &body, "consumer renews in team-a");
         d.step(format!(
             "consumer in team-a: creds/dev 200 (lease {lease}), key works, config 403, renew 200"
         ));
 
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             ns,
             Method::PUT,
             "sys/leases/revoke-prefix/litellm/creds/dev",
             Some(json!({})),
+            "revoke-prefix in team-a",
         );
-        assert_ok(status, &body, "revoke-prefix in team-a");
         d.wait_refused(&key, "revoke-prefix in team-a");
         d.step("revoke-prefix litellm/creds/dev in team-a: key refused");
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ terraform
@@ -1101,12 +1055,11 @@ fn same_value(written: &Value, read: &Value) -> bool {
     }
 }
 
-/// docs/examples/terraform/main.tf: `terraform fmt` accepts it; its roles, written to the engine
-/// and read back the way the provider does with ignore_absent_fields, show no drift; and
-/// `terraform destroy`'s order (roles, config, then the mount) still revokes every key.
-#[test]
-fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys() {
-    for_each_engine(|engine| {
+per_server! {
+    /// docs/examples/terraform/main.tf: `terraform fmt` accepts it; its roles, written to the engine
+    /// and read back the way the provider does with ignore_absent_fields, show no drift; and
+    /// `terraform destroy`'s order (roles, config, then the mount) still revokes every key.
+    fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys(engine: Engine) {
         let d = Docs::new(engine, "terraform", "t", true);
         let root = ROOT_TOKEN;
         let (status, body) = d.call(
@@ -1139,14 +1092,14 @@ fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys() {
             for (name, written) in roles {
                 let models = written["models"].as_array().map_or(0, Vec::len);
                 assert!(models > 0, "role {name} in main.tf has no explicit models");
-                let (status, body) = d.call(
+                d.call_ok(
                     root,
                     None,
                     Method::POST,
                     &format!("litellm/roles/{name}"),
                     Some(written.clone()),
+                    &format!("write role {name} from main.tf"),
                 );
-                assert_ok(status, &body, &format!("write role {name} from main.tf"));
                 let (status, read) = d.call(
                     root,
                     None,
@@ -1171,18 +1124,24 @@ fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys() {
 
         // `terraform destroy` order: roles, then config, then the mount. Deleting config only
         // stops new issues; the unmount still revokes the keys already issued.
-        let (status, body) = d.call(
-            root,
+        d.call_ok(
+            ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/roles/probe",
             Some(d.role_body(json!({"ttl": "1h"}))),
+            "role probe",
         );
-        assert_ok(status, &body, "role probe");
         let (_, key) = d.issue(root, None, "probe");
         for path in ["litellm/roles/probe", "litellm/config"] {
-            let (status, body) = d.call(root, None, Method::DELETE, path, None);
-            assert_ok(status, &body, &format!("delete {path}"));
+            d.call_ok(
+                root,
+                None,
+                Method::DELETE,
+                path,
+                None,
+                &format!("delete {path}"),
+            );
         }
         let (status, body) = d.call(root, None, Method::GET, "litellm/creds/probe", None);
         assert!(
@@ -1195,7 +1154,7 @@ fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys() {
         d.step(
             "destroy order (role, config, then mount): unmount ok, the key is gone from LiteLLM",
         );
-    });
+    }
 }
 
 // ------------------------------------------------------------------------------------ static files
@@ -1421,63 +1380,62 @@ fn static_examples_parse_and_match_their_pages() {
 
 // ------------------------------------------------------------------------------------ enterprise
 
-/// docs/litellm-enterprise.md: `tags` and `guardrails` on a key are refused by open-source
-/// LiteLLM (403 naming the feature), and a role carrying them gets that message as a 400.
-#[test]
-fn enterprise_only_litellm_fields_are_refused_with_the_licence_message() {
-    let litellm = LiteLlm::from_env();
-    let http = support::http_client();
-    let alias = format!(
-        "docs-ent-{:08x}",
-        (unix_now() * 1000.0) as u64 & 0xffff_ffff
-    );
-    for field in ["tags", "guardrails"] {
-        let response = http
-            .post(format!("{}/key/generate", litellm.url))
-            .bearer_auth(&litellm.master_key)
-            .json(&json!({
-                "key_alias": format!("{alias}-{field}"),
-                "duration": "60s",
-                "models": [MODEL],
-                field: ["docs-test"],
-            }))
-            .send()
-            .expect("POST /key/generate");
-        let status = response.status().as_u16();
-        let text = response.text().unwrap_or_default();
-        if status == 200 {
-            let _ = litellm.delete_keys_with_alias_prefix(&alias);
-            eprintln!(
-                "\n**********\nSKIPPED: the test proxy accepted `{field}`: it has a LiteLLM Enterprise licence\n**********\n"
-            );
-            return;
-        }
-        assert_eq!(status, 403, "{field}: {text}");
-        assert!(
-            text.contains("Enterprise") && text.contains(field),
-            "{field}: 403 without naming the Enterprise feature: {text}"
+per_server! {
+    /// docs/litellm-enterprise.md: `tags` and `guardrails` on a key are refused by open-source
+    /// LiteLLM (403 naming the feature), and a role carrying them gets that message as a 400.
+    fn enterprise_only_litellm_fields_are_refused_with_the_licence_message(engine: Engine) {
+        let litellm = LiteLlm::from_env();
+        let http = support::http_client();
+        let alias = format!(
+            "docs-ent-{:08x}",
+            (unix_now() * 1000.0) as u64 & 0xffff_ffff
         );
-        eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
-    }
-    for_each_engine(|engine| {
+        for field in ["tags", "guardrails"] {
+            let response = http
+                .post(format!("{}/key/generate", litellm.url))
+                .bearer_auth(&litellm.master_key)
+                .json(&json!({
+                    "key_alias": format!("{alias}-{field}"),
+                    "duration": "60s",
+                    "models": [MODEL],
+                    field: ["docs-test"],
+                }))
+                .send()
+                .expect("POST /key/generate");
+            let status = response.status().as_u16();
+            let text = response.text().unwrap_or_default();
+            if status == 200 {
+                let _ = litellm.delete_keys_with_alias_prefix(&alias);
+                eprintln!(
+                    "\n**********\nSKIPPED: the test proxy accepted `{field}`: it has a LiteLLM Enterprise licence\n**********\n"
+                );
+                return;
+            }
+            assert_eq!(status, 403, "{field}: {text}");
+            assert!(
+                text.contains("Enterprise") && text.contains(field),
+                "{field}: 403 without naming the Enterprise feature: {text}"
+            );
+            eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
+        }
         let d = Docs::new(engine, "enterprise", "e", true);
-        let (status, body) = d.call(
+        d.call_ok(
             ROOT_TOKEN,
             None,
             Method::POST,
             "litellm/config",
             Some(d.config_body()),
+            "write config",
         );
-        assert_ok(status, &body, "write config");
         for field in ["tags", "guardrails"] {
-            let (status, body) = d.call(
+            d.call_ok(
                 ROOT_TOKEN,
                 None,
                 Method::POST,
                 "litellm/roles/dev",
                 Some(d.role_body(json!({ field: ["docs-test"] }))),
+                &format!("role with `{field}`"),
             );
-            assert_ok(status, &body, &format!("role with `{field}`"));
             let (status, body) = d.call(ROOT_TOKEN, None, Method::GET, "litellm/creds/dev", None);
             assert_eq!(
                 status,
@@ -1490,15 +1448,15 @@ fn enterprise_only_litellm_fields_are_refused_with_the_licence_message() {
                 "the 400 does not carry LiteLLM's licence message for {field}: {}",
                 error_text(&body)
             );
-            let (status, body) = d.call(
+            d.call_ok(
                 ROOT_TOKEN,
                 None,
                 Method::POST,
                 "litellm/roles/dev",
                 Some(d.role_body(json!({ field: "" }))),
+                &format!("unset `{field}`"),
             );
-            assert_ok(status, &body, &format!("unset `{field}`"));
         }
         d.step("roles/dev with `tags` or `guardrails`: creds answers 400 with the licence message");
-    });
+    }
 }

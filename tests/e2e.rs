@@ -1,8 +1,9 @@
 //! End-to-end tests: the plugin in a real OpenBao / Vault dev server, issuing real LiteLLM keys.
 //!
-//! Each test runs once per engine from `ENGINES` (see `support`): it starts a dev server, registers
-//! and mounts the plugin at `litellm/`, and checks the effect of every operation on the LiteLLM
-//! proxy from `LITELLM_URL`. Run with `make e2e` (or `make test`), which brings the stack up:
+//! Each test runs once per server (`<test>::openbao`, `<test>::vault`; see `support::per_server!`
+//! and `ENGINES`): it starts a dev server, registers and mounts the plugin at `litellm/`, and
+//! checks the effect of every operation on the LiteLLM proxy from `LITELLM_URL`. Run with
+//! `make e2e` (or `make test`), which brings the stack up:
 //!
 //! ```text
 //! e2e/run-with-stack.sh cargo test --test e2e -- --nocapture --test-threads=1
@@ -13,13 +14,11 @@
 
 mod support;
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{
-    error_text, eventually, plugin_binary, plugin_version, unix_now, DevServer, Engine, Janitor,
-    LiteLlm, Steps,
-};
+use support::{assert_ok, error_text, eventually, per_server, unix_now, Engine, PluginServer};
 
 /// Mount path and plugin catalog name.
 const MOUNT: &str = "litellm";
@@ -34,14 +33,14 @@ const OTHER_MODEL: &str = "gpt-4o";
 // ------------------------------------------------------------------------------------ fixture
 
 /// A dev server with the plugin mounted at `litellm/`, plus the LiteLLM proxy.
-struct Fixture {
-    steps: Steps,
-    litellm: LiteLlm,
-    /// Alias prefix unique to this test run (roles use it as `key_alias_prefix`).
-    prefix: String,
-    // Fields drop in declaration order: the server stops before the janitor cleans up.
-    server: DevServer,
-    _janitor: Janitor,
+struct Fixture(PluginServer);
+
+impl Deref for Fixture {
+    type Target = PluginServer;
+
+    fn deref(&self) -> &PluginServer {
+        &self.0
+    }
 }
 
 /// A set of credentials read from `litellm/creds/<role>`.
@@ -57,8 +56,6 @@ impl Fixture {
     /// Starts `engine`, registers and mounts the plugin; with `configure`, also writes a valid
     /// `litellm/config`.
     fn new(engine: Engine, test: &str, tag: &str, configure: bool) -> Fixture {
-        let steps = Steps::new(format!("{engine} {test}"));
-        let litellm = LiteLlm::from_env();
         // The engine accepts a key_alias_prefix of 1-32 characters of [A-Za-z0-9_-]: keep it
         // short, unique per run (milliseconds) and per engine and test (the tag).
         let prefix = format!(
@@ -67,28 +64,12 @@ impl Fixture {
             tag,
             (unix_now() * 1000.0) as u64 & 0xffff_ffff
         );
-        let server = DevServer::start(engine, &plugin_binary());
-        steps.step(format!("dev server up at {}", server.addr));
-        server.register_this_plugin(PLUGIN);
-        steps.step(format!(
-            "plugin registered as {PLUGIN} {}",
-            plugin_version()
-        ));
-        server.enable(MOUNT, PLUGIN, &plugin_version());
-        steps.step(format!(
-            "plugin mounted at {MOUNT}/ (plugin pids {:?})",
-            server.plugin_pids()
-        ));
-        let fixture = Fixture {
-            steps,
-            _janitor: Janitor {
-                litellm: LiteLlm::from_env(),
-                prefix: prefix.clone(),
-            },
-            litellm,
+        let fixture = Fixture(PluginServer::start(
+            engine,
+            format!("{engine} {test}"),
             prefix,
-            server,
-        };
+            true,
+        ));
         if configure {
             let (status, body) = fixture.write_config(json!({}));
             assert_ok(status, &body, "write litellm/config");
@@ -185,14 +166,6 @@ fn assert_num(value: &Value, want: f64, context: impl std::fmt::Display) {
     );
 }
 
-fn assert_ok(status: u16, body: &Value, what: &str) {
-    assert!(
-        (200..300).contains(&status),
-        "{what}: HTTP {status}: {}",
-        error_text(body)
-    );
-}
-
 /// Asserts a 4xx answer whose error text names `needle` (case-insensitive).
 fn assert_rejected(status: u16, body: &Value, what: &str, needle: &str) {
     let text = error_text(body);
@@ -206,19 +179,12 @@ fn assert_rejected(status: u16, body: &Value, what: &str, needle: &str) {
     );
 }
 
-fn for_each_engine(test: impl Fn(Engine)) {
-    for engine in Engine::from_env_list() {
-        test(engine);
-    }
-}
-
 // ------------------------------------------------------------------------------------ tests
 
-/// configure -> role -> creds -> chat (allowed 200, other model 403) -> renew moves LiteLLM's
-/// expiry -> revoke -> 401 -> revoking again is not an error.
-#[test]
-fn lifecycle_issue_use_renew_revoke() {
-    for_each_engine(|engine| {
+per_server! {
+    /// configure -> role -> creds -> chat (allowed 200, other model 403) -> renew moves LiteLLM's
+    /// expiry -> revoke -> 401 -> revoking again is not an error.
+    fn lifecycle_issue_use_renew_revoke(engine: Engine) {
         let f = Fixture::new(engine, "lifecycle", "lc", true);
         let (s, litellm) = (&f.server, &f.litellm);
 
@@ -362,13 +328,12 @@ fn lifecycle_issue_use_renew_revoke() {
             error_text(&body)
         );
         f.step("revoking again: 204");
-    });
+    }
 }
 
-/// Ten leases, one `revoke-prefix`: every key stops working.
-#[test]
-fn revoke_prefix_revokes_every_key() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Ten leases, one `revoke-prefix`: every key stops working.
+    fn revoke_prefix_revokes_every_key(engine: Engine) {
         let f = Fixture::new(engine, "revoke_prefix", "rp", true);
         f.create_role("batch", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let issued: Vec<Creds> = (0..10).map(|_| f.issue("batch")).collect();
@@ -391,14 +356,13 @@ fn revoke_prefix_revokes_every_key() {
         }
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
         f.step("all 10 keys refused (401) and gone from LiteLLM");
-    });
+    }
 }
 
-/// Reloading the plugin (new process) keeps issued leases renewable and revocable: the engine
-/// keeps what it needs in storage, not in memory.
-#[test]
-fn plugin_reload_keeps_leases_working() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Reloading the plugin (new process) keeps issued leases renewable and revocable: the engine
+    /// keeps what it needs in storage, not in memory.
+    fn plugin_reload_keeps_leases_working(engine: Engine) {
         let f = Fixture::new(engine, "reload", "rl", true);
         f.create_role("app", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let creds = f.issue("app");
@@ -420,13 +384,12 @@ fn plugin_reload_keeps_leases_working() {
         assert_eq!(status, 204, "revoke after reload: {}", error_text(&body));
         f.wait_key_refused(&creds.key, "revoked after reload");
         f.step("renew and revoke work after the reload");
-    });
+    }
 }
 
-/// Unmounting the engine with live leases revokes them.
-#[test]
-fn disabling_the_mount_revokes_live_keys() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Unmounting the engine with live leases revokes them.
+    fn disabling_the_mount_revokes_live_keys(engine: Engine) {
         let f = Fixture::new(engine, "disable", "dm", true);
         f.create_role("short", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
         let issued: Vec<Creds> = (0..3).map(|_| f.issue("short")).collect();
@@ -446,14 +409,13 @@ fn disabling_the_mount_revokes_live_keys() {
         }
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
         f.step("all 3 keys refused (401) and gone from LiteLLM");
-    });
+    }
 }
 
-/// `verify_connection` (default true) rejects a wrong master key or an unreachable URL and
-/// stores nothing; the master key is required on create and never read back.
-#[test]
-fn config_is_verified_and_master_key_write_only() {
-    for_each_engine(|engine| {
+per_server! {
+    /// `verify_connection` (default true) rejects a wrong master key or an unreachable URL and
+    /// stores nothing; the master key is required on create and never read back.
+    fn config_is_verified_and_master_key_write_only(engine: Engine) {
         let f = Fixture::new(engine, "config", "cf", false);
         let s = &f.server;
         let config_path = format!("{MOUNT}/config");
@@ -517,13 +479,12 @@ fn config_is_verified_and_master_key_write_only() {
             f.write_config(json!({"master_key": "sk-unchecked", "verify_connection": false}));
         assert_ok(status, &body, "config with verify_connection=false");
         f.step("verify_connection=false stores without checking");
-    });
+    }
 }
 
-/// Bad input gets a 4xx whose message names the offending field.
-#[test]
-fn bad_inputs_are_rejected_with_the_field_named() {
-    for_each_engine(|engine| {
+per_server! {
+    /// Bad input gets a 4xx whose message names the offending field.
+    fn bad_inputs_are_rejected_with_the_field_named(engine: Engine) {
         let f = Fixture::new(engine, "bad_inputs", "bi", true);
         let s = &f.server;
         let role = |name: &str, body: Value| s.post(&format!("{MOUNT}/roles/{name}"), &body);
@@ -568,5 +529,5 @@ fn bad_inputs_are_rejected_with_the_field_named() {
         );
         assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
         f.step("no role stored, no key issued");
-    });
+    }
 }

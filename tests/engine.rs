@@ -6,8 +6,8 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{
-    configured_server, plugin_binary, plugin_version, unique_prefix, unix_now, DevServer, Engine,
-    LiteLlm, Steps, MOUNT,
+    configured_server, per_server, plugin_binary, plugin_version, unique_prefix, unix_now,
+    DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 fn creds(server: &DevServer, role: &str) -> Value {
@@ -16,13 +16,14 @@ fn creds(server: &DevServer, role: &str) -> Value {
     body
 }
 
-#[test]
-fn two_roles_role_deletion_and_lease_contents() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("engine/{engine}"));
+per_server! {
+    fn two_roles_role_deletion_and_lease_contents(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("r");
-        let server = configured_server(engine, &litellm);
+        let server = configured_server(engine, litellm);
 
         steps.step("two roles with different models and limits");
         for (role, model) in [("chat", "gpt-3.5-turbo"), ("claude", "claude-mock")] {
@@ -108,15 +109,15 @@ fn two_roles_role_deletion_and_lease_contents() {
         server.disable(MOUNT);
         assert_eq!(litellm.chat(&claude_key, "claude-mock"), 401);
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-        steps.step("done");
     }
 }
 
-#[test]
-fn litellm_down_during_creds_leaves_no_lease_and_no_key() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("engine-down/{engine}"));
+per_server! {
+    fn litellm_down_during_creds_leaves_no_lease_and_no_key(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin("litellm");
         server.enable(MOUNT, "litellm", &plugin_version());
@@ -148,35 +149,23 @@ fn litellm_down_during_creds_leaves_no_lease_and_no_key() {
             leases["data"]["keys"].as_array().is_none_or(Vec::is_empty),
             "{leases}"
         );
-        steps.step("done");
     }
 }
 
-/// Crashes the plugin right after LiteLLM minted a key (a test build with
-/// the `fault-injection` feature), then waits for the periodic rollback to
-/// delete the orphan.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn an_interrupted_issue_is_rolled_back() {
-    use std::time::Duration;
-    use support::{eventually, sha256_file};
+per_server! {
+    /// Crashes the plugin right after LiteLLM minted a key (a test build with
+    /// the `fault-injection` feature), then waits for the periodic rollback to
+    /// delete the orphan.
+    #[cfg(feature = "fault-injection")]
+    fn an_interrupted_issue_is_rolled_back(engine: Engine) {
+        use std::time::Duration;
+        use support::eventually;
 
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
+        let litellm = LiteLlm::from_env();
         let steps = Steps::new(format!("rollback/{engine}"));
         let prefix = unique_prefix("c");
         let server = DevServer::start(engine, &plugin_binary());
-        let (status, body) = server.put(
-            "sys/plugins/catalog/secret/crashy",
-            &json!({"sha256": sha256_file(server.plugin_path()), "command": support::PLUGIN_FILE_NAME,
-                    "version": plugin_version(), "env": ["LITELLM_PLUGIN_CRASH_AFTER_GENERATE=1"]}),
-        );
-        assert!((200..300).contains(&status), "{body}");
-        let (status, body) = server.post(
-            &format!("sys/mounts/{MOUNT}"),
-            &json!({"type": "crashy", "plugin_version": plugin_version(), "options": {"rollback_min_age": "1s"}}),
-        );
-        assert!((200..300).contains(&status), "{body}");
+        server.mount_crashing_plugin("crashy", MOUNT, "LITELLM_PLUGIN_CRASH_AFTER_GENERATE=1");
         // A short request timeout keeps the entry's hold (twice the
         // timeout plus a margin) well inside the wait below.
         let (status, body) = server.put(

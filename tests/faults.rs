@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    error_text, eventually, live_leases, plugin_binary, plugin_version, unique_prefix, Cable,
-    DevServer, Engine, LiteLlm, Steps, MOUNT,
+    error_text, eventually, live_leases, per_server, plugin_binary, plugin_version, unique_prefix,
+    Cable, DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 fn assert_keys_match_leases(
@@ -33,11 +33,7 @@ fn assert_keys_match_leases(
 
 fn mount(server: &DevServer, options: Value) {
     server.register_this_plugin("litellm");
-    let (status, body) = server.post(
-        &format!("sys/mounts/{MOUNT}"),
-        &json!({"type": "litellm", "plugin_version": plugin_version(), "options": options}),
-    );
-    assert!((200..300).contains(&status), "mount: {body}");
+    server.enable_with_options(MOUNT, "litellm", options);
 }
 
 fn configure(server: &DevServer, base_url: &str, master_key: &str) {
@@ -53,11 +49,12 @@ fn role(server: &DevServer, name: &str, body: Value) {
     assert_eq!(status, 204, "role {name}: {out}");
 }
 
-#[test]
-fn litellm_down_during_revoke_is_retried_until_the_key_is_gone() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("revoke-down/{engine}"));
+per_server! {
+    fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("d");
         let cable = Cable::to(&litellm.url);
         let server = DevServer::start(engine, &plugin_binary());
@@ -108,18 +105,18 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone() {
                 .then_some(())
         });
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &["r"]),
+            assert_keys_match_leases(&server, litellm, &prefix, &["r"]),
             0
         );
-        steps.step("done");
     }
 }
 
-#[test]
-fn many_concurrent_creds_across_roles_then_revoke_prefix() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("concurrency/{engine}"));
+per_server! {
+    fn many_concurrent_creds_across_roles_then_revoke_prefix(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("m");
         let server = Arc::new(DevServer::start(engine, &plugin_binary()));
         mount(&server, json!({}));
@@ -167,7 +164,7 @@ fn many_concurrent_creds_across_roles_then_revoke_prefix() {
             errors[0]
         );
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &roles),
+            assert_keys_match_leases(&server, litellm, &prefix, &roles),
             200
         );
 
@@ -175,19 +172,19 @@ fn many_concurrent_creds_across_roles_then_revoke_prefix() {
         let (status, body) = server.revoke_prefix(&format!("{MOUNT}/creds"));
         assert_eq!(status, 204, "{body}");
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &roles),
+            assert_keys_match_leases(&server, litellm, &prefix, &roles),
             0
         );
-        steps.step("done");
     }
 }
 
-#[cfg(feature = "fault-injection")]
-#[test]
-fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("sigkill/{engine}"));
+per_server! {
+    #[cfg(feature = "fault-injection")]
+    fn sigkill_while_issuing_leaves_no_orphan_after_rollback(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("k");
         let server = Arc::new(DevServer::start(engine, &plugin_binary()));
         mount(&server, json!({"rollback_min_age": "1s"}));
@@ -296,22 +293,22 @@ fn sigkill_while_issuing_leaves_no_orphan_after_rollback() {
             "{unclaimed} unclaimed keys for {} kills",
             kills.len()
         );
-        assert_keys_match_leases(&server, &litellm, &prefix, &["r"]);
+        assert_keys_match_leases(&server, litellm, &prefix, &["r"]);
         let (status, _) = server.revoke_prefix(&format!("{MOUNT}/creds"));
         assert_eq!(status, 204);
         assert_eq!(
-            assert_keys_match_leases(&server, &litellm, &prefix, &["r"]),
+            assert_keys_match_leases(&server, litellm, &prefix, &["r"]),
             0
         );
-        steps.step("done");
     }
 }
 
-#[test]
-fn bad_input_is_4xx_naming_the_problem_and_never_crashes() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("bad-input/{engine}"));
+per_server! {
+    fn bad_input_is_4xx_naming_the_problem_and_never_crashes(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         mount(&server, json!({}));
 
@@ -470,7 +467,6 @@ fn bad_input_is_4xx_naming_the_problem_and_never_crashes() {
         let (status, body) = server.get(&format!("{MOUNT}/creds/ok"));
         assert_eq!(status, 200, "still serving: {body}");
         server.disable(MOUNT);
-        steps.step("done");
     }
 }
 
@@ -486,11 +482,12 @@ fn truncate(v: &Value) -> String {
     }
 }
 
-#[test]
-fn secrets_never_leak_into_reads_logs_or_plugin_storage() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("hygiene/{engine}"));
+per_server! {
+    fn secrets_never_leak_into_reads_logs_or_plugin_storage(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("h");
         let server = DevServer::start(engine, &plugin_binary());
         // Most verbose plugin logging, to prove nothing secret is logged at any level.
@@ -577,6 +574,5 @@ fn secrets_never_leak_into_reads_logs_or_plugin_storage() {
             !log.contains(&litellm.master_key),
             "the master key is in the log"
         );
-        steps.step("done");
     }
 }

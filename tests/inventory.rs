@@ -13,8 +13,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, eventually, plugin_version, unique_prefix, Cable, DevServer,
-    Engine, LiteLlm, Steps, MOUNT,
+    configured_server, error_text, eventually, per_server, plugin_version, unique_prefix, Cable,
+    DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -67,21 +67,17 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
-fn inventory_usage_and_tidy() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("inventory/{engine}"));
+per_server! {
+    fn inventory_usage_and_tidy(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let prefix = unique_prefix("i");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scenario(&steps, engine, &litellm, &prefix)
+            scenario(steps, engine, litellm, &prefix)
         }));
         // Whatever happened: none of this run's keys stay behind.
         let _ = litellm.delete_keys_with_alias_prefix(&prefix);
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }
-        steps.step("done");
     }
 }
 
@@ -396,34 +392,21 @@ fn scenario(steps: &Steps, engine: Engine, litellm: &LiteLlm, prefix: &str) {
     assert_eq!(litellm.delete_key(&unmarked_t), 200);
 }
 
-/// The plugin dies after recording a key and before deleting its WAL entry
-/// (a `fault-injection` build): the key is accounted for the whole time,
-/// and the rollback removes both the key and its record.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both() {
-    use support::{plugin_binary, sha256_file};
+per_server! {
+    /// The plugin dies after recording a key and before deleting its WAL entry
+    /// (a `fault-injection` build): the key is accounted for the whole time,
+    /// and the rollback removes both the key and its record.
+    #[cfg(feature = "fault-injection")]
+    fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
+        use support::plugin_binary;
 
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("inventory-crash/{engine}"));
         let prefix = unique_prefix("x");
         let server = DevServer::start(engine, &plugin_binary());
-        ok(
-            "register",
-            server.put(
-                "sys/plugins/catalog/secret/crashy",
-                &json!({"sha256": sha256_file(server.plugin_path()), "command": support::PLUGIN_FILE_NAME,
-                        "version": plugin_version(), "env": ["LITELLM_PLUGIN_CRASH_AFTER_RECORD=1"]}),
-            ),
-        );
-        ok(
-            "mount",
-            server.post(
-                &format!("sys/mounts/{MOUNT}"),
-                &json!({"type": "crashy", "plugin_version": plugin_version(), "options": {"rollback_min_age": "1s"}}),
-            ),
-        );
+        server.mount_crashing_plugin("crashy", MOUNT, "LITELLM_PLUGIN_CRASH_AFTER_RECORD=1");
         // A short timeout keeps the WAL entry's hold inside the wait below.
         ok(
             "config",
@@ -477,6 +460,5 @@ fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both() {
             status == 404 || aliases(&list["data"]["keys"]).is_empty(),
             "the record went with the key: {status} {list}"
         );
-        steps.step("done");
     }
 }

@@ -12,8 +12,8 @@ use std::thread;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, live_leases, on_each_engine, parse_utc_timestamp, put_role,
-    unique_prefix, Cable, DevServer, MOUNT,
+    configured_server, error_text, live_leases, parse_utc_timestamp, per_server, put_role,
+    unique_prefix, Cable, DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -28,13 +28,34 @@ fn issue(server: &DevServer, role: &str) -> (String, String) {
     )
 }
 
+/// A configured server with role `r` on [`MODEL`] with an alias prefix of its own (tagged
+/// `tag`) and the fields of `extra`: `(server, prefix)`.
+fn server_with_role_r(
+    engine: Engine,
+    litellm: &LiteLlm,
+    tag: &str,
+    extra: Value,
+) -> (DevServer, String) {
+    let prefix = unique_prefix(tag);
+    let server = configured_server(engine, litellm);
+    let mut role = json!({"models": [MODEL], "key_alias_prefix": prefix});
+    if let (Some(role), Value::Object(extra)) = (role.as_object_mut(), extra) {
+        role.extend(extra);
+    }
+    put_role(&server, "r", role);
+    (server, prefix)
+}
+
 fn write_config(server: &DevServer, body: Value) -> (u16, Value) {
     server.put(&format!("{MOUNT}/config"), &body)
 }
 
-#[test]
-fn leased_keys_cannot_manage_keys_even_for_an_internal_user() {
-    on_each_engine("key-scope", |steps, engine, litellm| {
+per_server! {
+    fn leased_keys_cannot_manage_keys_even_for_an_internal_user(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("s");
         let server = configured_server(engine, litellm);
         let (status, user) = litellm.admin(
@@ -104,19 +125,16 @@ fn leased_keys_cannot_manage_keys_even_for_an_internal_user() {
             "/user/delete",
             &json!({"user_ids": [user_id]}),
         );
-    });
+    }
 }
 
-#[test]
-fn only_litellms_no_keys_found_counts_as_already_gone() {
-    on_each_engine("foreign-404", |steps, engine, litellm| {
-        let prefix = unique_prefix("n");
-        let server = configured_server(engine, litellm);
-        put_role(
-            &server,
-            "r",
-            json!({"models": [MODEL], "key_alias_prefix": prefix}),
-        );
+per_server! {
+    fn only_litellms_no_keys_found_counts_as_already_gone(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
+        let (server, _) = server_with_role_r(engine, litellm, "n", json!({}));
         let (key, lease) = issue(&server, "r");
 
         steps.step("base_url under a wrong path prefix: revoke fails, lease and key stay");
@@ -146,12 +164,15 @@ fn only_litellms_no_keys_found_counts_as_already_gone() {
         let (status, body) = server.lease_revoke(&lease);
         assert_eq!(status, 204, "{body}");
         assert_eq!(live_leases(&server, "r"), 0);
-    });
+    }
 }
 
-#[test]
-fn keys_renew_and_revoke_on_the_proxy_they_were_minted_on() {
-    on_each_engine("proxy-home", |steps, engine, litellm| {
+per_server! {
+    fn keys_renew_and_revoke_on_the_proxy_they_were_minted_on(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("h");
         let server = configured_server(engine, litellm);
         let cable = Cable::to(&litellm.url);
@@ -211,19 +232,16 @@ fn keys_renew_and_revoke_on_the_proxy_they_were_minted_on() {
         assert_eq!(status, 204, "{body}");
         assert_eq!(litellm.chat(&key, MODEL), 401);
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-    });
+    }
 }
 
-#[test]
-fn deleting_config_keeps_live_leases_revocable() {
-    on_each_engine("config-delete", |steps, engine, litellm| {
-        let prefix = unique_prefix("d");
-        let server = configured_server(engine, litellm);
-        put_role(
-            &server,
-            "r",
-            json!({"models": [MODEL], "key_alias_prefix": prefix}),
-        );
+per_server! {
+    fn deleting_config_keeps_live_leases_revocable(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
+        let (server, prefix) = server_with_role_r(engine, litellm, "d", json!({}));
         let (key, lease) = issue(&server, "r");
         let (key2, _) = issue(&server, "r");
 
@@ -243,19 +261,13 @@ fn deleting_config_keeps_live_leases_revocable() {
         server.disable(MOUNT);
         assert_eq!(litellm.chat(&key2, MODEL), 401);
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-    });
+    }
 }
 
-#[test]
-fn a_key_never_expires_before_its_lease() {
-    on_each_engine("expiry-order", |steps, engine, litellm| {
-        let prefix = unique_prefix("e");
-        let server = configured_server(engine, litellm);
-        put_role(
-            &server,
-            "r",
-            json!({"models": [MODEL], "key_alias_prefix": prefix, "ttl": "10m", "max_ttl": "1h"}),
-        );
+per_server! {
+    fn a_key_never_expires_before_its_lease(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
+        let (server, _) =
+            server_with_role_r(engine, litellm, "e", json!({"ttl": "10m", "max_ttl": "1h"}));
         let (key, lease) = issue(&server, "r");
         let check = |when: &str| {
             let (status, body) = server.put("sys/leases/lookup", &json!({"lease_id": lease}));
@@ -277,12 +289,11 @@ fn a_key_never_expires_before_its_lease() {
         assert_eq!(status, 200, "{body}");
         check("renewed");
         server.lease_revoke(&lease);
-    });
+    }
 }
 
-#[test]
-fn concurrent_partial_writes_lose_no_field() {
-    on_each_engine("lost-writes", |steps, engine, litellm| {
+per_server! {
+    fn concurrent_partial_writes_lose_no_field(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let server = Arc::new(configured_server(engine, litellm));
         put_role(&server, "r", json!({"models": [MODEL]}));
         steps.step("ten rounds of two concurrent partial writes to one role, and to config");
@@ -328,12 +339,15 @@ fn concurrent_partial_writes_lose_no_field() {
                 "round {round}: {config}"
             );
         }
-    });
+    }
 }
 
-#[test]
-fn an_empty_model_list_never_means_every_model() {
-    on_each_engine("models", |steps, engine, litellm| {
+per_server! {
+    fn an_empty_model_list_never_means_every_model(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("m");
         let server = configured_server(engine, litellm);
         steps.step("no models, or blank ones: 400 naming the field");
@@ -360,12 +374,11 @@ fn an_empty_model_list_never_means_every_model() {
         assert_eq!(litellm.chat(&key, MODEL), 200);
         assert_eq!(litellm.chat(&key, "gpt-4o"), 200);
         server.lease_revoke(&lease);
-    });
+    }
 }
 
-#[test]
-fn errors_never_echo_secrets() {
-    on_each_engine("no-secret-in-errors", |steps, engine, litellm| {
+per_server! {
+    fn errors_never_echo_secrets(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let server = configured_server(engine, litellm);
         steps.step("bad master_key and base_url values: 400, the field named, no value echoed");
         for body in [
@@ -387,5 +400,5 @@ fn errors_never_echo_secrets() {
             !server.log_text().contains("sk-leak"),
             "a secret reached the server log"
         );
-    });
+    }
 }

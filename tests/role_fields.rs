@@ -6,7 +6,10 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{configured_server, error_text, on_each_engine, unique_prefix, DevServer, MOUNT};
+use support::{
+    configured_server, error_text, per_server, unique_prefix, DevServer, Engine, LiteLlm, Steps,
+    MOUNT,
+};
 
 const MODEL: &str = "gpt-3.5-turbo";
 
@@ -16,9 +19,12 @@ fn ok(server: &DevServer, path: &str, body: Value) -> Value {
     out
 }
 
-#[test]
-fn keys_are_attributed_to_the_identity_that_read_them() {
-    on_each_engine("identity", |steps, engine, litellm| {
+per_server! {
+    fn keys_are_attributed_to_the_identity_that_read_them(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("i");
         let server = configured_server(engine, litellm);
         let user = format!("{prefix}u");
@@ -122,12 +128,15 @@ fn keys_are_attributed_to_the_identity_that_read_them() {
             "/team/delete",
             &json!({"team_ids": [group_id]}),
         );
-    });
+    }
 }
 
-#[test]
-fn typed_settings_reach_litellm_and_enterprise_ones_say_so() {
-    on_each_engine("settings", |steps, engine, litellm| {
+per_server! {
+    fn typed_settings_reach_litellm_and_enterprise_ones_say_so(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("l");
         let server = configured_server(engine, litellm);
         steps.step("per-model rpm limit and a model alias, enforced by LiteLLM");
@@ -166,12 +175,15 @@ fn typed_settings_reach_litellm_and_enterprise_ones_say_so() {
 
         server.revoke_prefix(&format!("{MOUNT}/creds"));
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-    });
+    }
 }
 
-#[test]
-fn a_creds_write_narrows_the_role_and_never_widens_it() {
-    on_each_engine("narrow", |steps, engine, litellm| {
+per_server! {
+    fn a_creds_write_narrows_the_role_and_never_widens_it(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let prefix = unique_prefix("w");
         let server = configured_server(engine, litellm);
         ok(
@@ -218,5 +230,5 @@ fn a_creds_write_narrows_the_role_and_never_widens_it() {
 
         server.revoke_prefix(&format!("{MOUNT}/creds"));
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-    });
+    }
 }

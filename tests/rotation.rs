@@ -10,8 +10,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, eventually, plugin_binary, plugin_version, unique_prefix,
-    DevServer, Engine, LiteLlm, Steps, MOUNT,
+    configured_server, error_text, eventually, per_server, plugin_binary, plugin_version,
+    unique_prefix, DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -70,15 +70,6 @@ impl Drop for AdminUser {
     }
 }
 
-/// A mount on `server` at `mount` of catalog plugin `plugin`, with `options`.
-fn mount(server: &DevServer, mount: &str, plugin: &str, options: Value) {
-    let (status, body) = server.post(
-        &format!("sys/mounts/{mount}"),
-        &json!({"type": plugin, "plugin_version": plugin_version(), "options": options}),
-    );
-    assert!((200..300).contains(&status), "mount {mount}: {body}");
-}
-
 /// Issues a key on `mount`'s role `r`, checks it works, revokes its lease
 /// and checks it is gone: the engine manages keys with its admin key.
 fn engine_issues_and_revokes(server: &DevServer, mount: &str, litellm: &LiteLlm) {
@@ -99,11 +90,8 @@ fn put_role(server: &DevServer, mount: &str, prefix: &str) {
     assert!((200..300).contains(&status), "role: {body}");
 }
 
-#[test]
-fn rotate_root_replaces_a_virtual_admin_key() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("rotate-root/{engine}"));
+per_server! {
+    fn rotate_root_replaces_a_virtual_admin_key(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let prefix = unique_prefix("r");
         let admin = AdminUser::create(&prefix);
         let server = DevServer::start(engine, &plugin_binary());
@@ -145,23 +133,23 @@ fn rotate_root_replaces_a_virtual_admin_key() {
         let (status, body) = server.lease_revoke(before["lease_id"].as_str().unwrap());
         assert!((200..300).contains(&status), "{body}");
         assert_eq!(litellm.chat(old_key, MODEL), 401);
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
+        engine_issues_and_revokes(&server, MOUNT, litellm);
 
         steps.step("and again");
         let (status, body) = server.post(&format!("{MOUNT}/rotate-root"), &json!({}));
         assert_eq!(status, 200, "second rotate-root: {body}");
         assert_eq!(admin.live_keys().len(), 1);
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
-        steps.step("done");
+        engine_issues_and_revokes(&server, MOUNT, litellm);
     }
 }
 
-#[test]
-fn the_master_key_is_refused_and_bad_input_names_the_field() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("refusals/{engine}"));
-        let server = configured_server(engine, &litellm);
+per_server! {
+    fn the_master_key_is_refused_and_bad_input_names_the_field(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
+        let server = configured_server(engine, litellm);
 
         steps.step("rotate-root with the master key");
         let (status, body) = server.post(&format!("{MOUNT}/rotate-root"), &json!({}));
@@ -201,26 +189,17 @@ fn the_master_key_is_refused_and_bad_input_names_the_field() {
         let (_, config) = server.get(&format!("{MOUNT}/config"));
         assert_eq!(config["data"]["rotation_period"], 0, "{config}");
         assert!(config["data"]["next_rotation"].is_null(), "{config}");
-        steps.step("done");
     }
 }
 
-#[test]
-fn scheduled_rotation_happens_on_its_own() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("scheduled/{engine}"));
+per_server! {
+    fn scheduled_rotation_happens_on_its_own(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
         let prefix = unique_prefix("p");
         let admin = AdminUser::create(&prefix);
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin("litellm");
         // The test-only minimum: the default is 1h.
-        mount(
-            &server,
-            MOUNT,
-            "litellm",
-            json!({"min_rotation_period": "10s"}),
-        );
+        server.enable_with_options(MOUNT, "litellm", json!({"min_rotation_period": "10s"}));
         let (status, body) = server.put(
             &format!("{MOUNT}/config"),
             &json!({"base_url": litellm.url, "admin_key": admin.key, "rotation_period": "10s"}),
@@ -243,7 +222,7 @@ fn scheduled_rotation_happens_on_its_own() {
             || (admin.manages(&admin.key) == 401).then_some(()),
         );
         assert_eq!(admin.live_keys().len(), 1);
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
+        engine_issues_and_revokes(&server, MOUNT, litellm);
 
         steps.step("disable_automated_rotation pauses it");
         let (status, body) = server.put(
@@ -274,36 +253,31 @@ fn scheduled_rotation_happens_on_its_own() {
         eventually("one admin key alive", Duration::from_secs(30), || {
             (admin.live_keys().len() == 1).then_some(())
         });
-        engine_issues_and_revokes(&server, MOUNT, &litellm);
-        steps.step("done");
+        engine_issues_and_revokes(&server, MOUNT, litellm);
     }
 }
 
-/// Crashes the plugin in the middle of a rotation (a test build with the
-/// `fault-injection` feature): after the successor exists but before it is
-/// stored, and after it is stored but before the old key is deleted. The
-/// rollback must leave exactly one admin key alive, the stored one.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
-    use support::sha256_file;
-
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("interrupted/{engine}"));
+per_server! {
+    /// Crashes the plugin in the middle of a rotation (a test build with the
+    /// `fault-injection` feature): after the successor exists but before it is
+    /// stored, and after it is stored but before the old key is deleted. The
+    /// rollback must leave exactly one admin key alive, the stored one.
+    #[cfg(feature = "fault-injection")]
+    fn an_interrupted_rotation_leaves_exactly_one_admin_key(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
         for step in ["after_generate", "after_store"] {
             let plugin = format!("crash-{}", step.replace('_', "-"));
-            let (status, body) = server.put(
-                &format!("sys/plugins/catalog/secret/{plugin}"),
-                &json!({"sha256": sha256_file(server.plugin_path()),
-                        "command": support::PLUGIN_FILE_NAME, "version": plugin_version(),
-                        "env": [format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}")]}),
-            );
-            assert!((200..300).contains(&status), "{body}");
             let path = format!("rot-{}", step.replace('_', "-"));
-            mount(&server, &path, &plugin, json!({"rollback_min_age": "1s"}));
+            server.mount_crashing_plugin(
+                &plugin,
+                &path,
+                &format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}"),
+            );
             let prefix = unique_prefix("x");
             let admin = AdminUser::create(&prefix);
             // A short timeout keeps the entry's hold (three times the
@@ -341,7 +315,7 @@ fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
             } else {
                 assert_eq!(old_key_status, 401, "{path}: the old key must go");
             }
-            engine_issues_and_revokes(&server, path, &litellm);
+            engine_issues_and_revokes(&server, path, litellm);
             // The engine can still rotate: the rotation fault fires again,
             // so check only that its key is the one that works.
             steps.step(format!("{path}: exactly one admin key, the engine works"));
@@ -349,36 +323,31 @@ fn an_interrupted_rotation_leaves_exactly_one_admin_key() {
         assert!(server
             .log_text()
             .contains("interrupted admin key rotation settled"));
-        steps.step("done");
     }
 }
 
-/// Crashes the plugin in the middle of a static role's rotation (a test
-/// build with the `fault-injection` feature). Whatever the step, the
-/// rollback leaves the generations the role holds and nothing else: after
-/// the successor is minted, the old key alone; after it is stored, the new
-/// key and the old one in its grace.
-#[cfg(feature = "fault-injection")]
-#[test]
-fn an_interrupted_static_rotation_leaves_the_stored_generations() {
-    use support::sha256_file;
-
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("static-interrupted/{engine}"));
+per_server! {
+    /// Crashes the plugin in the middle of a static role's rotation (a test
+    /// build with the `fault-injection` feature). Whatever the step, the
+    /// rollback leaves the generations the role holds and nothing else: after
+    /// the successor is minted, the old key alone; after it is stored, the new
+    /// key and the old one in its grace.
+    #[cfg(feature = "fault-injection")]
+    fn an_interrupted_static_rotation_leaves_the_stored_generations(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let server = DevServer::start(engine, &plugin_binary());
         let mut cases = Vec::new();
         for (step, alive_after) in [("static_after_generate", 1), ("static_after_store", 2)] {
             let plugin = format!("crash-{}", step.replace('_', "-"));
-            let (status, body) = server.put(
-                &format!("sys/plugins/catalog/secret/{plugin}"),
-                &json!({"sha256": sha256_file(server.plugin_path()),
-                        "command": support::PLUGIN_FILE_NAME, "version": plugin_version(),
-                        "env": [format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}")]}),
-            );
-            assert!((200..300).contains(&status), "{body}");
             let path = format!("srot-{}", step.replace('_', "-"));
-            mount(&server, &path, &plugin, json!({"rollback_min_age": "1s"}));
+            server.mount_crashing_plugin(
+                &plugin,
+                &path,
+                &format!("LITELLM_PLUGIN_CRASH_IN_ROTATION={step}"),
+            );
             let (status, body) = server.put(
                 &format!("{path}/config"),
                 &json!({"base_url": litellm.url, "admin_key": litellm.master_key,
@@ -430,25 +399,20 @@ fn an_interrupted_static_rotation_leaves_the_stored_generations() {
         assert!(server
             .log_text()
             .contains("rollback: interrupted static key rotation settled"));
-        steps.step("done");
     }
 }
 
-#[test]
-fn static_roles_mint_rotate_and_delete_their_key() {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("static/{engine}"));
+per_server! {
+    fn static_roles_mint_rotate_and_delete_their_key(
+        engine: Engine,
+        steps: &Steps,
+        litellm: &LiteLlm,
+    ) {
         let name = unique_prefix("s");
         let alias_prefix = format!("vault-static-{name}-");
         let server = DevServer::start(engine, &plugin_binary());
         server.register_this_plugin("litellm");
-        mount(
-            &server,
-            MOUNT,
-            "litellm",
-            json!({"min_rotation_period": "10s"}),
-        );
+        server.enable_with_options(MOUNT, "litellm", json!({"min_rotation_period": "10s"}));
         let (status, body) = server.put(
             &format!("{MOUNT}/config"),
             &json!({"base_url": litellm.url, "admin_key": litellm.master_key}),
@@ -546,6 +510,5 @@ fn static_roles_mint_rotate_and_delete_their_key() {
         assert_eq!(litellm.count_live_keys_with_alias_prefix(&alias_prefix), 0);
         let (status, _) = server.get(&creds);
         assert_eq!(status, 400);
-        steps.step("done");
     }
 }

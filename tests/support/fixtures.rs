@@ -26,16 +26,6 @@ pub fn live_leases(server: &DevServer, role: &str) -> usize {
     }
 }
 
-/// Runs `test` on every engine under test, each with its own step log.
-pub fn on_each_engine(name: &str, test: impl Fn(&Steps, Engine, &LiteLlm)) {
-    let litellm = LiteLlm::from_env();
-    for engine in Engine::from_env_list() {
-        let steps = Steps::new(format!("{name}/{engine}"));
-        test(&steps, engine, &litellm);
-        steps.step("done");
-    }
-}
-
 /// Writes `roles/<name>`; panics unless 2xx. Returns the answer (warnings).
 pub fn put_role(server: &DevServer, name: &str, body: Value) -> Value {
     let (status, out) = server.put(&format!("{MOUNT}/roles/{name}"), &body);
@@ -72,6 +62,49 @@ impl LiteLlm {
     /// A LiteLLM route called with the master key.
     pub fn admin(&self, method: Method, path: &str, body: &Value) -> (u16, Value) {
         self.call_as(&self.master_key.clone(), method, path, body)
+    }
+}
+
+/// A dev server with the plugin registered as `litellm` (and mounted at [`MOUNT`] when asked),
+/// the LiteLLM proxy, a step log, and an alias prefix for the test's keys: whatever keys with
+/// that prefix are left when it drops are deleted.
+pub struct PluginServer {
+    pub steps: Steps,
+    pub litellm: LiteLlm,
+    pub prefix: String,
+    // Fields drop in declaration order: the server stops before the janitor cleans up.
+    pub server: DevServer,
+    _janitor: Janitor,
+}
+
+impl PluginServer {
+    pub fn start(engine: Engine, label: String, prefix: String, mount: bool) -> PluginServer {
+        let steps = Steps::new(label);
+        let server = DevServer::start(engine, &plugin_binary());
+        steps.step(format!("dev server up at {}", server.addr));
+        server.register_this_plugin("litellm");
+        steps.step(format!("plugin registered as litellm {}", plugin_version()));
+        if mount {
+            server.enable(MOUNT, "litellm", &plugin_version());
+            steps.step(format!(
+                "plugin mounted at {MOUNT}/ (plugin pids {:?})",
+                server.plugin_pids()
+            ));
+        }
+        PluginServer {
+            steps,
+            _janitor: Janitor {
+                litellm: LiteLlm::from_env(),
+                prefix: prefix.clone(),
+            },
+            litellm: LiteLlm::from_env(),
+            prefix,
+            server,
+        }
+    }
+
+    pub fn step(&self, what: impl std::fmt::Display) {
+        self.steps.step(what);
     }
 }
 

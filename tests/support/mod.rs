@@ -36,7 +36,7 @@ mod fixtures;
 mod net;
 #[allow(unused_imports)] // each test crate uses a different part
 pub use fixtures::{
-    configured_server, live_leases, on_each_engine, put_role, unique_prefix, Janitor, MOUNT,
+    configured_server, live_leases, put_role, unique_prefix, Janitor, PluginServer, MOUNT,
 };
 #[allow(unused_imports)]
 pub use net::Cable;
@@ -171,6 +171,15 @@ pub fn error_text(body: &Value) -> String {
             .join("; "),
         None => body.to_string(),
     }
+}
+
+/// Asserts a 2xx answer; else panics with `what`, the status and the error text.
+pub fn assert_ok(status: u16, body: &Value, what: &str) {
+    assert!(
+        (200..300).contains(&status),
+        "{what}: HTTP {status}: {}",
+        error_text(body)
+    );
 }
 
 /// Calls `probe` until it returns `Some`, or panics with `what` after `timeout`.
@@ -311,53 +320,12 @@ impl Engine {
         }
     }
 
-    /// The engines to test: those listed in `ENGINES` (default `"vault openbao"`) whose binary
-    /// is found. A missing one is skipped with a loud `SKIPPED:` line on stderr, unless
-    /// `REQUIRE_ENGINES` lists it, in which case this panics. Panics as well when no engine at
-    /// all is left, since a test that silently checks nothing is a defect.
-    pub fn from_env_list() -> Vec<Engine> {
-        let wanted = engine_list("ENGINES", "vault openbao");
-        let required = engine_list("REQUIRE_ENGINES", "");
-        for engine in &required {
-            if !wanted.contains(engine) {
-                panic!(
-                    "REQUIRE_ENGINES lists {} but ENGINES ({:?}) does not",
-                    engine.name(),
-                    std::env::var("ENGINES").unwrap_or_default()
-                );
-            }
-        }
-        let mut engines = Vec::new();
-        for engine in wanted {
-            match engine.locate() {
-                Ok(bin) => {
-                    eprintln!("engine {}: {}", engine.name(), bin.display());
-                    engines.push(engine);
-                }
-                Err(why) if required.contains(&engine) => panic!(
-                    "{why}, and REQUIRE_ENGINES lists {}: set {} to the binary or put `{}` on PATH",
-                    engine.name(),
-                    engine.bin_var(),
-                    engine.command()
-                ),
-                Err(why) => eprintln!("\n**********\nSKIPPED: {why}\n**********\n"),
-            }
-        }
-        assert!(
-            !engines.is_empty(),
-            "no engine to test: none of ENGINES={:?} was found (set BAO_BIN or VAULT_BIN, or run \
-             via `make test` / e2e/stack.sh up)",
-            std::env::var("ENGINES").unwrap_or_else(|_| "vault openbao".into())
-        );
-        engines
-    }
-}
-
-impl Engine {
     /// This engine's binary for a test written per engine (one #[test] each, so each engine
     /// fails on its own): `None` after a loud `SKIPPED:` line when the engine is not in
     /// `ENGINES`, or is missing and not in `REQUIRE_ENGINES`; panics when it is required and
     /// missing.
+    ///
+    /// Tests use it through [`per_server!`], which writes those two tests.
     pub fn binary_for_test(self, test: &str) -> Option<PathBuf> {
         let wanted = engine_list("ENGINES", "vault openbao");
         let required = engine_list("REQUIRE_ENGINES", "").contains(&self);
@@ -374,6 +342,99 @@ impl Engine {
         }
         eprintln!("\n**********\nSKIPPED: {test} on {self}: {why}\n**********\n");
         None
+    }
+}
+
+/// One test per server: each `fn name(engine: Engine) { ... }` given becomes a module `name`
+/// with `#[test] fn openbao()` and `#[test] fn vault()`, so a failure on one server is reported
+/// on its own (`cargo test --test rotation -- scheduled_rotation_happens_on_its_own::openbao`
+/// runs one). Each runs the body with its engine after [`Engine::binary_for_test`]: an engine
+/// that is not in `ENGINES`, or is missing and not in `REQUIRE_ENGINES`, skips its test with a
+/// loud `SKIPPED:` line; a required one that is missing fails it.
+///
+/// The attributes given (doc comments, `#[cfg(feature = "fault-injection")]`) go on the module;
+/// the body sees the test file's items (`use super::*`). rustfmt leaves the body alone: format it
+/// as a plain `mod` (ARCHITECTURE.md, "Add a test against the servers").
+///
+/// With `fn name(engine: Engine, steps: &Steps, litellm: &LiteLlm)` the body is also handed the
+/// LiteLLM proxy from the environment and a step log labelled `name/engine`, which logs `done`
+/// when the body returns.
+///
+/// ```ignore
+/// per_server! {
+///     /// What the test shows.
+///     fn keys_expire(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
+///         let server = configured_server(engine, litellm);
+///         steps.step("...");
+///     }
+/// }
+/// ```
+#[allow(unused_macros)] // each test crate uses a different part of this module
+macro_rules! per_server {
+    () => {};
+    (
+        $(#[$attr:meta])*
+        fn $name:ident(
+            $engine:ident: $engine_ty:ty,
+            $steps:ident: $steps_ty:ty,
+            $litellm:ident: $litellm_ty:ty $(,)?
+        ) $body:block
+        $($rest:tt)*
+    ) => {
+        $crate::support::per_server! {
+            $(#[$attr])*
+            fn $name(engine: $engine_ty) {
+                fn with_steps($engine: $engine_ty, $steps: $steps_ty, $litellm: $litellm_ty) $body
+                let litellm = $crate::support::LiteLlm::from_env();
+                let steps =
+                    $crate::support::Steps::new(format!("{}/{}", stringify!($name), engine));
+                with_steps(engine, &steps, &litellm);
+                steps.step("done");
+            }
+        }
+        $crate::support::per_server! { $($rest)* }
+    };
+    (
+        $(#[$attr:meta])*
+        fn $name:ident($engine:ident: $engine_ty:ty $(,)?) $body:block
+        $($rest:tt)*
+    ) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn per_server_body($engine: $engine_ty) $body
+
+            #[test]
+            fn openbao() {
+                $crate::support::run_per_server(
+                    $crate::support::Engine::OpenBao,
+                    module_path!(),
+                    per_server_body,
+                );
+            }
+
+            #[test]
+            fn vault() {
+                $crate::support::run_per_server(
+                    $crate::support::Engine::Vault,
+                    module_path!(),
+                    per_server_body,
+                );
+            }
+        }
+        $crate::support::per_server! { $($rest)* }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_server;
+
+/// What a [`per_server!`] test runs: `body(engine)`, unless [`Engine::binary_for_test`] skips
+/// `engine` for `test`.
+pub fn run_per_server(engine: Engine, test: &str, body: impl FnOnce(Engine)) {
+    if engine.binary_for_test(test).is_some() {
+        body(engine);
     }
 }
 
@@ -653,6 +714,37 @@ impl DevServer {
             &body,
             &format!("enable {plugin_name} {version} at {path}"),
         );
+    }
+
+    /// Mounts plugin `plugin_name` at [`plugin_version`] on `path` with mount `options`
+    /// (`rollback_min_age`, ...); panics unless 2xx.
+    pub fn enable_with_options(&self, path: &str, plugin_name: &str, options: Value) {
+        let (status, body) = self.post(
+            &format!("sys/mounts/{}", path.trim_end_matches('/')),
+            &json!({"type": plugin_name, "plugin_version": plugin_version(), "options": options}),
+        );
+        self.expect_ok(
+            status,
+            &body,
+            &format!("enable {plugin_name} with options at {path}"),
+        );
+    }
+
+    /// Registers the plugin copy as `name` with `env` (`LITELLM_PLUGIN_CRASH_...=<point>`: where
+    /// a `fault-injection` build kills itself) and mounts it at `path` with a 1 s
+    /// `rollback_min_age`, so the rollback soon sees what a crash left; panics unless 2xx.
+    pub fn mount_crashing_plugin(&self, name: &str, path: &str, env: &str) {
+        let (status, body) = self.put(
+            &format!("sys/plugins/catalog/secret/{name}"),
+            &json!({"sha256": sha256_file(&self.source_binary), "command": PLUGIN_FILE_NAME,
+                    "version": plugin_version(), "env": [env]}),
+        );
+        self.expect_ok(
+            status,
+            &body,
+            &format!("register crashing plugin {name} ({env})"),
+        );
+        self.enable_with_options(path, name, json!({"rollback_min_age": "1s"}));
     }
 
     /// Unmounts `path` (revoking its leases first); panics unless 2xx.

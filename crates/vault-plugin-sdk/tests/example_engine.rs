@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{eventually, sha256_file, DevServer, Engine, Steps};
+use support::{eventually, per_server, sha256_file, DevServer, Engine, Steps};
 
 /// `target/<profile>/examples/notes` (`make test` builds it first: `cargo
 /// build -p vault-plugin-sdk --example notes`).
@@ -29,11 +29,10 @@ fn example_binary() -> PathBuf {
     binary
 }
 
-#[test]
-fn the_example_engine_serves_its_paths_on_a_real_server() {
-    let binary = example_binary();
-    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
-    for engine in Engine::from_env_list() {
+per_server! {
+    fn the_example_engine_serves_its_paths_on_a_real_server(engine: Engine) {
+        let binary = example_binary();
+        let version = format!("v{}", env!("CARGO_PKG_VERSION"));
         let steps = Steps::new(format!("sdk-example/{engine}"));
         let server = DevServer::start(engine, &binary);
         server.register_plugin("notes", &sha256_file(&binary), &version);
