@@ -314,363 +314,359 @@ fn capture_one_request() -> (u16, std::thread::JoinHandle<String>) {
     (port, thread)
 }
 
-per_server! {
-    /// docs/examples/policies: the consumer may read creds/dev and renew/revoke its lease, and
-    /// gets 403 on another role, on config, on roles and on the kill switch; the admin manages
-    /// config, roles and leases; the rotator may only replace the master key.
-    fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
-        let d = Docs::new(engine, "policies", "p", true);
-        d.write_policy(None, "litellm-consumer-dev");
-        d.write_policy(None, "litellm-admin");
-        d.write_policy(None, "litellm-master-key-rotator");
-        let admin = d.token(None, &["litellm-admin"]);
-        let consumer = d.token(None, &["litellm-consumer-dev"]);
-        let rotator = d.token(None, &["litellm-master-key-rotator"]);
-        d.step("the three policies written from docs/examples/policies; one token each");
+/// docs/examples/policies: the consumer may read creds/dev and renew/revoke its lease, and
+/// gets 403 on another role, on config, on roles and on the kill switch; the admin manages
+/// config, roles and leases; the rotator may only replace the master key.
+fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
+    let d = Docs::new(engine, "policies", "p", true);
+    d.write_policy(None, "litellm-consumer-dev");
+    d.write_policy(None, "litellm-admin");
+    d.write_policy(None, "litellm-master-key-rotator");
+    let admin = d.token(None, &["litellm-admin"]);
+    let consumer = d.token(None, &["litellm-consumer-dev"]);
+    let rotator = d.token(None, &["litellm-master-key-rotator"]);
+    d.step("the three policies written from docs/examples/policies; one token each");
 
-        // Admin: config (write-only master key) and roles.
+    // Admin: config (write-only master key) and roles.
+    d.call_ok(
+        &admin,
+        None,
+        Method::POST,
+        "litellm/config",
+        Some(d.config_body()),
+        "admin writes config",
+    );
+    let (status, config) = d.call(&admin, None, Method::GET, "litellm/config", None);
+    assert_ok(status, &config, "admin reads config");
+    assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
+    assert!(
+        config["data"].get("master_key").is_none(),
+        "config read returned master_key: {config}"
+    );
+    for role in ["dev", "prod"] {
         d.call_ok(
             &admin,
             None,
             Method::POST,
-            "litellm/config",
-            Some(d.config_body()),
-            "admin writes config",
+            &format!("litellm/roles/{role}"),
+            Some(d.role_body(json!({"ttl": "1h", "max_ttl": "24h"}))),
+            &format!("admin writes roles/{role}"),
         );
-        let (status, config) = d.call(&admin, None, Method::GET, "litellm/config", None);
-        assert_ok(status, &config, "admin reads config");
-        assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
-        assert!(
-            config["data"].get("master_key").is_none(),
-            "config read returned master_key: {config}"
-        );
-        for role in ["dev", "prod"] {
-            d.call_ok(
-                &admin,
-                None,
-                Method::POST,
-                &format!("litellm/roles/{role}"),
-                Some(d.role_body(json!({"ttl": "1h", "max_ttl": "24h"}))),
-                &format!("admin writes roles/{role}"),
-            );
-        }
-        let (status, roles) = d.call(&admin, None, Method::GET, "litellm/roles?list=true", None);
-        assert_ok(status, &roles, "admin lists roles");
-        assert_eq!(roles["data"]["keys"], json!(["dev", "prod"]), "{roles}");
-        let (status, body) = d.call(&admin, None, Method::GET, "sys/mounts/litellm/tune", None);
-        assert_ok(status, &body, "admin reads the mount's tuning");
-        d.step("admin: config written (read shows master_key_set only), roles dev+prod written and listed, tune read");
-
-        // Consumer: its role only.
-        let (lease, key) = d.issue(&consumer, None, "dev");
-        d.assert_works(&key, "consumer's dev key");
-        d.step(format!(
-            "consumer: creds/dev 200, key works on LiteLLM (lease {lease})"
-        ));
-        let denied: [(Method, &str, Option<Value>); 10] = [
-            (Method::GET, "litellm/creds/prod", None),
-            (Method::GET, "litellm/config", None),
-            (Method::POST, "litellm/config", Some(d.config_body())),
-            (Method::DELETE, "litellm/config", None),
-            (Method::GET, "litellm/roles?list=true", None),
-            (Method::GET, "litellm/roles/dev", None),
-            (
-                Method::POST,
-                "litellm/roles/dev",
-                Some(d.role_body(json!({}))),
-            ),
-            (Method::DELETE, "litellm/roles/prod", None),
-            (
-                Method::PUT,
-                "sys/leases/revoke-prefix/litellm/creds/dev",
-                Some(json!({})),
-            ),
-            (
-                Method::GET,
-                "sys/leases/lookup/litellm/creds/dev/?list=true",
-                None,
-            ),
-        ];
-        for (method, path, body) in denied {
-            let what = format!("consumer {method} {path}");
-            let (status, response) = d.call(&consumer, None, method, path, body);
-            assert_forbidden(status, &response, &what);
-        }
-        d.step("consumer: 403 on creds/prod, config (read, write, delete), roles (list, read, write, delete), revoke-prefix, lease listing");
-
-        let (status, body) = d.call(
-            &consumer,
-            None,
-            Method::PUT,
-            "sys/leases/renew",
-            Some(json!({"lease_id": lease, "increment": 3600})),
-        );
-        assert_ok(status, &body, "consumer renews its lease");
-        assert_eq!(body["lease_id"], json!(lease), "{body}");
-        d.assert_works(&key, "key after the consumer's renewal");
-        // The URL form names the lease in the path, which the consumer policy does not grant.
-        let (status, body) = d.call(
-            &consumer,
-            None,
-            Method::PUT,
-            &format!("sys/leases/renew/{lease}"),
-            Some(json!({})),
-        );
-        assert_forbidden(
-            status,
-            &body,
-            "consumer renews through sys/leases/renew/<lease_id>",
-        );
-        let (status, body) = d.call(
-            &consumer,
-            None,
-            Method::PUT,
-            "sys/leases/revoke",
-            Some(json!({"lease_id": lease})),
-        );
-        assert_ok(status, &body, "consumer revokes its lease");
-        d.wait_refused(&key, "consumer revoked its lease");
-        d.step("consumer: renew 200 (body form; URL form 403), revoke 204, key refused by LiteLLM");
-
-        // Admin: the mount's leases.
-        let (admin_lease, admin_key) = d.issue(&admin, None, "prod");
-        // As docs/policies.md warns: the body form is not scoped to a role, so a consumer who
-        // knows another lease's id can renew it.
-        d.call_ok(
-            &consumer,
-            None,
-            Method::PUT,
-            "sys/leases/renew",
-            Some(json!({"lease_id": admin_lease})),
-            "consumer renews a prod lease whose id it knows (documented)",
-        );
-        d.step("consumer: renewing a prod lease by its id also succeeds, as documented");
-        let (status, leases) = d.call(
-            &admin,
-            None,
-            Method::GET,
-            "sys/leases/lookup/litellm/creds/prod/?list=true",
-            None,
-        );
-        assert_ok(status, &leases, "admin lists the leases of creds/prod");
-        let id = admin_lease.rsplit('/').next().unwrap_or_default();
-        assert!(
-            leases["data"]["keys"]
-                .as_array()
-                .is_some_and(|keys| keys.iter().any(|k| k == id)),
-            "lease {admin_lease} not listed: {leases}"
-        );
-        d.call_ok(
-            &admin,
-            None,
-            Method::PUT,
-            "sys/leases/lookup",
-            Some(json!({"lease_id": admin_lease})),
-            "admin looks a lease up",
-        );
-        d.call_ok(
-            &admin,
-            None,
-            Method::PUT,
-            "sys/leases/revoke",
-            Some(json!({"lease_id": admin_lease})),
-            "admin revokes a lease",
-        );
-        d.wait_refused(&admin_key, "admin revoked the lease");
-        d.step("admin: creds/prod issued, its lease listed, looked up and revoked");
-
-        // Rotator: master_key only.
-        let (status, body) = d.call(
-            &rotator,
-            None,
-            Method::POST,
-            "litellm/config",
-            Some(json!({"master_key": d.litellm.master_key})),
-        );
-        assert_ok(status, &body, "rotator replaces the master key");
-        for (method, body) in [
-            (Method::POST, Some(json!({"base_url": d.litellm.url}))),
-            (
-                Method::POST,
-                Some(json!({"master_key": d.litellm.master_key, "tls_skip_verify": true})),
-            ),
-            (Method::GET, None),
-        ] {
-            let what = format!("rotator {method} litellm/config {body:?}");
-            let (status, response) = d.call(&rotator, None, method, "litellm/config", body);
-            assert_forbidden(status, &response, &what);
-        }
-        let (status, body) = d.call(&rotator, None, Method::GET, "litellm/creds/dev", None);
-        assert_forbidden(status, &body, "rotator reads creds");
-        d.step("rotator: master_key write ok; base_url, other fields, read and creds 403");
-
-        // Leases are children of the token that read them: revoking the token revokes them.
-        let short_lived = d.token(None, &["litellm-consumer-dev"]);
-        let (_, key) = d.issue(&short_lived, None, "dev");
-        d.call_ok(
-            &short_lived,
-            None,
-            Method::PUT,
-            "auth/token/revoke-self",
-            Some(json!({})),
-            "consumer token revokes itself",
-        );
-        d.wait_refused(&key, "the consumer's token revoked itself");
-        d.step("consumer: token revoke-self revoked its lease, the key is refused");
-
-        // ... and when the token expires, its leases go with it.
-        let (status, body) = d.call(
-            ROOT_TOKEN,
-            None,
-            Method::POST,
-            "auth/token/create",
-            Some(json!({"policies": ["litellm-consumer-dev"], "ttl": "5s"})),
-        );
-        assert_ok(status, &body, "a consumer token with a 5 s TTL");
-        let expiring = body["auth"]["client_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let (_, key) = d.issue(&expiring, None, "dev");
-        d.assert_works(&key, "key of the 5 s token");
-        d.wait_refused(&key, "the consumer's token expired");
-        d.step("consumer: a key read with a 5 s token is refused once the token expired");
-
-        // docs/policies.md: `update` on config is as good as the master key. A write of
-        // base_url alone makes the engine call the new URL with the stored master key.
-        let (port, captured) = capture_one_request();
-        let (status, body) = d.call(
-            &admin,
-            None,
-            Method::POST,
-            "litellm/config",
-            Some(json!({ "base_url": format!("http://127.0.0.1:{port}") })),
-        );
-        let request = captured.join().expect("capture thread");
-        let bearer = format!("bearer {}", d.litellm.master_key).to_lowercase();
-        assert!(
-            request.lines().any(|line| {
-                let line = line.to_lowercase();
-                line.starts_with("authorization:") && line.ends_with(&bearer)
-            }),
-            "a base_url-only config write (HTTP {status}: {}) did not send the stored master key \
-             to the new URL; request line: {:?}",
-            error_text(&body),
-            request.lines().next()
-        );
-        d.step("admin: a base_url-only config write sends the stored master key to that URL, as the docs warn");
     }
+    let (status, roles) = d.call(&admin, None, Method::GET, "litellm/roles?list=true", None);
+    assert_ok(status, &roles, "admin lists roles");
+    assert_eq!(roles["data"]["keys"], json!(["dev", "prod"]), "{roles}");
+    let (status, body) = d.call(&admin, None, Method::GET, "sys/mounts/litellm/tune", None);
+    assert_ok(status, &body, "admin reads the mount's tuning");
+    d.step("admin: config written (read shows master_key_set only), roles dev+prod written and listed, tune read");
+
+    // Consumer: its role only.
+    let (lease, key) = d.issue(&consumer, None, "dev");
+    d.assert_works(&key, "consumer's dev key");
+    d.step(format!(
+        "consumer: creds/dev 200, key works on LiteLLM (lease {lease})"
+    ));
+    let denied: [(Method, &str, Option<Value>); 10] = [
+        (Method::GET, "litellm/creds/prod", None),
+        (Method::GET, "litellm/config", None),
+        (Method::POST, "litellm/config", Some(d.config_body())),
+        (Method::DELETE, "litellm/config", None),
+        (Method::GET, "litellm/roles?list=true", None),
+        (Method::GET, "litellm/roles/dev", None),
+        (
+            Method::POST,
+            "litellm/roles/dev",
+            Some(d.role_body(json!({}))),
+        ),
+        (Method::DELETE, "litellm/roles/prod", None),
+        (
+            Method::PUT,
+            "sys/leases/revoke-prefix/litellm/creds/dev",
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            "sys/leases/lookup/litellm/creds/dev/?list=true",
+            None,
+        ),
+    ];
+    for (method, path, body) in denied {
+        let what = format!("consumer {method} {path}");
+        let (status, response) = d.call(&consumer, None, method, path, body);
+        assert_forbidden(status, &response, &what);
+    }
+    d.step("consumer: 403 on creds/prod, config (read, write, delete), roles (list, read, write, delete), revoke-prefix, lease listing");
+
+    let (status, body) = d.call(
+        &consumer,
+        None,
+        Method::PUT,
+        "sys/leases/renew",
+        Some(json!({"lease_id": lease, "increment": 3600})),
+    );
+    assert_ok(status, &body, "consumer renews its lease");
+    assert_eq!(body["lease_id"], json!(lease), "{body}");
+    d.assert_works(&key, "key after the consumer's renewal");
+    // The URL form names the lease in the path, which the consumer policy does not grant.
+    let (status, body) = d.call(
+        &consumer,
+        None,
+        Method::PUT,
+        &format!("sys/leases/renew/{lease}"),
+        Some(json!({})),
+    );
+    assert_forbidden(
+        status,
+        &body,
+        "consumer renews through sys/leases/renew/<lease_id>",
+    );
+    let (status, body) = d.call(
+        &consumer,
+        None,
+        Method::PUT,
+        "sys/leases/revoke",
+        Some(json!({"lease_id": lease})),
+    );
+    assert_ok(status, &body, "consumer revokes its lease");
+    d.wait_refused(&key, "consumer revoked its lease");
+    d.step("consumer: renew 200 (body form; URL form 403), revoke 204, key refused by LiteLLM");
+
+    // Admin: the mount's leases.
+    let (admin_lease, admin_key) = d.issue(&admin, None, "prod");
+    // As docs/policies.md warns: the body form is not scoped to a role, so a consumer who
+    // knows another lease's id can renew it.
+    d.call_ok(
+        &consumer,
+        None,
+        Method::PUT,
+        "sys/leases/renew",
+        Some(json!({"lease_id": admin_lease})),
+        "consumer renews a prod lease whose id it knows (documented)",
+    );
+    d.step("consumer: renewing a prod lease by its id also succeeds, as documented");
+    let (status, leases) = d.call(
+        &admin,
+        None,
+        Method::GET,
+        "sys/leases/lookup/litellm/creds/prod/?list=true",
+        None,
+    );
+    assert_ok(status, &leases, "admin lists the leases of creds/prod");
+    let id = admin_lease.rsplit('/').next().unwrap_or_default();
+    assert!(
+        leases["data"]["keys"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k == id)),
+        "lease {admin_lease} not listed: {leases}"
+    );
+    d.call_ok(
+        &admin,
+        None,
+        Method::PUT,
+        "sys/leases/lookup",
+        Some(json!({"lease_id": admin_lease})),
+        "admin looks a lease up",
+    );
+    d.call_ok(
+        &admin,
+        None,
+        Method::PUT,
+        "sys/leases/revoke",
+        Some(json!({"lease_id": admin_lease})),
+        "admin revokes a lease",
+    );
+    d.wait_refused(&admin_key, "admin revoked the lease");
+    d.step("admin: creds/prod issued, its lease listed, looked up and revoked");
+
+    // Rotator: master_key only.
+    let (status, body) = d.call(
+        &rotator,
+        None,
+        Method::POST,
+        "litellm/config",
+        Some(json!({"master_key": d.litellm.master_key})),
+    );
+    assert_ok(status, &body, "rotator replaces the master key");
+    for (method, body) in [
+        (Method::POST, Some(json!({"base_url": d.litellm.url}))),
+        (
+            Method::POST,
+            Some(json!({"master_key": d.litellm.master_key, "tls_skip_verify": true})),
+        ),
+        (Method::GET, None),
+    ] {
+        let what = format!("rotator {method} litellm/config {body:?}");
+        let (status, response) = d.call(&rotator, None, method, "litellm/config", body);
+        assert_forbidden(status, &response, &what);
+    }
+    let (status, body) = d.call(&rotator, None, Method::GET, "litellm/creds/dev", None);
+    assert_forbidden(status, &body, "rotator reads creds");
+    d.step("rotator: master_key write ok; base_url, other fields, read and creds 403");
+
+    // Leases are children of the token that read them: revoking the token revokes them.
+    let short_lived = d.token(None, &["litellm-consumer-dev"]);
+    let (_, key) = d.issue(&short_lived, None, "dev");
+    d.call_ok(
+        &short_lived,
+        None,
+        Method::PUT,
+        "auth/token/revoke-self",
+        Some(json!({})),
+        "consumer token revokes itself",
+    );
+    d.wait_refused(&key, "the consumer's token revoked itself");
+    d.step("consumer: token revoke-self revoked its lease, the key is refused");
+
+    // ... and when the token expires, its leases go with it.
+    let (status, body) = d.call(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "auth/token/create",
+        Some(json!({"policies": ["litellm-consumer-dev"], "ttl": "5s"})),
+    );
+    assert_ok(status, &body, "a consumer token with a 5 s TTL");
+    let expiring = body["auth"]["client_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (_, key) = d.issue(&expiring, None, "dev");
+    d.assert_works(&key, "key of the 5 s token");
+    d.wait_refused(&key, "the consumer's token expired");
+    d.step("consumer: a key read with a 5 s token is refused once the token expired");
+
+    // docs/policies.md: `update` on config is as good as the master key. A write of
+    // base_url alone makes the engine call the new URL with the stored master key.
+    let (port, captured) = capture_one_request();
+    let (status, body) = d.call(
+        &admin,
+        None,
+        Method::POST,
+        "litellm/config",
+        Some(json!({ "base_url": format!("http://127.0.0.1:{port}") })),
+    );
+    let request = captured.join().expect("capture thread");
+    let bearer = format!("bearer {}", d.litellm.master_key).to_lowercase();
+    assert!(
+        request.lines().any(|line| {
+            let line = line.to_lowercase();
+            line.starts_with("authorization:") && line.ends_with(&bearer)
+        }),
+        "a base_url-only config write (HTTP {status}: {}) did not send the stored master key \
+         to the new URL; request line: {:?}",
+        error_text(&body),
+        request.lines().next()
+    );
+    d.step("admin: a base_url-only config write sends the stored master key to that URL, as the docs warn");
 }
+per_server!(policies_from_docs_grant_exactly_what_the_docs_say);
 
 // ------------------------------------------------------------------------------------ kill switch
 
-per_server! {
-    /// `bao lease revoke -prefix litellm/creds/<role>` (the admin policy's sudo) revokes one role's
-    /// leases only, and the keys are gone in LiteLLM; `-prefix litellm/` the whole mount's.
-    fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
-        let d = Docs::new(engine, "kill-switch", "k", true);
-        d.write_policy(None, "litellm-admin");
-        d.write_policy(None, "litellm-consumer-dev");
-        let admin = d.token(None, &["litellm-admin"]);
-        let consumer = d.token(None, &["litellm-consumer-dev"]);
-        d.call_ok(
+/// `bao lease revoke -prefix litellm/creds/<role>` (the admin policy's sudo) revokes one role's
+/// leases only, and the keys are gone in LiteLLM; `-prefix litellm/` the whole mount's.
+fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
+    let d = Docs::new(engine, "kill-switch", "k", true);
+    d.write_policy(None, "litellm-admin");
+    d.write_policy(None, "litellm-consumer-dev");
+    let admin = d.token(None, &["litellm-admin"]);
+    let consumer = d.token(None, &["litellm-consumer-dev"]);
+    d.call_ok(
+        &admin,
+        None,
+        Method::POST,
+        "litellm/config",
+        Some(d.config_body()),
+        "admin writes config",
+    );
+    // "dev-2" shares the string prefix "litellm/creds/dev": it must survive dev's revocation.
+    for role in ["dev", "dev-2", "prod"] {
+        let (status, body) = d.call(
             &admin,
             None,
             Method::POST,
-            "litellm/config",
-            Some(d.config_body()),
-            "admin writes config",
+            &format!("litellm/roles/{role}"),
+            Some(d.role_body(json!({"ttl": "1h"}))),
         );
-        // "dev-2" shares the string prefix "litellm/creds/dev": it must survive dev's revocation.
-        for role in ["dev", "dev-2", "prod"] {
-            let (status, body) = d.call(
-                &admin,
-                None,
-                Method::POST,
-                &format!("litellm/roles/{role}"),
-                Some(d.role_body(json!({"ttl": "1h"}))),
-            );
-            assert_ok(status, &body, &format!("admin writes roles/{role}"));
-        }
-        let dev: Vec<String> = (0..2).map(|_| d.issue(&admin, None, "dev").1).collect();
-        let dev2 = d.issue(&admin, None, "dev-2").1;
-        let prod = d.issue(&admin, None, "prod").1;
-        assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 4);
-        d.step("4 keys issued: 2 dev, 1 dev-2, 1 prod");
-
-        let output = d.cli(
-            &consumer,
-            &["lease", "revoke", "-prefix", "litellm/creds/dev"],
-        );
-        assert!(
-            !output.status.success()
-                && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
-            "the consumer's revoke -prefix must be denied: {}",
-            cli_text(&output)
-        );
-        d.step("consumer: `lease revoke -prefix litellm/creds/dev` permission denied");
-
-        let output = d.cli(&admin, &["lease", "revoke", "-prefix", "litellm/creds/dev"]);
-        assert!(
-            output.status.success(),
-            "revoke -prefix dev: {}",
-            cli_text(&output)
-        );
-        for key in &dev {
-            d.wait_refused(key, "revoke -prefix litellm/creds/dev");
-        }
-        d.assert_works(&dev2, "dev-2 key after revoking dev");
-        d.assert_works(&prod, "prod key after revoking dev");
-        assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 2);
-        d.step("admin: `lease revoke -prefix litellm/creds/dev`: both dev keys refused and gone; dev-2 and prod work");
-
-        // Without the policy's exact `sys/leases/revoke-prefix/litellm` block the whole-mount
-        // form is denied: the CLI sends the prefix without its trailing slash.
-        let glob_only = example("policies/litellm-admin.hcl").replace(
-            "path \"sys/leases/revoke-prefix/litellm\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
-            "",
-        );
-        assert_ne!(
-            glob_only,
-            example("policies/litellm-admin.hcl"),
-            "exact block not found"
-        );
-        let (status, body) = d.call(
-            ROOT_TOKEN,
-            None,
-            Method::PUT,
-            "sys/policies/acl/litellm-admin-glob-only",
-            Some(json!({ "policy": glob_only })),
-        );
-        assert_ok(
-            status,
-            &body,
-            "write the admin policy without the exact block",
-        );
-        let glob_admin = d.token(None, &["litellm-admin-glob-only"]);
-        let output = d.cli(&glob_admin, &["lease", "revoke", "-prefix", "litellm/"]);
-        assert!(
-            !output.status.success()
-                && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
-            "revoke -prefix litellm/ with only the glob block should be denied: {}",
-            cli_text(&output)
-        );
-        d.step(
-            "admin policy without the exact revoke-prefix/litellm block: `-prefix litellm/` denied",
-        );
-
-        let output = d.cli(&admin, &["lease", "revoke", "-prefix", "litellm/"]);
-        assert!(
-            output.status.success(),
-            "revoke -prefix litellm/: {}",
-            cli_text(&output)
-        );
-        d.wait_refused(&dev2, "revoke -prefix litellm/");
-        d.wait_refused(&prod, "revoke -prefix litellm/");
-        assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
-        d.step("admin: `lease revoke -prefix litellm/`: every key refused and gone");
+        assert_ok(status, &body, &format!("admin writes roles/{role}"));
     }
+    let dev: Vec<String> = (0..2).map(|_| d.issue(&admin, None, "dev").1).collect();
+    let dev2 = d.issue(&admin, None, "dev-2").1;
+    let prod = d.issue(&admin, None, "prod").1;
+    assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 4);
+    d.step("4 keys issued: 2 dev, 1 dev-2, 1 prod");
+
+    let output = d.cli(
+        &consumer,
+        &["lease", "revoke", "-prefix", "litellm/creds/dev"],
+    );
+    assert!(
+        !output.status.success()
+            && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
+        "the consumer's revoke -prefix must be denied: {}",
+        cli_text(&output)
+    );
+    d.step("consumer: `lease revoke -prefix litellm/creds/dev` permission denied");
+
+    let output = d.cli(&admin, &["lease", "revoke", "-prefix", "litellm/creds/dev"]);
+    assert!(
+        output.status.success(),
+        "revoke -prefix dev: {}",
+        cli_text(&output)
+    );
+    for key in &dev {
+        d.wait_refused(key, "revoke -prefix litellm/creds/dev");
+    }
+    d.assert_works(&dev2, "dev-2 key after revoking dev");
+    d.assert_works(&prod, "prod key after revoking dev");
+    assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 2);
+    d.step("admin: `lease revoke -prefix litellm/creds/dev`: both dev keys refused and gone; dev-2 and prod work");
+
+    // Without the policy's exact `sys/leases/revoke-prefix/litellm` block the whole-mount
+    // form is denied: the CLI sends the prefix without its trailing slash.
+    let glob_only = example("policies/litellm-admin.hcl").replace(
+        "path \"sys/leases/revoke-prefix/litellm\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
+        "",
+    );
+    assert_ne!(
+        glob_only,
+        example("policies/litellm-admin.hcl"),
+        "exact block not found"
+    );
+    let (status, body) = d.call(
+        ROOT_TOKEN,
+        None,
+        Method::PUT,
+        "sys/policies/acl/litellm-admin-glob-only",
+        Some(json!({ "policy": glob_only })),
+    );
+    assert_ok(
+        status,
+        &body,
+        "write the admin policy without the exact block",
+    );
+    let glob_admin = d.token(None, &["litellm-admin-glob-only"]);
+    let output = d.cli(&glob_admin, &["lease", "revoke", "-prefix", "litellm/"]);
+    assert!(
+        !output.status.success()
+            && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
+        "revoke -prefix litellm/ with only the glob block should be denied: {}",
+        cli_text(&output)
+    );
+    d.step("admin policy without the exact revoke-prefix/litellm block: `-prefix litellm/` denied");
+
+    let output = d.cli(&admin, &["lease", "revoke", "-prefix", "litellm/"]);
+    assert!(
+        output.status.success(),
+        "revoke -prefix litellm/: {}",
+        cli_text(&output)
+    );
+    d.wait_refused(&dev2, "revoke -prefix litellm/");
+    d.wait_refused(&prod, "revoke -prefix litellm/");
+    assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
+    d.step("admin: `lease revoke -prefix litellm/`: every key refused and gone");
 }
+per_server!(revoke_prefix_is_a_per_role_and_per_mount_kill_switch);
 
 // ------------------------------------------------------------------------------------ agent
 
@@ -723,285 +719,281 @@ fn env_value(text: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-per_server! {
-    /// The real agent with docs/examples/agent/agent.hcl and litellm.env.ctmpl, logging in with an
-    /// AppRole whose token has the consumer policy: the rendered file holds a working key, the
-    /// agent renews its lease past the role's ttl, and at max_ttl renders a new key while the old
-    /// one is revoked.
-    fn agent_renders_a_working_key_with_the_docs_template(engine: Engine) {
-        let d = Docs::new(engine, "agent", "a", true);
-        let root = ROOT_TOKEN;
-        d.write_policy(None, "litellm-consumer-dev");
-        d.call_ok(
-            ROOT_TOKEN,
-            None,
-            Method::POST,
-            "litellm/config",
-            Some(d.config_body()),
-            "write config",
-        );
-        // Short TTLs, so the test sees a renewal and a new key at max_ttl.
-        d.call_ok(
-            ROOT_TOKEN,
-            None,
-            Method::POST,
-            "litellm/roles/dev",
-            Some(d.role_body(json!({"ttl": "20s", "max_ttl": "40s"}))),
-            "write roles/dev",
-        );
-        d.call_ok(
-            ROOT_TOKEN,
-            None,
-            Method::POST,
-            "sys/auth/approle",
-            Some(json!({"type": "approle"})),
-            "enable approle",
-        );
-        d.call_ok(
-            ROOT_TOKEN,
-            None,
-            Method::POST,
-            "auth/approle/role/litellm-dev",
-            Some(json!({"token_policies": ["litellm-consumer-dev"], "token_ttl": "1h"})),
-            "approle role",
-        );
-        let (_, role_id) = d.call(
-            root,
-            None,
-            Method::GET,
-            "auth/approle/role/litellm-dev/role-id",
-            None,
-        );
-        let (_, secret_id) = d.call(
-            root,
-            None,
-            Method::POST,
-            "auth/approle/role/litellm-dev/secret-id",
-            Some(json!({})),
-        );
-        let role_id = role_id["data"]["role_id"]
-            .as_str()
-            .expect("role_id")
-            .to_owned();
-        let secret_id = secret_id["data"]["secret_id"]
-            .as_str()
-            .expect("secret_id")
-            .to_owned();
+/// The real agent with docs/examples/agent/agent.hcl and litellm.env.ctmpl, logging in with an
+/// AppRole whose token has the consumer policy: the rendered file holds a working key, the
+/// agent renews its lease past the role's ttl, and at max_ttl renders a new key while the old
+/// one is revoked.
+fn agent_renders_a_working_key_with_the_docs_template(engine: Engine) {
+    let d = Docs::new(engine, "agent", "a", true);
+    let root = ROOT_TOKEN;
+    d.write_policy(None, "litellm-consumer-dev");
+    d.call_ok(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "litellm/config",
+        Some(d.config_body()),
+        "write config",
+    );
+    // Short TTLs, so the test sees a renewal and a new key at max_ttl.
+    d.call_ok(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "litellm/roles/dev",
+        Some(d.role_body(json!({"ttl": "20s", "max_ttl": "40s"}))),
+        "write roles/dev",
+    );
+    d.call_ok(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "sys/auth/approle",
+        Some(json!({"type": "approle"})),
+        "enable approle",
+    );
+    d.call_ok(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "auth/approle/role/litellm-dev",
+        Some(json!({"token_policies": ["litellm-consumer-dev"], "token_ttl": "1h"})),
+        "approle role",
+    );
+    let (_, role_id) = d.call(
+        root,
+        None,
+        Method::GET,
+        "auth/approle/role/litellm-dev/role-id",
+        None,
+    );
+    let (_, secret_id) = d.call(
+        root,
+        None,
+        Method::POST,
+        "auth/approle/role/litellm-dev/secret-id",
+        Some(json!({})),
+    );
+    let role_id = role_id["data"]["role_id"]
+        .as_str()
+        .expect("role_id")
+        .to_owned();
+    let secret_id = secret_id["data"]["secret_id"]
+        .as_str()
+        .expect("secret_id")
+        .to_owned();
 
-        // The docs' files, with only the placeholders replaced.
-        let dir = d.server.dir().join("agent");
-        let etc = dir.join("etc");
-        let run = dir.join("run");
-        fs::create_dir_all(&etc).expect("agent/etc");
-        fs::create_dir_all(&run).expect("agent/run");
-        let docs_config = example("agent/agent.hcl");
-        for placeholder in [
-            "https://openbao.example.com:8200",
-            "/etc/litellm-agent/",
-            "/run/litellm/",
-        ] {
-            assert!(
-                docs_config.contains(placeholder),
-                "agent.hcl lacks {placeholder}"
-            );
-        }
-        let config = docs_config
-            .replace("https://openbao.example.com:8200", &d.server.addr)
-            .replace("/etc/litellm-agent/", &format!("{}/", etc.display()))
-            .replace("/run/litellm/", &format!("{}/", run.display()));
-        fs::write(etc.join("agent.hcl"), config).expect("agent.hcl");
-        fs::write(
-            etc.join("litellm.env.ctmpl"),
-            example("agent/litellm.env.ctmpl"),
-        )
-        .expect("litellm.env.ctmpl");
-        fs::write(etc.join("role-id"), role_id).expect("role-id");
-        fs::write(etc.join("secret-id"), secret_id).expect("secret-id");
-        d.step("policy, config, role dev (ttl 20s, max_ttl 40s), approle with the consumer policy; agent files from docs/examples/agent");
-
-        let log = dir.join("agent.log");
-        let log_file = fs::File::create(&log).expect("agent.log");
-        let bin = engine.binary().expect("server binary");
-        let child = Command::new(&bin)
-            .arg("agent")
-            .arg(format!("-config={}", etc.join("agent.hcl").display()))
-            .env("HOME", &dir)
-            .env_remove("BAO_ADDR")
-            .env_remove("VAULT_ADDR")
-            .env_remove("BAO_TOKEN")
-            .env_remove("VAULT_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log handle"))
-            .stderr(log_file)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {} agent: {e}", bin.display()));
-        let agent = AgentProcess { child, log };
-        let rendered = run.join("litellm.env");
-
-        let first = eventually(
-            "the agent rendering litellm.env",
-            Duration::from_secs(30),
-            || {
-                let text = fs::read_to_string(&rendered).ok()?;
-                env_value(&text, "LITELLM_API_KEY").map(|_| text)
-            },
-        );
-        let issued_at = Instant::now();
-        let key1 = env_value(&first, "LITELLM_API_KEY").unwrap_or_default();
-        assert!(key1.starts_with("sk-"), "rendered file: {first}");
-        assert_eq!(
-            env_value(&first, "OPENAI_API_KEY"),
-            Some(key1.clone()),
-            "{first}"
-        );
-        let alias = env_value(&first, "LITELLM_KEY_ALIAS").unwrap_or_default();
-        assert!(alias.starts_with(&d.prefix), "alias {alias:?}: {first}");
-        let mode = fs::metadata(&rendered).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "perms of the rendered file");
-        d.assert_works(&key1, "the key the agent rendered");
-        d.step(format!(
-            "agent rendered litellm.env (0600, alias {alias}); the key works on LiteLLM"
-        ));
-
-        // Past the role's 20 s ttl the key still works: the agent renewed the lease.
-        sleep(Duration::from_secs(26).saturating_sub(issued_at.elapsed()));
-        d.assert_works(&key1, "the first key 26 s after issue (ttl 20 s)");
-        d.step(
-            "26 s after issue (ttl 20 s) the first key still works: the agent renewed its lease",
-        );
-
-        let key2 = eventually(
-            "the agent rendering a new key at max_ttl",
-            Duration::from_secs(60),
-            || {
-                let text = fs::read_to_string(&rendered).ok()?;
-                env_value(&text, "LITELLM_API_KEY").filter(|k| k.starts_with("sk-") && *k != key1)
-            },
-        );
-        d.assert_works(&key2, "the second key");
-        d.step(format!(
-            "{:.0} s after issue the agent rendered a new key, which works",
-            issued_at.elapsed().as_secs_f64()
-        ));
-        d.wait_refused(&key1, "the first lease reached max_ttl");
-        d.step(format!(
-            "{:.0} s after issue the first key is refused (lease expired at max_ttl 40 s)",
-            issued_at.elapsed().as_secs_f64()
-        ));
+    // The docs' files, with only the placeholders replaced.
+    let dir = d.server.dir().join("agent");
+    let etc = dir.join("etc");
+    let run = dir.join("run");
+    fs::create_dir_all(&etc).expect("agent/etc");
+    fs::create_dir_all(&run).expect("agent/run");
+    let docs_config = example("agent/agent.hcl");
+    for placeholder in [
+        "https://openbao.example.com:8200",
+        "/etc/litellm-agent/",
+        "/run/litellm/",
+    ] {
         assert!(
-            agent.log_text().contains("rendered"),
-            "agent log: {}",
-            agent.log_text()
+            docs_config.contains(placeholder),
+            "agent.hcl lacks {placeholder}"
         );
-        drop(agent);
-
-        let (status, body) = d.server.revoke_prefix("litellm/");
-        assert_ok(status, &body, "revoke-prefix litellm/");
-        d.wait_refused(&key2, "revoke-prefix after the agent stopped");
-        assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
-        d.step("agent stopped; revoke-prefix litellm/: no key left");
     }
+    let config = docs_config
+        .replace("https://openbao.example.com:8200", &d.server.addr)
+        .replace("/etc/litellm-agent/", &format!("{}/", etc.display()))
+        .replace("/run/litellm/", &format!("{}/", run.display()));
+    fs::write(etc.join("agent.hcl"), config).expect("agent.hcl");
+    fs::write(
+        etc.join("litellm.env.ctmpl"),
+        example("agent/litellm.env.ctmpl"),
+    )
+    .expect("litellm.env.ctmpl");
+    fs::write(etc.join("role-id"), role_id).expect("role-id");
+    fs::write(etc.join("secret-id"), secret_id).expect("secret-id");
+    d.step("policy, config, role dev (ttl 20s, max_ttl 40s), approle with the consumer policy; agent files from docs/examples/agent");
+
+    let log = dir.join("agent.log");
+    let log_file = fs::File::create(&log).expect("agent.log");
+    let bin = engine.binary().expect("server binary");
+    let child = Command::new(&bin)
+        .arg("agent")
+        .arg(format!("-config={}", etc.join("agent.hcl").display()))
+        .env("HOME", &dir)
+        .env_remove("BAO_ADDR")
+        .env_remove("VAULT_ADDR")
+        .env_remove("BAO_TOKEN")
+        .env_remove("VAULT_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log handle"))
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {} agent: {e}", bin.display()));
+    let agent = AgentProcess { child, log };
+    let rendered = run.join("litellm.env");
+
+    let first = eventually(
+        "the agent rendering litellm.env",
+        Duration::from_secs(30),
+        || {
+            let text = fs::read_to_string(&rendered).ok()?;
+            env_value(&text, "LITELLM_API_KEY").map(|_| text)
+        },
+    );
+    let issued_at = Instant::now();
+    let key1 = env_value(&first, "LITELLM_API_KEY").unwrap_or_default();
+    assert!(key1.starts_with("sk-"), "rendered file: {first}");
+    assert_eq!(
+        env_value(&first, "OPENAI_API_KEY"),
+        Some(key1.clone()),
+        "{first}"
+    );
+    let alias = env_value(&first, "LITELLM_KEY_ALIAS").unwrap_or_default();
+    assert!(alias.starts_with(&d.prefix), "alias {alias:?}: {first}");
+    let mode = fs::metadata(&rendered).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "perms of the rendered file");
+    d.assert_works(&key1, "the key the agent rendered");
+    d.step(format!(
+        "agent rendered litellm.env (0600, alias {alias}); the key works on LiteLLM"
+    ));
+
+    // Past the role's 20 s ttl the key still works: the agent renewed the lease.
+    sleep(Duration::from_secs(26).saturating_sub(issued_at.elapsed()));
+    d.assert_works(&key1, "the first key 26 s after issue (ttl 20 s)");
+    d.step("26 s after issue (ttl 20 s) the first key still works: the agent renewed its lease");
+
+    let key2 = eventually(
+        "the agent rendering a new key at max_ttl",
+        Duration::from_secs(60),
+        || {
+            let text = fs::read_to_string(&rendered).ok()?;
+            env_value(&text, "LITELLM_API_KEY").filter(|k| k.starts_with("sk-") && *k != key1)
+        },
+    );
+    d.assert_works(&key2, "the second key");
+    d.step(format!(
+        "{:.0} s after issue the agent rendered a new key, which works",
+        issued_at.elapsed().as_secs_f64()
+    ));
+    d.wait_refused(&key1, "the first lease reached max_ttl");
+    d.step(format!(
+        "{:.0} s after issue the first key is refused (lease expired at max_ttl 40 s)",
+        issued_at.elapsed().as_secs_f64()
+    ));
+    assert!(
+        agent.log_text().contains("rendered"),
+        "agent log: {}",
+        agent.log_text()
+    );
+    drop(agent);
+
+    let (status, body) = d.server.revoke_prefix("litellm/");
+    assert_ok(status, &body, "revoke-prefix litellm/");
+    d.wait_refused(&key2, "revoke-prefix after the agent stopped");
+    assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
+    d.step("agent stopped; revoke-prefix litellm/: no key left");
 }
+per_server!(agent_renders_a_working_key_with_the_docs_template);
 
 // ------------------------------------------------------------------------------------ namespaces
 
-per_server! {
-    /// OpenBao namespaces: the plugin catalog is root-only; the engine is registered in root,
-    /// enabled in a namespace, and the consumer policy from the docs works there unchanged.
-    fn namespaces_register_in_root_enable_in_a_namespace(engine: Engine) {
-        if engine == Engine::Vault {
-            eprintln!("SKIPPED on vault: namespaces are a Vault Enterprise feature");
-            return;
-        }
-        let d = Docs::new(engine, "namespaces", "n", false);
-        let ns = Some("team-a");
-        d.call_ok(
-            ROOT_TOKEN,
-            None,
-            Method::POST,
-            "sys/namespaces/team-a",
-            Some(json!({})),
-            "create namespace team-a",
-        );
-
-        let (status, body) = d.call(
-            ROOT_TOKEN,
-            ns,
-            Method::PUT,
-            "sys/plugins/catalog/secret/litellm",
-            Some(json!({"sha256": "00", "command": "vault-plugin-secrets-litellm", "version": plugin_version()})),
-        );
-        assert!(
-            (400..500).contains(&status),
-            "registering a plugin inside a namespace must fail, got HTTP {status}: {}",
-            error_text(&body)
-        );
-        d.step(format!(
-            "sys/plugins/catalog inside team-a: HTTP {status} ({})",
-            error_text(&body)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
-
-        d.call_ok(
-            ROOT_TOKEN,
-            ns,
-            Method::POST,
-            "sys/mounts/litellm",
-            Some(json!({"type": PLUGIN, "plugin_version": plugin_version()})),
-            "enable litellm in team-a",
-        );
-        d.call_ok(
-            ROOT_TOKEN,
-            ns,
-            Method::POST,
-            "litellm/config",
-            Some(d.config_body()),
-            "config in team-a",
-        );
-        d.call_ok(
-            ROOT_TOKEN,
-            ns,
-            Method::POST,
-            "litellm/roles/dev",
-            Some(d.role_body(json!({"ttl": "1h"}))),
-            "role in team-a",
-        );
-        d.write_policy(ns, "litellm-consumer-dev");
-        let consumer = d.token(ns, &["litellm-consumer-dev"]);
-        d.step("enabled in team-a with the root catalog entry; config, role, consumer policy and token in team-a");
-
-        let (lease, key) = d.issue(&consumer, ns, "dev");
-        assert!(lease.starts_with("litellm/creds/dev/"), "lease id {lease}");
-        d.assert_works(&key, "key issued in team-a");
-        let (status, body) = d.call(&consumer, ns, Method::GET, "litellm/config", None);
-        assert_forbidden(status, &body, "consumer reads config in team-a");
-        d.call_ok(
-            &consumer,
-            ns,
-            Method::PUT,
-            "sys/leases/renew",
-            Some(json!({"lease_id": lease})),
-            "consumer renews in team-a",
-        );
-        d.step(format!(
-            "consumer in team-a: creds/dev 200 (lease {lease}), key works, config 403, renew 200"
-        ));
-
-        d.call_ok(
-            ROOT_TOKEN,
-            ns,
-            Method::PUT,
-            "sys/leases/revoke-prefix/litellm/creds/dev",
-            Some(json!({})),
-            "revoke-prefix in team-a",
-        );
-        d.wait_refused(&key, "revoke-prefix in team-a");
-        d.step("revoke-prefix litellm/creds/dev in team-a: key refused");
+/// OpenBao namespaces: the plugin catalog is root-only; the engine is registered in root,
+/// enabled in a namespace, and the consumer policy from the docs works there unchanged.
+fn namespaces_register_in_root_enable_in_a_namespace(engine: Engine) {
+    if engine == Engine::Vault {
+        eprintln!("SKIPPED on vault: namespaces are a Vault Enterprise feature");
+        return;
     }
+    let d = Docs::new(engine, "namespaces", "n", false);
+    let ns = Some("team-a");
+    d.call_ok(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "sys/namespaces/team-a",
+        Some(json!({})),
+        "create namespace team-a",
+    );
+
+    let (status, body) = d.call(
+        ROOT_TOKEN,
+        ns,
+        Method::PUT,
+        "sys/plugins/catalog/secret/litellm",
+        Some(json!({"sha256": "00", "command": "vault-plugin-secrets-litellm", "version": plugin_version()})),
+    );
+    assert!(
+        (400..500).contains(&status),
+        "registering a plugin inside a namespace must fail, got HTTP {status}: {}",
+        error_text(&body)
+    );
+    d.step(format!(
+        "sys/plugins/catalog inside team-a: HTTP {status} ({})",
+        error_text(&body)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+
+    d.call_ok(
+        ROOT_TOKEN,
+        ns,
+        Method::POST,
+        "sys/mounts/litellm",
+        Some(json!({"type": PLUGIN, "plugin_version": plugin_version()})),
+        "enable litellm in team-a",
+    );
+    d.call_ok(
+        ROOT_TOKEN,
+        ns,
+        Method::POST,
+        "litellm/config",
+        Some(d.config_body()),
+        "config in team-a",
+    );
+    d.call_ok(
+        ROOT_TOKEN,
+        ns,
+        Method::POST,
+        "litellm/roles/dev",
+        Some(d.role_body(json!({"ttl": "1h"}))),
+        "role in team-a",
+    );
+    d.write_policy(ns, "litellm-consumer-dev");
+    let consumer = d.token(ns, &["litellm-consumer-dev"]);
+    d.step("enabled in team-a with the root catalog entry; config, role, consumer policy and token in team-a");
+
+    let (lease, key) = d.issue(&consumer, ns, "dev");
+    assert!(lease.starts_with("litellm/creds/dev/"), "lease id {lease}");
+    d.assert_works(&key, "key issued in team-a");
+    let (status, body) = d.call(&consumer, ns, Method::GET, "litellm/config", None);
+    assert_forbidden(status, &body, "consumer reads config in team-a");
+    d.call_ok(
+        &consumer,
+        ns,
+        Method::PUT,
+        "sys/leases/renew",
+        Some(json!({"lease_id": lease})),
+        "consumer renews in team-a",
+    );
+    d.step(format!(
+        "consumer in team-a: creds/dev 200 (lease {lease}), key works, config 403, renew 200"
+    ));
+
+    d.call_ok(
+        ROOT_TOKEN,
+        ns,
+        Method::PUT,
+        "sys/leases/revoke-prefix/litellm/creds/dev",
+        Some(json!({})),
+        "revoke-prefix in team-a",
+    );
+    d.wait_refused(&key, "revoke-prefix in team-a");
+    d.step("revoke-prefix litellm/creds/dev in team-a: key refused");
 }
+per_server!(namespaces_register_in_root_enable_in_a_namespace);
 
 // ------------------------------------------------------------------------------------ terraform
 
@@ -1055,107 +1047,104 @@ fn same_value(written: &Value, read: &Value) -> bool {
     }
 }
 
-per_server! {
-    /// docs/examples/terraform/main.tf: `terraform fmt` accepts it; its roles, written to the engine
-    /// and read back the way the provider does with ignore_absent_fields, show no drift; and
-    /// `terraform destroy`'s order (roles, config, then the mount) still revokes every key.
-    fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys(engine: Engine) {
-        let d = Docs::new(engine, "terraform", "t", true);
-        let root = ROOT_TOKEN;
-        let (status, body) = d.call(
-            root,
-            None,
-            Method::POST,
-            "litellm/config",
-            Some(d.config_body()),
-        );
-        assert_ok(status, &body, "write config");
+/// docs/examples/terraform/main.tf: `terraform fmt` accepts it; its roles, written to the engine
+/// and read back the way the provider does with ignore_absent_fields, show no drift; and
+/// `terraform destroy`'s order (roles, config, then the mount) still revokes every key.
+fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys(engine: Engine) {
+    let d = Docs::new(engine, "terraform", "t", true);
+    let root = ROOT_TOKEN;
+    let (status, body) = d.call(
+        root,
+        None,
+        Method::POST,
+        "litellm/config",
+        Some(d.config_body()),
+    );
+    assert_ok(status, &body, "write config");
 
-        if let Some(terraform) = tool(
-            &["terraform", "tofu"],
-            "terraform fmt and the Terraform roles",
-        ) {
-            let output = Command::new(&terraform)
-                .args(["fmt", "-check", "-diff"])
-                .arg(docs_dir().join("examples/terraform"))
-                .env("TF_CLI_CONFIG_FILE", "/dev/null")
-                .output()
-                .expect("terraform fmt");
-            assert!(
-                output.status.success(),
-                "terraform fmt -check: {}",
-                cli_text(&output)
-            );
-            let roles = terraform_roles(&terraform);
-            let roles = roles.as_object().expect("roles object");
-            assert!(!roles.is_empty(), "no roles in main.tf");
-            for (name, written) in roles {
-                let models = written["models"].as_array().map_or(0, Vec::len);
-                assert!(models > 0, "role {name} in main.tf has no explicit models");
-                d.call_ok(
-                    root,
-                    None,
-                    Method::POST,
-                    &format!("litellm/roles/{name}"),
-                    Some(written.clone()),
-                    &format!("write role {name} from main.tf"),
-                );
-                let (status, read) = d.call(
-                    root,
-                    None,
-                    Method::GET,
-                    &format!("litellm/roles/{name}"),
-                    None,
-                );
-                assert_ok(status, &read, &format!("read role {name}"));
-                for (field, value) in written.as_object().expect("role object") {
-                    assert!(
-                        same_value(value, &read["data"][field]),
-                        "role {name}: {field} written as {value}, read back as {} (terraform plan would show drift)",
-                        read["data"][field]
-                    );
-                }
-            }
-            d.step(format!(
-                "terraform fmt ok; roles {:?} from main.tf written and read back without drift",
-                roles.keys().collect::<Vec<_>>()
-            ));
-        }
-
-        // `terraform destroy` order: roles, then config, then the mount. Deleting config only
-        // stops new issues; the unmount still revokes the keys already issued.
-        d.call_ok(
-            ROOT_TOKEN,
-            None,
-            Method::POST,
-            "litellm/roles/probe",
-            Some(d.role_body(json!({"ttl": "1h"}))),
-            "role probe",
+    if let Some(terraform) = tool(
+        &["terraform", "tofu"],
+        "terraform fmt and the Terraform roles",
+    ) {
+        let output = Command::new(&terraform)
+            .args(["fmt", "-check", "-diff"])
+            .arg(docs_dir().join("examples/terraform"))
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .output()
+            .expect("terraform fmt");
+        assert!(
+            output.status.success(),
+            "terraform fmt -check: {}",
+            cli_text(&output)
         );
-        let (_, key) = d.issue(root, None, "probe");
-        for path in ["litellm/roles/probe", "litellm/config"] {
+        let roles = terraform_roles(&terraform);
+        let roles = roles.as_object().expect("roles object");
+        assert!(!roles.is_empty(), "no roles in main.tf");
+        for (name, written) in roles {
+            let models = written["models"].as_array().map_or(0, Vec::len);
+            assert!(models > 0, "role {name} in main.tf has no explicit models");
             d.call_ok(
                 root,
                 None,
-                Method::DELETE,
-                path,
-                None,
-                &format!("delete {path}"),
+                Method::POST,
+                &format!("litellm/roles/{name}"),
+                Some(written.clone()),
+                &format!("write role {name} from main.tf"),
             );
+            let (status, read) = d.call(
+                root,
+                None,
+                Method::GET,
+                &format!("litellm/roles/{name}"),
+                None,
+            );
+            assert_ok(status, &read, &format!("read role {name}"));
+            for (field, value) in written.as_object().expect("role object") {
+                assert!(
+                    same_value(value, &read["data"][field]),
+                    "role {name}: {field} written as {value}, read back as {} (terraform plan would show drift)",
+                    read["data"][field]
+                );
+            }
         }
-        let (status, body) = d.call(root, None, Method::GET, "litellm/creds/probe", None);
-        assert!(
-            !(200..300).contains(&status),
-            "creds after deleting role and config: HTTP {status}: {body}"
-        );
-        d.server.disable(MOUNT);
-        d.wait_refused(&key, "unmount after the config was deleted");
-        assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
-        d.step(
-            "destroy order (role, config, then mount): unmount ok, the key is gone from LiteLLM",
+        d.step(format!(
+            "terraform fmt ok; roles {:?} from main.tf written and read back without drift",
+            roles.keys().collect::<Vec<_>>()
+        ));
+    }
+
+    // `terraform destroy` order: roles, then config, then the mount. Deleting config only
+    // stops new issues; the unmount still revokes the keys already issued.
+    d.call_ok(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "litellm/roles/probe",
+        Some(d.role_body(json!({"ttl": "1h"}))),
+        "role probe",
+    );
+    let (_, key) = d.issue(root, None, "probe");
+    for path in ["litellm/roles/probe", "litellm/config"] {
+        d.call_ok(
+            root,
+            None,
+            Method::DELETE,
+            path,
+            None,
+            &format!("delete {path}"),
         );
     }
+    let (status, body) = d.call(root, None, Method::GET, "litellm/creds/probe", None);
+    assert!(
+        !(200..300).contains(&status),
+        "creds after deleting role and config: HTTP {status}: {body}"
+    );
+    d.server.disable(MOUNT);
+    d.wait_refused(&key, "unmount after the config was deleted");
+    assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
+    d.step("destroy order (role, config, then mount): unmount ok, the key is gone from LiteLLM");
 }
+per_server!(terraform_example_roles_apply_without_drift_and_destroy_revokes_keys);
 
 // ------------------------------------------------------------------------------------ static files
 
@@ -1380,83 +1369,82 @@ fn static_examples_parse_and_match_their_pages() {
 
 // ------------------------------------------------------------------------------------ enterprise
 
-per_server! {
-    /// docs/litellm-enterprise.md: `tags` and `guardrails` on a key are refused by open-source
-    /// LiteLLM (403 naming the feature), and a role carrying them gets that message as a 400.
-    fn enterprise_only_litellm_fields_are_refused_with_the_licence_message(engine: Engine) {
-        let litellm = LiteLlm::from_env();
-        let http = support::http_client();
-        let alias = format!(
-            "docs-ent-{:08x}",
-            (unix_now() * 1000.0) as u64 & 0xffff_ffff
-        );
-        for field in ["tags", "guardrails"] {
-            let response = http
-                .post(format!("{}/key/generate", litellm.url))
-                .bearer_auth(&litellm.master_key)
-                .json(&json!({
-                    "key_alias": format!("{alias}-{field}"),
-                    "duration": "60s",
-                    "models": [MODEL],
-                    field: ["docs-test"],
-                }))
-                .send()
-                .expect("POST /key/generate");
-            let status = response.status().as_u16();
-            let text = response.text().unwrap_or_default();
-            if status == 200 {
-                let _ = litellm.delete_keys_with_alias_prefix(&alias);
-                eprintln!(
-                    "\n**********\nSKIPPED: the test proxy accepted `{field}`: it has a LiteLLM Enterprise licence\n**********\n"
-                );
-                return;
-            }
-            assert_eq!(status, 403, "{field}: {text}");
-            assert!(
-                text.contains("Enterprise") && text.contains(field),
-                "{field}: 403 without naming the Enterprise feature: {text}"
+/// docs/litellm-enterprise.md: `tags` and `guardrails` on a key are refused by open-source
+/// LiteLLM (403 naming the feature), and a role carrying them gets that message as a 400.
+fn enterprise_only_litellm_fields_are_refused_with_the_licence_message(engine: Engine) {
+    let litellm = LiteLlm::from_env();
+    let http = support::http_client();
+    let alias = format!(
+        "docs-ent-{:08x}",
+        (unix_now() * 1000.0) as u64 & 0xffff_ffff
+    );
+    for field in ["tags", "guardrails"] {
+        let response = http
+            .post(format!("{}/key/generate", litellm.url))
+            .bearer_auth(&litellm.master_key)
+            .json(&json!({
+                "key_alias": format!("{alias}-{field}"),
+                "duration": "60s",
+                "models": [MODEL],
+                field: ["docs-test"],
+            }))
+            .send()
+            .expect("POST /key/generate");
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        if status == 200 {
+            let _ = litellm.delete_keys_with_alias_prefix(&alias);
+            eprintln!(
+                "\n**********\nSKIPPED: the test proxy accepted `{field}`: it has a LiteLLM Enterprise licence\n**********\n"
             );
-            eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
+            return;
         }
-        let d = Docs::new(engine, "enterprise", "e", true);
+        assert_eq!(status, 403, "{field}: {text}");
+        assert!(
+            text.contains("Enterprise") && text.contains(field),
+            "{field}: 403 without naming the Enterprise feature: {text}"
+        );
+        eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
+    }
+    let d = Docs::new(engine, "enterprise", "e", true);
+    d.call_ok(
+        ROOT_TOKEN,
+        None,
+        Method::POST,
+        "litellm/config",
+        Some(d.config_body()),
+        "write config",
+    );
+    for field in ["tags", "guardrails"] {
         d.call_ok(
             ROOT_TOKEN,
             None,
             Method::POST,
-            "litellm/config",
-            Some(d.config_body()),
-            "write config",
+            "litellm/roles/dev",
+            Some(d.role_body(json!({ field: ["docs-test"] }))),
+            &format!("role with `{field}`"),
         );
-        for field in ["tags", "guardrails"] {
-            d.call_ok(
-                ROOT_TOKEN,
-                None,
-                Method::POST,
-                "litellm/roles/dev",
-                Some(d.role_body(json!({ field: ["docs-test"] }))),
-                &format!("role with `{field}`"),
-            );
-            let (status, body) = d.call(ROOT_TOKEN, None, Method::GET, "litellm/creds/dev", None);
-            assert_eq!(
-                status,
-                400,
-                "creds with `{field}`: HTTP {status}: {}",
-                error_text(&body)
-            );
-            assert!(
-                error_text(&body).contains("Enterprise") && error_text(&body).contains(field),
-                "the 400 does not carry LiteLLM's licence message for {field}: {}",
-                error_text(&body)
-            );
-            d.call_ok(
-                ROOT_TOKEN,
-                None,
-                Method::POST,
-                "litellm/roles/dev",
-                Some(d.role_body(json!({ field: "" }))),
-                &format!("unset `{field}`"),
-            );
-        }
-        d.step("roles/dev with `tags` or `guardrails`: creds answers 400 with the licence message");
+        let (status, body) = d.call(ROOT_TOKEN, None, Method::GET, "litellm/creds/dev", None);
+        assert_eq!(
+            status,
+            400,
+            "creds with `{field}`: HTTP {status}: {}",
+            error_text(&body)
+        );
+        assert!(
+            error_text(&body).contains("Enterprise") && error_text(&body).contains(field),
+            "the 400 does not carry LiteLLM's licence message for {field}: {}",
+            error_text(&body)
+        );
+        d.call_ok(
+            ROOT_TOKEN,
+            None,
+            Method::POST,
+            "litellm/roles/dev",
+            Some(d.role_body(json!({ field: "" }))),
+            &format!("unset `{field}`"),
+        );
     }
+    d.step("roles/dev with `tags` or `guardrails`: creds answers 400 with the licence message");
 }
+per_server!(enterprise_only_litellm_fields_are_refused_with_the_licence_message);

@@ -181,353 +181,347 @@ fn assert_rejected(status: u16, body: &Value, what: &str, needle: &str) {
 
 // ------------------------------------------------------------------------------------ tests
 
-per_server! {
-    /// configure -> role -> creds -> chat (allowed 200, other model 403) -> renew moves LiteLLM's
-    /// expiry -> revoke -> 401 -> revoking again is not an error.
-    fn lifecycle_issue_use_renew_revoke(engine: Engine) {
-        let f = Fixture::new(engine, "lifecycle", "lc", true);
-        let (s, litellm) = (&f.server, &f.litellm);
+/// configure -> role -> creds -> chat (allowed 200, other model 403) -> renew moves LiteLLM's
+/// expiry -> revoke -> 401 -> revoking again is not an error.
+fn lifecycle_issue_use_renew_revoke(engine: Engine) {
+    let f = Fixture::new(engine, "lifecycle", "lc", true);
+    let (s, litellm) = (&f.server, &f.litellm);
 
-        let (status, config) = s.get(&format!("{MOUNT}/config"));
-        assert_eq!(status, 200, "read config: {config}");
-        let base_url = config["data"]["base_url"].as_str().unwrap_or_default();
-        assert_eq!(base_url.trim_end_matches('/'), litellm.url, "{config}");
-        assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
-        assert!(
-            config["data"].get("master_key").is_none(),
-            "config read must never return master_key: {config}"
-        );
-        f.step("config read: base_url ok, master_key_set, no master_key");
+    let (status, config) = s.get(&format!("{MOUNT}/config"));
+    assert_eq!(status, 200, "read config: {config}");
+    let base_url = config["data"]["base_url"].as_str().unwrap_or_default();
+    assert_eq!(base_url.trim_end_matches('/'), litellm.url, "{config}");
+    assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
+    assert!(
+        config["data"].get("master_key").is_none(),
+        "config read must never return master_key: {config}"
+    );
+    f.step("config read: base_url ok, master_key_set, no master_key");
 
-        let metadata = json!({"suite": "e2e", "engine": engine.name()});
-        f.create_role(
-            "app",
-            json!({
-                "models": [ALLOWED_MODEL],
-                "max_budget": 1.0,
-                "metadata": metadata,
-                "ttl": 300,
-                "max_ttl": 3600,
-                "budget_duration": "30d",
-                "tpm_limit": 100000,
-                "rpm_limit": 1000,
-                "max_parallel_requests": 10,
-            }),
-        );
-        let (status, roles) = s.list(&format!("{MOUNT}/roles"));
-        assert_eq!(status, 200, "list roles: {roles}");
-        assert_eq!(roles["data"]["keys"], json!(["app"]), "{roles}");
-        let (status, role) = s.get(&format!("{MOUNT}/roles/app"));
-        assert_eq!(status, 200, "read role: {role}");
-        assert_eq!(role["data"]["models"], json!([ALLOWED_MODEL]), "{role}");
-        assert_num(&role["data"]["max_budget"], 1.0, &role);
-        f.step("role app created, listed and read back");
+    let metadata = json!({"suite": "e2e", "engine": engine.name()});
+    f.create_role(
+        "app",
+        json!({
+            "models": [ALLOWED_MODEL],
+            "max_budget": 1.0,
+            "metadata": metadata,
+            "ttl": 300,
+            "max_ttl": 3600,
+            "budget_duration": "30d",
+            "tpm_limit": 100000,
+            "rpm_limit": 1000,
+            "max_parallel_requests": 10,
+        }),
+    );
+    let (status, roles) = s.list(&format!("{MOUNT}/roles"));
+    assert_eq!(status, 200, "list roles: {roles}");
+    assert_eq!(roles["data"]["keys"], json!(["app"]), "{roles}");
+    let (status, role) = s.get(&format!("{MOUNT}/roles/app"));
+    assert_eq!(status, 200, "read role: {role}");
+    assert_eq!(role["data"]["models"], json!([ALLOWED_MODEL]), "{role}");
+    assert_num(&role["data"]["max_budget"], 1.0, &role);
+    f.step("role app created, listed and read back");
 
-        let creds = f.issue("app");
-        assert!(
-            creds.lease_duration <= 300,
-            "lease_duration above ttl: {}",
-            creds.lease_duration
-        );
+    let creds = f.issue("app");
+    assert!(
+        creds.lease_duration <= 300,
+        "lease_duration above ttl: {}",
+        creds.lease_duration
+    );
+    assert_eq!(
+        creds.data["models"],
+        json!([ALLOWED_MODEL]),
+        "{}",
+        creds.data
+    );
+    assert_num(&creds.data["max_budget"], 1.0, &creds.data);
+    assert!(
+        creds.data["expires"].is_string(),
+        "creds without expires: {}",
+        creds.data
+    );
+    assert_num(&creds.data["tpm_limit"], 100000.0, &creds.data);
+    assert_num(&creds.data["rpm_limit"], 1000.0, &creds.data);
+    f.step(format!(
+        "creds issued: alias {} lease {} ({} s)",
+        creds.alias, creds.lease_id, creds.lease_duration
+    ));
+
+    let (status, info) = litellm.key_info(&creds.key);
+    assert_eq!(status, 200, "key/info: {info}");
+    let info = &info["info"];
+    assert_eq!(info["key_alias"], json!(creds.alias), "{info}");
+    assert_eq!(info["models"], json!([ALLOWED_MODEL]), "{info}");
+    assert_num(&info["max_budget"], 1.0, info);
+    assert_num(&info["tpm_limit"], 100000.0, info);
+    assert_num(&info["rpm_limit"], 1000.0, info);
+    assert_num(&info["max_parallel_requests"], 10.0, info);
+    assert_eq!(info["budget_duration"], json!("30d"), "{info}");
+    assert_eq!(
+        info["metadata"]["suite"],
+        json!("e2e"),
+        "metadata not passed on: {info}"
+    );
+    let expires_before = litellm.key_expires(&creds.key).expect("key without expiry");
+    let ttl_left = expires_before - unix_now();
+    // The key must outlive the lease a little at most (an engine may add a grace period),
+    // and must be well short of the 600 s the renewal below asks for.
+    assert!(
+        ttl_left > creds.lease_duration as f64 - 10.0 && ttl_left <= 420.0,
+        "LiteLLM expiry {ttl_left:.0} s away, expected about the {} s lease",
+        creds.lease_duration
+    );
+    f.step(format!(
+        "LiteLLM has the key with the role's settings, expires in {ttl_left:.0} s"
+    ));
+
+    assert_eq!(
+        litellm.chat(&creds.key, ALLOWED_MODEL),
+        200,
+        "chat with the allowed model"
+    );
+    f.step(format!("chat {ALLOWED_MODEL}: 200"));
+    assert_eq!(
+        litellm.chat(&creds.key, OTHER_MODEL),
+        403,
+        "chat with a model not in the role"
+    );
+    f.step(format!("chat {OTHER_MODEL}: 403"));
+
+    let (status, renewed) = s.lease_renew(&creds.lease_id, 600);
+    assert_eq!(status, 200, "renew: {}", error_text(&renewed));
+    let renewed_duration = renewed["lease_duration"].as_u64().unwrap_or(0);
+    assert!(
+        renewed_duration > creds.lease_duration,
+        "renew with increment 600 gave lease_duration {renewed_duration}: {renewed}"
+    );
+    let expires_after = eventually(
+        "LiteLLM expiry to move after renew",
+        Duration::from_secs(10),
+        || {
+            let expires = litellm.key_expires(&creds.key)?;
+            (expires > expires_before + 100.0).then_some(expires)
+        },
+    );
+    f.step(format!(
+        "lease renewed to {renewed_duration} s; LiteLLM expiry moved {:.0} s later",
+        expires_after - expires_before
+    ));
+    assert_eq!(
+        litellm.chat(&creds.key, ALLOWED_MODEL),
+        200,
+        "chat after renew"
+    );
+
+    let (status, body) = s.lease_revoke(&creds.lease_id);
+    assert_eq!(status, 204, "revoke: {}", error_text(&body));
+    f.wait_key_refused(&creds.key, "lease revoked");
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&creds.alias), 0);
+    f.step("lease revoked: chat 401, key gone from LiteLLM");
+
+    let (status, body) = s.lease_revoke(&creds.lease_id);
+    assert_eq!(
+        status,
+        204,
+        "revoking a lease that is already gone: {}",
+        error_text(&body)
+    );
+    f.step("revoking again: 204");
+}
+per_server!(lifecycle_issue_use_renew_revoke);
+
+/// Ten leases, one `revoke-prefix`: every key stops working.
+fn revoke_prefix_revokes_every_key(engine: Engine) {
+    let f = Fixture::new(engine, "revoke_prefix", "rp", true);
+    f.create_role("batch", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
+    let issued: Vec<Creds> = (0..10).map(|_| f.issue("batch")).collect();
+    assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 10);
+    for creds in &issued {
         assert_eq!(
-            creds.data["models"],
-            json!([ALLOWED_MODEL]),
-            "{}",
-            creds.data
-        );
-        assert_num(&creds.data["max_budget"], 1.0, &creds.data);
-        assert!(
-            creds.data["expires"].is_string(),
-            "creds without expires: {}",
-            creds.data
-        );
-        assert_num(&creds.data["tpm_limit"], 100000.0, &creds.data);
-        assert_num(&creds.data["rpm_limit"], 1000.0, &creds.data);
-        f.step(format!(
-            "creds issued: alias {} lease {} ({} s)",
-            creds.alias, creds.lease_id, creds.lease_duration
-        ));
-
-        let (status, info) = litellm.key_info(&creds.key);
-        assert_eq!(status, 200, "key/info: {info}");
-        let info = &info["info"];
-        assert_eq!(info["key_alias"], json!(creds.alias), "{info}");
-        assert_eq!(info["models"], json!([ALLOWED_MODEL]), "{info}");
-        assert_num(&info["max_budget"], 1.0, info);
-        assert_num(&info["tpm_limit"], 100000.0, info);
-        assert_num(&info["rpm_limit"], 1000.0, info);
-        assert_num(&info["max_parallel_requests"], 10.0, info);
-        assert_eq!(info["budget_duration"], json!("30d"), "{info}");
-        assert_eq!(
-            info["metadata"]["suite"],
-            json!("e2e"),
-            "metadata not passed on: {info}"
-        );
-        let expires_before = litellm.key_expires(&creds.key).expect("key without expiry");
-        let ttl_left = expires_before - unix_now();
-        // The key must outlive the lease a little at most (an engine may add a grace period),
-        // and must be well short of the 600 s the renewal below asks for.
-        assert!(
-            ttl_left > creds.lease_duration as f64 - 10.0 && ttl_left <= 420.0,
-            "LiteLLM expiry {ttl_left:.0} s away, expected about the {} s lease",
-            creds.lease_duration
-        );
-        f.step(format!(
-            "LiteLLM has the key with the role's settings, expires in {ttl_left:.0} s"
-        ));
-
-        assert_eq!(
-            litellm.chat(&creds.key, ALLOWED_MODEL),
+            f.litellm.chat(&creds.key, ALLOWED_MODEL),
             200,
-            "chat with the allowed model"
+            "fresh key {}",
+            creds.alias
         );
-        f.step(format!("chat {ALLOWED_MODEL}: 200"));
-        assert_eq!(
-            litellm.chat(&creds.key, OTHER_MODEL),
-            403,
-            "chat with a model not in the role"
-        );
-        f.step(format!("chat {OTHER_MODEL}: 403"));
-
-        let (status, renewed) = s.lease_renew(&creds.lease_id, 600);
-        assert_eq!(status, 200, "renew: {}", error_text(&renewed));
-        let renewed_duration = renewed["lease_duration"].as_u64().unwrap_or(0);
-        assert!(
-            renewed_duration > creds.lease_duration,
-            "renew with increment 600 gave lease_duration {renewed_duration}: {renewed}"
-        );
-        let expires_after = eventually(
-            "LiteLLM expiry to move after renew",
-            Duration::from_secs(10),
-            || {
-                let expires = litellm.key_expires(&creds.key)?;
-                (expires > expires_before + 100.0).then_some(expires)
-            },
-        );
-        f.step(format!(
-            "lease renewed to {renewed_duration} s; LiteLLM expiry moved {:.0} s later",
-            expires_after - expires_before
-        ));
-        assert_eq!(
-            litellm.chat(&creds.key, ALLOWED_MODEL),
-            200,
-            "chat after renew"
-        );
-
-        let (status, body) = s.lease_revoke(&creds.lease_id);
-        assert_eq!(status, 204, "revoke: {}", error_text(&body));
-        f.wait_key_refused(&creds.key, "lease revoked");
-        assert_eq!(litellm.count_live_keys_with_alias_prefix(&creds.alias), 0);
-        f.step("lease revoked: chat 401, key gone from LiteLLM");
-
-        let (status, body) = s.lease_revoke(&creds.lease_id);
-        assert_eq!(
-            status,
-            204,
-            "revoking a lease that is already gone: {}",
-            error_text(&body)
-        );
-        f.step("revoking again: 204");
     }
-}
+    f.step("10 keys issued, all live and working");
 
-per_server! {
-    /// Ten leases, one `revoke-prefix`: every key stops working.
-    fn revoke_prefix_revokes_every_key(engine: Engine) {
-        let f = Fixture::new(engine, "revoke_prefix", "rp", true);
-        f.create_role("batch", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
-        let issued: Vec<Creds> = (0..10).map(|_| f.issue("batch")).collect();
-        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 10);
-        for creds in &issued {
-            assert_eq!(
-                f.litellm.chat(&creds.key, ALLOWED_MODEL),
-                200,
-                "fresh key {}",
-                creds.alias
-            );
-        }
-        f.step("10 keys issued, all live and working");
-
-        let (status, body) = f.server.revoke_prefix(&format!("{MOUNT}/creds/batch"));
-        assert_eq!(status, 204, "revoke-prefix: {}", error_text(&body));
-        f.step("revoke-prefix litellm/creds/batch: 204");
-        for creds in &issued {
-            f.wait_key_refused(&creds.key, "revoke-prefix");
-        }
-        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
-        f.step("all 10 keys refused (401) and gone from LiteLLM");
+    let (status, body) = f.server.revoke_prefix(&format!("{MOUNT}/creds/batch"));
+    assert_eq!(status, 204, "revoke-prefix: {}", error_text(&body));
+    f.step("revoke-prefix litellm/creds/batch: 204");
+    for creds in &issued {
+        f.wait_key_refused(&creds.key, "revoke-prefix");
     }
+    assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
+    f.step("all 10 keys refused (401) and gone from LiteLLM");
 }
+per_server!(revoke_prefix_revokes_every_key);
 
-per_server! {
-    /// Reloading the plugin (new process) keeps issued leases renewable and revocable: the engine
-    /// keeps what it needs in storage, not in memory.
-    fn plugin_reload_keeps_leases_working(engine: Engine) {
-        let f = Fixture::new(engine, "reload", "rl", true);
-        f.create_role("app", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
-        let creds = f.issue("app");
-        let before = f.server.plugin_pids();
-        assert!(!before.is_empty(), "no plugin process found");
-        f.step(format!("creds issued; plugin pids {before:?}"));
+/// Reloading the plugin (new process) keeps issued leases renewable and revocable: the engine
+/// keeps what it needs in storage, not in memory.
+fn plugin_reload_keeps_leases_working(engine: Engine) {
+    let f = Fixture::new(engine, "reload", "rl", true);
+    f.create_role("app", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
+    let creds = f.issue("app");
+    let before = f.server.plugin_pids();
+    assert!(!before.is_empty(), "no plugin process found");
+    f.step(format!("creds issued; plugin pids {before:?}"));
 
-        let (status, body) = f.server.reload_plugin(PLUGIN);
-        assert_ok(status, &body, "reload plugin");
-        let after = eventually("a new plugin process", Duration::from_secs(15), || {
-            let pids = f.server.plugin_pids();
-            (!pids.is_empty() && pids.iter().all(|p| !before.contains(p))).then_some(pids)
-        });
-        f.step(format!("plugin reloaded: pids {before:?} -> {after:?}"));
+    let (status, body) = f.server.reload_plugin(PLUGIN);
+    assert_ok(status, &body, "reload plugin");
+    let after = eventually("a new plugin process", Duration::from_secs(15), || {
+        let pids = f.server.plugin_pids();
+        (!pids.is_empty() && pids.iter().all(|p| !before.contains(p))).then_some(pids)
+    });
+    f.step(format!("plugin reloaded: pids {before:?} -> {after:?}"));
 
-        let (status, body) = f.server.lease_renew(&creds.lease_id, 600);
-        assert_eq!(status, 200, "renew after reload: {}", error_text(&body));
-        let (status, body) = f.server.lease_revoke(&creds.lease_id);
-        assert_eq!(status, 204, "revoke after reload: {}", error_text(&body));
-        f.wait_key_refused(&creds.key, "revoked after reload");
-        f.step("renew and revoke work after the reload");
+    let (status, body) = f.server.lease_renew(&creds.lease_id, 600);
+    assert_eq!(status, 200, "renew after reload: {}", error_text(&body));
+    let (status, body) = f.server.lease_revoke(&creds.lease_id);
+    assert_eq!(status, 204, "revoke after reload: {}", error_text(&body));
+    f.wait_key_refused(&creds.key, "revoked after reload");
+    f.step("renew and revoke work after the reload");
+}
+per_server!(plugin_reload_keeps_leases_working);
+
+/// Unmounting the engine with live leases revokes them.
+fn disabling_the_mount_revokes_live_keys(engine: Engine) {
+    let f = Fixture::new(engine, "disable", "dm", true);
+    f.create_role("short", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
+    let issued: Vec<Creds> = (0..3).map(|_| f.issue("short")).collect();
+    assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 3);
+    f.step(format!(
+        "3 keys issued (plugin pids {:?})",
+        f.server.plugin_pids()
+    ));
+
+    f.server.disable(MOUNT);
+    f.step(format!(
+        "mount disabled (plugin pids now {:?})",
+        f.server.plugin_pids()
+    ));
+    for creds in &issued {
+        f.wait_key_refused(&creds.key, "mount disabled");
     }
+    assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
+    f.step("all 3 keys refused (401) and gone from LiteLLM");
 }
+per_server!(disabling_the_mount_revokes_live_keys);
 
-per_server! {
-    /// Unmounting the engine with live leases revokes them.
-    fn disabling_the_mount_revokes_live_keys(engine: Engine) {
-        let f = Fixture::new(engine, "disable", "dm", true);
-        f.create_role("short", json!({"models": [ALLOWED_MODEL], "ttl": 300}));
-        let issued: Vec<Creds> = (0..3).map(|_| f.issue("short")).collect();
-        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 3);
-        f.step(format!(
-            "3 keys issued (plugin pids {:?})",
-            f.server.plugin_pids()
-        ));
+/// `verify_connection` (default true) rejects a wrong master key or an unreachable URL and
+/// stores nothing; the master key is required on create and never read back.
+fn config_is_verified_and_master_key_write_only(engine: Engine) {
+    let f = Fixture::new(engine, "config", "cf", false);
+    let s = &f.server;
+    let config_path = format!("{MOUNT}/config");
+    let stored_base_url = || s.get(&config_path).1["data"]["base_url"].clone();
 
-        f.server.disable(MOUNT);
-        f.step(format!(
-            "mount disabled (plugin pids now {:?})",
-            f.server.plugin_pids()
-        ));
-        for creds in &issued {
-            f.wait_key_refused(&creds.key, "mount disabled");
-        }
-        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
-        f.step("all 3 keys refused (401) and gone from LiteLLM");
-    }
+    let (status, body) = s.post(&config_path, &json!({"base_url": f.litellm.url}));
+    assert_rejected(status, &body, "config without master_key", "master_key");
+    f.step(format!("config without master_key: {status}"));
+
+    let (status, body) = f.write_config(json!({"master_key": "sk-wrong-master-key"}));
+    assert_eq!(status, 400, "wrong master key: {}", error_text(&body));
+    assert_eq!(
+        stored_base_url(),
+        Value::Null,
+        "a rejected config was stored"
+    );
+    f.step(format!(
+        "wrong master key: 400 ({}), nothing stored",
+        error_text(&body)
+    ));
+
+    let (status, body) =
+        f.write_config(json!({"base_url": "http://127.0.0.1:9", "request_timeout": 5}));
+    assert_eq!(status, 400, "unreachable base_url: {}", error_text(&body));
+    assert_eq!(
+        stored_base_url(),
+        Value::Null,
+        "a rejected config was stored"
+    );
+    f.step(format!(
+        "unreachable base_url: 400 ({}), nothing stored",
+        error_text(&body)
+    ));
+
+    let (status, body) = f.write_config(json!({}));
+    assert_ok(status, &body, "valid config");
+    let (status, config) = s.get(&config_path);
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
+    assert!(
+        config["data"].get("master_key").is_none(),
+        "master_key returned: {config}"
+    );
+    f.step("valid config stored; read shows master_key_set only");
+
+    let (status, body) = f.write_config(json!({"master_key": "sk-wrong-master-key"}));
+    assert_eq!(
+        status,
+        400,
+        "wrong master key over a good config: {}",
+        error_text(&body)
+    );
+    f.create_role("after", json!({"models": [ALLOWED_MODEL], "ttl": 60}));
+    let creds = f.issue("after");
+    assert_eq!(f.litellm.chat(&creds.key, ALLOWED_MODEL), 200);
+    let (status, body) = s.lease_revoke(&creds.lease_id);
+    assert_eq!(status, 204, "revoke: {}", error_text(&body));
+    f.step("a rejected update kept the good config: creds still issued");
+
+    let (status, body) =
+        f.write_config(json!({"master_key": "sk-unchecked", "verify_connection": false}));
+    assert_ok(status, &body, "config with verify_connection=false");
+    f.step("verify_connection=false stores without checking");
 }
+per_server!(config_is_verified_and_master_key_write_only);
 
-per_server! {
-    /// `verify_connection` (default true) rejects a wrong master key or an unreachable URL and
-    /// stores nothing; the master key is required on create and never read back.
-    fn config_is_verified_and_master_key_write_only(engine: Engine) {
-        let f = Fixture::new(engine, "config", "cf", false);
-        let s = &f.server;
-        let config_path = format!("{MOUNT}/config");
-        let stored_base_url = || s.get(&config_path).1["data"]["base_url"].clone();
+/// Bad input gets a 4xx whose message names the offending field.
+fn bad_inputs_are_rejected_with_the_field_named(engine: Engine) {
+    let f = Fixture::new(engine, "bad_inputs", "bi", true);
+    let s = &f.server;
+    let role = |name: &str, body: Value| s.post(&format!("{MOUNT}/roles/{name}"), &body);
 
-        let (status, body) = s.post(&config_path, &json!({"base_url": f.litellm.url}));
-        assert_rejected(status, &body, "config without master_key", "master_key");
-        f.step(format!("config without master_key: {status}"));
+    let (status, body) = role("r1", json!({"models": [ALLOWED_MODEL], "bogus_field": 1}));
+    assert_rejected(status, &body, "unknown role field", "bogus_field");
+    f.step(format!("unknown field: {status} {}", error_text(&body)));
 
-        let (status, body) = f.write_config(json!({"master_key": "sk-wrong-master-key"}));
-        assert_eq!(status, 400, "wrong master key: {}", error_text(&body));
-        assert_eq!(
-            stored_base_url(),
-            Value::Null,
-            "a rejected config was stored"
-        );
-        f.step(format!(
-            "wrong master key: 400 ({}), nothing stored",
-            error_text(&body)
-        ));
+    let (status, body) = role("r2", json!({"models": [ALLOWED_MODEL], "max_budget": -1.0}));
+    assert_rejected(status, &body, "negative max_budget", "max_budget");
+    f.step(format!(
+        "negative max_budget: {status} {}",
+        error_text(&body)
+    ));
 
-        let (status, body) =
-            f.write_config(json!({"base_url": "http://127.0.0.1:9", "request_timeout": 5}));
-        assert_eq!(status, 400, "unreachable base_url: {}", error_text(&body));
-        assert_eq!(
-            stored_base_url(),
-            Value::Null,
-            "a rejected config was stored"
-        );
-        f.step(format!(
-            "unreachable base_url: 400 ({}), nothing stored",
-            error_text(&body)
-        ));
+    let (status, body) = role(
+        "r3",
+        json!({"models": [ALLOWED_MODEL], "ttl": 7200, "max_ttl": 3600}),
+    );
+    assert_rejected(status, &body, "ttl > max_ttl", "ttl");
+    f.step(format!("ttl > max_ttl: {status} {}", error_text(&body)));
 
-        let (status, body) = f.write_config(json!({}));
-        assert_ok(status, &body, "valid config");
-        let (status, config) = s.get(&config_path);
-        assert_eq!(status, 200, "{config}");
-        assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
-        assert!(
-            config["data"].get("master_key").is_none(),
-            "master_key returned: {config}"
-        );
-        f.step("valid config stored; read shows master_key_set only");
+    let (status, body) = f.write_config(json!({"base_url": "not a url"}));
+    assert_rejected(status, &body, "bad base_url", "base_url");
+    f.step(format!("bad base_url: {status} {}", error_text(&body)));
 
-        let (status, body) = f.write_config(json!({"master_key": "sk-wrong-master-key"}));
-        assert_eq!(
-            status,
-            400,
-            "wrong master key over a good config: {}",
-            error_text(&body)
-        );
-        f.create_role("after", json!({"models": [ALLOWED_MODEL], "ttl": 60}));
-        let creds = f.issue("after");
-        assert_eq!(f.litellm.chat(&creds.key, ALLOWED_MODEL), 200);
-        let (status, body) = s.lease_revoke(&creds.lease_id);
-        assert_eq!(status, 204, "revoke: {}", error_text(&body));
-        f.step("a rejected update kept the good config: creds still issued");
+    let (status, body) = s.get(&format!("{MOUNT}/creds/no-such-role"));
+    assert_rejected(status, &body, "creds for an unknown role", "no-such-role");
+    f.step(format!(
+        "creds for an unknown role: {status} {}",
+        error_text(&body)
+    ));
 
-        let (status, body) =
-            f.write_config(json!({"master_key": "sk-unchecked", "verify_connection": false}));
-        assert_ok(status, &body, "config with verify_connection=false");
-        f.step("verify_connection=false stores without checking");
-    }
+    let (status, roles) = s.list(&format!("{MOUNT}/roles"));
+    let listed = roles["data"]["keys"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        status == 404 || listed.is_empty(),
+        "rejected roles were stored: {roles}"
+    );
+    assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
+    f.step("no role stored, no key issued");
 }
-
-per_server! {
-    /// Bad input gets a 4xx whose message names the offending field.
-    fn bad_inputs_are_rejected_with_the_field_named(engine: Engine) {
-        let f = Fixture::new(engine, "bad_inputs", "bi", true);
-        let s = &f.server;
-        let role = |name: &str, body: Value| s.post(&format!("{MOUNT}/roles/{name}"), &body);
-
-        let (status, body) = role("r1", json!({"models": [ALLOWED_MODEL], "bogus_field": 1}));
-        assert_rejected(status, &body, "unknown role field", "bogus_field");
-        f.step(format!("unknown field: {status} {}", error_text(&body)));
-
-        let (status, body) = role("r2", json!({"models": [ALLOWED_MODEL], "max_budget": -1.0}));
-        assert_rejected(status, &body, "negative max_budget", "max_budget");
-        f.step(format!(
-            "negative max_budget: {status} {}",
-            error_text(&body)
-        ));
-
-        let (status, body) = role(
-            "r3",
-            json!({"models": [ALLOWED_MODEL], "ttl": 7200, "max_ttl": 3600}),
-        );
-        assert_rejected(status, &body, "ttl > max_ttl", "ttl");
-        f.step(format!("ttl > max_ttl: {status} {}", error_text(&body)));
-
-        let (status, body) = f.write_config(json!({"base_url": "not a url"}));
-        assert_rejected(status, &body, "bad base_url", "base_url");
-        f.step(format!("bad base_url: {status} {}", error_text(&body)));
-
-        let (status, body) = s.get(&format!("{MOUNT}/creds/no-such-role"));
-        assert_rejected(status, &body, "creds for an unknown role", "no-such-role");
-        f.step(format!(
-            "creds for an unknown role: {status} {}",
-            error_text(&body)
-        ));
-
-        let (status, roles) = s.list(&format!("{MOUNT}/roles"));
-        let listed = roles["data"]["keys"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        assert!(
-            status == 404 || listed.is_empty(),
-            "rejected roles were stored: {roles}"
-        );
-        assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
-        f.step("no role stored, no key issued");
-    }
-}
+per_server!(bad_inputs_are_rejected_with_the_field_named);

@@ -314,323 +314,321 @@ fn live_leases_of(cluster: &Cluster, node: usize, role: &str) -> usize {
     }
 }
 
-per_server! {
-    fn three_node_raft_cluster_failover(engine: Engine) {
-        let bin = engine.binary().expect("per_server! found it");
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("ha/{engine}"));
-        let prefix = format!("ha{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff);
-        let mut cluster = Cluster::start(engine, &bin, 3);
-        steps.step("3-node Raft cluster up, 3 voters");
+fn three_node_raft_cluster_failover(engine: Engine) {
+    let bin = engine.binary().expect("per_server! found it");
+    let litellm = LiteLlm::from_env();
+    let steps = Steps::new(format!("ha/{engine}"));
+    let prefix = format!("ha{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff);
+    let mut cluster = Cluster::start(engine, &bin, 3);
+    steps.step("3-node Raft cluster up, 3 voters");
 
-        let sha = sha256_file(&cluster.dir.join("plugins").join(support::PLUGIN_FILE_NAME));
-        cluster.ok(
-            0,
-            "sys/plugins/catalog/secret/litellm",
-            json!({"sha256": sha, "command": support::PLUGIN_FILE_NAME, "version": plugin_version()}),
-        );
-        cluster.ok(0, &format!("sys/mounts/{MOUNT}"), json!({"type": "litellm", "plugin_version": plugin_version(), "options": {"rollback_min_age": "1s"}}));
-        cluster.ok(
-            0,
-            &format!("{MOUNT}/config"),
-            // A short request timeout keeps the WAL hold (twice it, plus 15 s) short.
-            json!({"base_url": litellm.url, "master_key": litellm.master_key, "request_timeout": "5s"}),
-        );
-        cluster.ok(0, &format!("{MOUNT}/roles/r"), json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "10m", "max_ttl": "1h"}));
-        steps.step("plugin registered once, mounted, configured");
+    let sha = sha256_file(&cluster.dir.join("plugins").join(support::PLUGIN_FILE_NAME));
+    cluster.ok(
+        0,
+        "sys/plugins/catalog/secret/litellm",
+        json!({"sha256": sha, "command": support::PLUGIN_FILE_NAME, "version": plugin_version()}),
+    );
+    cluster.ok(0, &format!("sys/mounts/{MOUNT}"), json!({"type": "litellm", "plugin_version": plugin_version(), "options": {"rollback_min_age": "1s"}}));
+    cluster.ok(
+        0,
+        &format!("{MOUNT}/config"),
+        // A short request timeout keeps the WAL hold (twice it, plus 15 s) short.
+        json!({"base_url": litellm.url, "master_key": litellm.master_key, "request_timeout": "5s"}),
+    );
+    cluster.ok(0, &format!("{MOUNT}/roles/r"), json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "10m", "max_ttl": "1h"}));
+    steps.step("plugin registered once, mounted, configured");
 
-        steps.step("creds through each standby: forwarded to the active node, 200 with a lease");
-        let standbys = cluster.standbys();
-        assert_eq!(standbys.len(), 2);
-        for &s in &standbys {
-            eventually(
-                "the mount replicated to the standby",
-                Duration::from_secs(30),
-                || {
-                    cluster
-                        .get(s, &format!("{MOUNT}/roles/r"))
-                        .filter(|(status, _)| *status == 200)
-                        .map(|_| ())
-                },
-            );
-        }
-        let mut early = Vec::new();
-        for &s in &standbys {
-            let (status, body) = cluster.get(s, &format!("{MOUNT}/creds/r")).unwrap();
-            assert_eq!(status, 200, "creds via standby {s}: {body}");
-            assert!(body["lease_id"]
-                .as_str()
-                .is_some_and(|l| l.starts_with("litellm/creds/r/")));
-            early.push(body);
-        }
-
-        steps.step("a role written on the leader is read back on every node");
-        cluster.ok(0, &format!("{MOUNT}/roles/r"), json!({"rpm_limit": 77}));
-        for node in 0..3 {
-            eventually(
-                "the role change on every node",
-                Duration::from_secs(10),
-                || {
-                    let (status, body) = cluster.get(node, &format!("{MOUNT}/roles/r"))?;
-                    (status == 200 && body["data"]["rpm_limit"] == 77).then_some(())
-                },
-            );
-        }
-
-        // Keys issued around the kill live 30 minutes, far beyond this test: an
-        // orphan cannot hide by expiring. The client records every key it was
-        // handed; every other live key of the role is an orphan.
-        cluster.ok(
-            0,
-            &format!("{MOUNT}/roles/fo"),
-            json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "30m", "max_ttl": "1h"}),
-        );
-        steps.step("SIGKILL the active node while keys are being issued");
-        let stop = Arc::new(AtomicBool::new(false));
-        let handed_out = Arc::new(Mutex::new(Vec::<String>::new()));
-        let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
-        let (token, http) = (cluster.token.clone(), cluster.http.clone());
-        let issuer = {
-            let (stop, handed_out) = (Arc::clone(&stop), Arc::clone(&handed_out));
-            thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    i += 1;
-                    let addr = &addrs[i % addrs.len()];
-                    let alias = http
-                        .get(format!("{addr}/v1/{MOUNT}/creds/fo"))
-                        .header("X-Vault-Token", &token)
-                        .send()
-                        .ok()
-                        .filter(|r| r.status().as_u16() == 200)
-                        .and_then(|r| r.json::<Value>().ok())
-                        .and_then(|b| b["data"]["key_alias"].as_str().map(str::to_string));
-                    match alias {
-                        Some(alias) => handed_out.lock().unwrap().push(alias),
-                        None => thread::sleep(Duration::from_millis(50)),
-                    }
-                }
-            })
-        };
-        thread::sleep(Duration::from_secs(2));
-        let old = cluster.active().expect("an active node");
-        let killed_at = Instant::now();
-        let killed_wall = unix_now();
-        cluster.nodes[old].kill();
-        let new = eventually("a new active node", Duration::from_secs(60), || {
-            cluster.active()
-        });
-        steps.step(format!(
-            "node{} killed; node{} active after {:.1}s",
-            old + 1,
-            new + 1,
-            killed_at.elapsed().as_secs_f64()
-        ));
-        eventually("creds on the new leader", Duration::from_secs(30), || {
-            cluster
-                .get(new, &format!("{MOUNT}/creds/r"))
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        });
-        thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::SeqCst);
-        issuer.join().unwrap();
-        let handed_out = handed_out.lock().unwrap().clone();
-        steps.step(format!(
-            "{} keys handed out around the failover",
-            handed_out.len()
-        ));
-
-        steps.step("after the rollback: every live key was handed out and has its lease");
-        let fo_prefix = format!("{prefix}-fo-");
-        let orphans = eventually(
-            "the rollback to leave at most the one key no plugin can see",
-            Duration::from_secs(200),
+    steps.step("creds through each standby: forwarded to the active node, 200 with a lease");
+    let standbys = cluster.standbys();
+    assert_eq!(standbys.len(), 2);
+    for &s in &standbys {
+        eventually(
+            "the mount replicated to the standby",
+            Duration::from_secs(30),
             || {
-                let orphans: Vec<Value> = litellm
-                    .live_keys_with_alias_prefix(&fo_prefix)
-                    .into_iter()
-                    .filter(|k| {
-                        !handed_out
-                            .iter()
-                            .any(|a| k["key_alias"].as_str() == Some(a.as_str()))
-                    })
-                    .collect();
-                (orphans.len() <= 1).then_some(orphans)
+                cluster
+                    .get(s, &format!("{MOUNT}/roles/r"))
+                    .filter(|(status, _)| *status == 200)
+                    .map(|_| ())
             },
         );
-        let fo_leases = live_leases_of(&cluster, new, "fo");
-        assert_eq!(
-            fo_leases,
-            handed_out.len(),
-            "every key handed out has its lease"
-        );
-        // The one window outside any plugin's sight (README): the old leader
-        // died after its plugin answered and before it stored the lease. The
-        // single client had one request in flight, so at most one such key, made
-        // at the kill, and it expires by itself at its TTL plus the grace.
-        for orphan in &orphans {
-            let created = orphan["created_at"]
-                .as_str()
-                .and_then(support::parse_utc_timestamp)
-                .unwrap_or(0.0);
-            assert!(
-                (created - killed_wall).abs() < 10.0,
-                "an orphan not made at the kill: {orphan}"
-            );
-            steps.step(format!(
-                "one key minted as the leader died, never handed out: {}",
-                orphan["key_alias"]
-            ));
-            litellm.delete_key(orphan["token"].as_str().unwrap_or_default());
-        }
-
-        steps.step("leases from before the failover still renew and revoke their keys");
-        let renew_me = &early[0];
-        let key = renew_me["data"]["key"].as_str().unwrap();
-        let before = litellm.key_expires(key).unwrap();
-        let (status, body) = cluster
-            .put(
-                new,
-                "sys/leases/renew",
-                json!({"lease_id": renew_me["lease_id"], "increment": 1800}),
-            )
-            .unwrap();
-        assert_eq!(status, 200, "{body}");
-        let after = litellm.key_expires(key).unwrap();
-        assert!(
-            after > before + 600.0,
-            "LiteLLM expiry did not move: {before} -> {after}"
-        );
-        let revoke_me = &early[1];
-        let (status, body) = cluster
-            .put(
-                new,
-                "sys/leases/revoke",
-                json!({"lease_id": revoke_me["lease_id"]}),
-            )
-            .unwrap();
-        assert_eq!(status, 204, "{body}");
-        assert_eq!(
-            litellm.chat(revoke_me["data"]["key"].as_str().unwrap(), "gpt-3.5-turbo"),
-            401
-        );
-
-        steps.step("zero orphans: live keys == live leases, long before any could expire");
-        let leases = live_leases(&cluster, new);
-        assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), leases);
-        cluster.ok(
-            new,
-            &format!("sys/leases/revoke-prefix/{MOUNT}/creds"),
-            json!({}),
-        );
-        assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-        assert_eq!(live_leases(&cluster, new), 0);
-        steps.step("done");
     }
-}
+    let mut early = Vec::new();
+    for &s in &standbys {
+        let (status, body) = cluster.get(s, &format!("{MOUNT}/creds/r")).unwrap();
+        assert_eq!(status, 200, "creds via standby {s}: {body}");
+        assert!(body["lease_id"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("litellm/creds/r/")));
+        early.push(body);
+    }
 
-per_server! {
-    /// A server with persistent (Raft) storage is stopped and started again:
-    /// leases survive and still renew and revoke their keys. (OpenBao 2.7 has no
-    /// `file` storage backend; integrated storage is what it persists with.)
-    fn restarted_server_keeps_leases_working(engine: Engine) {
-        let bin = engine.binary().expect("per_server! found it");
-        let litellm = LiteLlm::from_env();
-        let steps = Steps::new(format!("restart/{engine}"));
-        let prefix = format!("rs{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff);
-        let mut server = Cluster::start(engine, &bin, 1);
-        let sha = sha256_file(&server.dir.join("plugins").join(support::PLUGIN_FILE_NAME));
-        server.ok(
-            0,
-            "sys/plugins/catalog/secret/litellm",
-            json!({"sha256": sha, "command": support::PLUGIN_FILE_NAME, "version": plugin_version()}),
-        );
-        server.ok(
-            0,
-            &format!("sys/mounts/{MOUNT}"),
-            json!({"type": "litellm", "plugin_version": plugin_version()}),
-        );
-        server.ok(
-            0,
-            &format!("{MOUNT}/config"),
-            json!({"base_url": litellm.url, "master_key": litellm.master_key}),
-        );
-        server.ok(0, &format!("{MOUNT}/roles/r"), json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "10m", "max_ttl": "2h"}));
-        let issued: Vec<Value> = (0..2)
-            .map(|_| {
-                let (status, body) = server.get(0, &format!("{MOUNT}/creds/r")).unwrap();
-                assert_eq!(status, 200, "{body}");
-                body
-            })
-            .collect();
-        steps.step("2 leases issued; stopping the server (SIGTERM) and starting it again");
-        if let Some(child) = &server.nodes[0].child {
-            // SAFETY: kill(2) on the server this test started.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        }
-        if let Some(mut child) = server.nodes[0].child.take() {
-            let _ = child.wait();
-        }
-        server.nodes[0].start();
+    steps.step("a role written on the leader is read back on every node");
+    cluster.ok(0, &format!("{MOUNT}/roles/r"), json!({"rpm_limit": 77}));
+    for node in 0..3 {
         eventually(
-            "the restarted server sealed",
-            Duration::from_secs(30),
-            || (server.health(0) == 503).then_some(()),
+            "the role change on every node",
+            Duration::from_secs(10),
+            || {
+                let (status, body) = cluster.get(node, &format!("{MOUNT}/roles/r"))?;
+                (status == 200 && body["data"]["rpm_limit"] == 77).then_some(())
+            },
         );
-        server.unseal(0);
-        eventually(
-            "the restarted server active",
-            Duration::from_secs(60),
-            || (server.health(0) == 200).then_some(()),
-        );
-        assert_eq!(
-            live_leases(&server, 0),
-            2,
-            "leases must survive the restart"
-        );
+    }
 
-        steps.step("renew moves the key's expiry in LiteLLM; revoke deletes the other key");
-        let key = issued[0]["data"]["key"].as_str().unwrap();
-        let before = litellm.key_expires(key).unwrap();
-        let (status, body) = eventually("renew after restart", Duration::from_secs(30), || {
-            server
-                .put(
-                    0,
-                    "sys/leases/renew",
-                    json!({"lease_id": issued[0]["lease_id"], "increment": 3600}),
-                )
-                .filter(|(s, _)| *s == 200)
-        });
-        assert_eq!(status, 200, "{body}");
-        let after = litellm.key_expires(key).unwrap();
+    // Keys issued around the kill live 30 minutes, far beyond this test: an
+    // orphan cannot hide by expiring. The client records every key it was
+    // handed; every other live key of the role is an orphan.
+    cluster.ok(
+        0,
+        &format!("{MOUNT}/roles/fo"),
+        json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "30m", "max_ttl": "1h"}),
+    );
+    steps.step("SIGKILL the active node while keys are being issued");
+    let stop = Arc::new(AtomicBool::new(false));
+    let handed_out = Arc::new(Mutex::new(Vec::<String>::new()));
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let (token, http) = (cluster.token.clone(), cluster.http.clone());
+    let issuer = {
+        let (stop, handed_out) = (Arc::clone(&stop), Arc::clone(&handed_out));
+        thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let addr = &addrs[i % addrs.len()];
+                let alias = http
+                    .get(format!("{addr}/v1/{MOUNT}/creds/fo"))
+                    .header("X-Vault-Token", &token)
+                    .send()
+                    .ok()
+                    .filter(|r| r.status().as_u16() == 200)
+                    .and_then(|r| r.json::<Value>().ok())
+                    .and_then(|b| b["data"]["key_alias"].as_str().map(str::to_string));
+                match alias {
+                    Some(alias) => handed_out.lock().unwrap().push(alias),
+                    None => thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        })
+    };
+    thread::sleep(Duration::from_secs(2));
+    let old = cluster.active().expect("an active node");
+    let killed_at = Instant::now();
+    let killed_wall = unix_now();
+    cluster.nodes[old].kill();
+    let new = eventually("a new active node", Duration::from_secs(60), || {
+        cluster.active()
+    });
+    steps.step(format!(
+        "node{} killed; node{} active after {:.1}s",
+        old + 1,
+        new + 1,
+        killed_at.elapsed().as_secs_f64()
+    ));
+    eventually("creds on the new leader", Duration::from_secs(30), || {
+        cluster
+            .get(new, &format!("{MOUNT}/creds/r"))
+            .filter(|(s, _)| *s == 200)
+            .map(|_| ())
+    });
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    issuer.join().unwrap();
+    let handed_out = handed_out.lock().unwrap().clone();
+    steps.step(format!(
+        "{} keys handed out around the failover",
+        handed_out.len()
+    ));
+
+    steps.step("after the rollback: every live key was handed out and has its lease");
+    let fo_prefix = format!("{prefix}-fo-");
+    let orphans = eventually(
+        "the rollback to leave at most the one key no plugin can see",
+        Duration::from_secs(200),
+        || {
+            let orphans: Vec<Value> = litellm
+                .live_keys_with_alias_prefix(&fo_prefix)
+                .into_iter()
+                .filter(|k| {
+                    !handed_out
+                        .iter()
+                        .any(|a| k["key_alias"].as_str() == Some(a.as_str()))
+                })
+                .collect();
+            (orphans.len() <= 1).then_some(orphans)
+        },
+    );
+    let fo_leases = live_leases_of(&cluster, new, "fo");
+    assert_eq!(
+        fo_leases,
+        handed_out.len(),
+        "every key handed out has its lease"
+    );
+    // The one window outside any plugin's sight (README): the old leader
+    // died after its plugin answered and before it stored the lease. The
+    // single client had one request in flight, so at most one such key, made
+    // at the kill, and it expires by itself at its TTL plus the grace.
+    for orphan in &orphans {
+        let created = orphan["created_at"]
+            .as_str()
+            .and_then(support::parse_utc_timestamp)
+            .unwrap_or(0.0);
         assert!(
-            after > before + 1800.0,
-            "LiteLLM expiry did not move: {before} -> {after}"
+            (created - killed_wall).abs() < 10.0,
+            "an orphan not made at the kill: {orphan}"
         );
-        let (status, body) = server
+        steps.step(format!(
+            "one key minted as the leader died, never handed out: {}",
+            orphan["key_alias"]
+        ));
+        litellm.delete_key(orphan["token"].as_str().unwrap_or_default());
+    }
+
+    steps.step("leases from before the failover still renew and revoke their keys");
+    let renew_me = &early[0];
+    let key = renew_me["data"]["key"].as_str().unwrap();
+    let before = litellm.key_expires(key).unwrap();
+    let (status, body) = cluster
+        .put(
+            new,
+            "sys/leases/renew",
+            json!({"lease_id": renew_me["lease_id"], "increment": 1800}),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let after = litellm.key_expires(key).unwrap();
+    assert!(
+        after > before + 600.0,
+        "LiteLLM expiry did not move: {before} -> {after}"
+    );
+    let revoke_me = &early[1];
+    let (status, body) = cluster
+        .put(
+            new,
+            "sys/leases/revoke",
+            json!({"lease_id": revoke_me["lease_id"]}),
+        )
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        litellm.chat(revoke_me["data"]["key"].as_str().unwrap(), "gpt-3.5-turbo"),
+        401
+    );
+
+    steps.step("zero orphans: live keys == live leases, long before any could expire");
+    let leases = live_leases(&cluster, new);
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), leases);
+    cluster.ok(
+        new,
+        &format!("sys/leases/revoke-prefix/{MOUNT}/creds"),
+        json!({}),
+    );
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
+    assert_eq!(live_leases(&cluster, new), 0);
+    steps.step("done");
+}
+per_server!(three_node_raft_cluster_failover);
+
+/// A server with persistent (Raft) storage is stopped and started again:
+/// leases survive and still renew and revoke their keys. (OpenBao 2.7 has no
+/// `file` storage backend; integrated storage is what it persists with.)
+fn restarted_server_keeps_leases_working(engine: Engine) {
+    let bin = engine.binary().expect("per_server! found it");
+    let litellm = LiteLlm::from_env();
+    let steps = Steps::new(format!("restart/{engine}"));
+    let prefix = format!("rs{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff);
+    let mut server = Cluster::start(engine, &bin, 1);
+    let sha = sha256_file(&server.dir.join("plugins").join(support::PLUGIN_FILE_NAME));
+    server.ok(
+        0,
+        "sys/plugins/catalog/secret/litellm",
+        json!({"sha256": sha, "command": support::PLUGIN_FILE_NAME, "version": plugin_version()}),
+    );
+    server.ok(
+        0,
+        &format!("sys/mounts/{MOUNT}"),
+        json!({"type": "litellm", "plugin_version": plugin_version()}),
+    );
+    server.ok(
+        0,
+        &format!("{MOUNT}/config"),
+        json!({"base_url": litellm.url, "master_key": litellm.master_key}),
+    );
+    server.ok(0, &format!("{MOUNT}/roles/r"), json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "10m", "max_ttl": "2h"}));
+    let issued: Vec<Value> = (0..2)
+        .map(|_| {
+            let (status, body) = server.get(0, &format!("{MOUNT}/creds/r")).unwrap();
+            assert_eq!(status, 200, "{body}");
+            body
+        })
+        .collect();
+    steps.step("2 leases issued; stopping the server (SIGTERM) and starting it again");
+    if let Some(child) = &server.nodes[0].child {
+        // SAFETY: kill(2) on the server this test started.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    if let Some(mut child) = server.nodes[0].child.take() {
+        let _ = child.wait();
+    }
+    server.nodes[0].start();
+    eventually(
+        "the restarted server sealed",
+        Duration::from_secs(30),
+        || (server.health(0) == 503).then_some(()),
+    );
+    server.unseal(0);
+    eventually(
+        "the restarted server active",
+        Duration::from_secs(60),
+        || (server.health(0) == 200).then_some(()),
+    );
+    assert_eq!(
+        live_leases(&server, 0),
+        2,
+        "leases must survive the restart"
+    );
+
+    steps.step("renew moves the key's expiry in LiteLLM; revoke deletes the other key");
+    let key = issued[0]["data"]["key"].as_str().unwrap();
+    let before = litellm.key_expires(key).unwrap();
+    let (status, body) = eventually("renew after restart", Duration::from_secs(30), || {
+        server
             .put(
                 0,
-                "sys/leases/revoke",
-                json!({"lease_id": issued[1]["lease_id"]}),
+                "sys/leases/renew",
+                json!({"lease_id": issued[0]["lease_id"], "increment": 3600}),
             )
-            .unwrap();
-        assert_eq!(status, 204, "{body}");
-        assert_eq!(
-            litellm.chat(issued[1]["data"]["key"].as_str().unwrap(), "gpt-3.5-turbo"),
-            401
-        );
-        assert_eq!(litellm.chat(key, "gpt-3.5-turbo"), 200);
-        assert_eq!(
-            litellm.count_live_keys_with_alias_prefix(&prefix),
-            live_leases(&server, 0)
-        );
-        server.ok(
+            .filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(status, 200, "{body}");
+    let after = litellm.key_expires(key).unwrap();
+    assert!(
+        after > before + 1800.0,
+        "LiteLLM expiry did not move: {before} -> {after}"
+    );
+    let (status, body) = server
+        .put(
             0,
-            &format!("sys/leases/revoke-prefix/{MOUNT}/creds"),
-            json!({}),
-        );
-        assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
-        steps.step("done");
-    }
+            "sys/leases/revoke",
+            json!({"lease_id": issued[1]["lease_id"]}),
+        )
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        litellm.chat(issued[1]["data"]["key"].as_str().unwrap(), "gpt-3.5-turbo"),
+        401
+    );
+    assert_eq!(litellm.chat(key, "gpt-3.5-turbo"), 200);
+    assert_eq!(
+        litellm.count_live_keys_with_alias_prefix(&prefix),
+        live_leases(&server, 0)
+    );
+    server.ok(
+        0,
+        &format!("sys/leases/revoke-prefix/{MOUNT}/creds"),
+        json!({}),
+    );
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 0);
+    steps.step("done");
 }
+per_server!(restarted_server_keeps_leases_working);

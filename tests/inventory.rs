@@ -67,19 +67,18 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-per_server! {
-    fn inventory_usage_and_tidy(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
-        let prefix = unique_prefix("i");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scenario(steps, engine, litellm, &prefix)
-        }));
-        // Whatever happened: none of this run's keys stay behind.
-        let _ = litellm.delete_keys_with_alias_prefix(&prefix);
-        if let Err(panic) = result {
-            std::panic::resume_unwind(panic);
-        }
+fn inventory_usage_and_tidy(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
+    let prefix = unique_prefix("i");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scenario(steps, engine, litellm, &prefix)
+    }));
+    // Whatever happened: none of this run's keys stay behind.
+    let _ = litellm.delete_keys_with_alias_prefix(&prefix);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
     }
 }
+per_server!(inventory_usage_and_tidy, with_steps);
 
 fn scenario(steps: &Steps, engine: Engine, litellm: &LiteLlm, prefix: &str) {
     let server = configured_server(engine, litellm);
@@ -392,73 +391,76 @@ fn scenario(steps: &Steps, engine: Engine, litellm: &LiteLlm, prefix: &str) {
     assert_eq!(litellm.delete_key(&unmarked_t), 200);
 }
 
-per_server! {
-    /// The plugin dies after recording a key and before deleting its WAL entry
-    /// (a `fault-injection` build): the key is accounted for the whole time,
-    /// and the rollback removes both the key and its record.
-    #[cfg(feature = "fault-injection")]
-    fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both(
-        engine: Engine,
-        steps: &Steps,
-        litellm: &LiteLlm,
-    ) {
-        use support::plugin_binary;
+/// The plugin dies after recording a key and before deleting its WAL entry
+/// (a `fault-injection` build): the key is accounted for the whole time,
+/// and the rollback removes both the key and its record.
+#[cfg(feature = "fault-injection")]
+fn a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both(
+    engine: Engine,
+    steps: &Steps,
+    litellm: &LiteLlm,
+) {
+    use support::plugin_binary;
 
-        let prefix = unique_prefix("x");
-        let server = DevServer::start(engine, &plugin_binary());
-        server.mount_crashing_plugin("crashy", MOUNT, "LITELLM_PLUGIN_CRASH_AFTER_RECORD=1");
-        // A short timeout keeps the WAL entry's hold inside the wait below.
-        ok(
-            "config",
-            server.put(
-                &format!("{MOUNT}/config"),
-                &json!({"base_url": litellm.url, "master_key": litellm.master_key, "request_timeout": "5s"}),
-            ),
-        );
-        ok(
-            "role",
-            server.put(
-                &format!("{MOUNT}/roles/r"),
-                &json!({"models": [MODEL], "key_alias_prefix": prefix}),
-            ),
-        );
+    let prefix = unique_prefix("x");
+    let server = DevServer::start(engine, &plugin_binary());
+    server.mount_crashing_plugin("crashy", MOUNT, "LITELLM_PLUGIN_CRASH_AFTER_RECORD=1");
+    // A short timeout keeps the WAL entry's hold inside the wait below.
+    ok(
+        "config",
+        server.put(
+            &format!("{MOUNT}/config"),
+            &json!({"base_url": litellm.url, "master_key": litellm.master_key, "request_timeout": "5s"}),
+        ),
+    );
+    ok(
+        "role",
+        server.put(
+            &format!("{MOUNT}/roles/r"),
+            &json!({"models": [MODEL], "key_alias_prefix": prefix}),
+        ),
+    );
 
-        steps.step("creds: the plugin dies after the record, before the WAL delete");
-        let (status, body) = server.get(&format!("{MOUNT}/creds/r"));
-        assert!(status >= 500, "{status} {body}");
-        assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 1);
-        let list = ok("list", server.list(&format!("{MOUNT}/keys")));
-        let recorded = aliases(&list["data"]["keys"]);
-        assert_eq!(recorded.len(), 1, "the key is accounted for: {list}");
-        assert!(recorded.iter().all(|a| a.starts_with(&prefix)));
-        let report = ok(
-            "tidy dry run",
-            server.put(
-                &format!("{MOUNT}/tidy"),
-                &json!({"dry_run": true, "safety_buffer": "0s"}),
-            ),
-        );
-        assert_eq!(
-            report["data"]["orphans_found"], 0,
-            "recorded, so no orphan: {report}"
-        );
+    steps.step("creds: the plugin dies after the record, before the WAL delete");
+    let (status, body) = server.get(&format!("{MOUNT}/creds/r"));
+    assert!(status >= 500, "{status} {body}");
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 1);
+    let list = ok("list", server.list(&format!("{MOUNT}/keys")));
+    let recorded = aliases(&list["data"]["keys"]);
+    assert_eq!(recorded.len(), 1, "the key is accounted for: {list}");
+    assert!(recorded.iter().all(|a| a.starts_with(&prefix)));
+    let report = ok(
+        "tidy dry run",
+        server.put(
+            &format!("{MOUNT}/tidy"),
+            &json!({"dry_run": true, "safety_buffer": "0s"}),
+        ),
+    );
+    assert_eq!(
+        report["data"]["orphans_found"], 0,
+        "recorded, so no orphan: {report}"
+    );
 
-        steps.step("the rollback deletes the key and its record");
-        eventually(
-            "the rollback to delete the key",
-            Duration::from_secs(150),
-            || {
-                if litellm.count_live_keys_with_alias_prefix(&prefix) == 0 {
-                    return Some(());
-                }
-                sleep(Duration::from_secs(2));
-                None
-            },
-        );
-        let (status, list) = server.list(&format!("{MOUNT}/keys"));
-        assert!(
-            status == 404 || aliases(&list["data"]["keys"]).is_empty(),
-            "the record went with the key: {status} {list}"
-        );
-    }
+    steps.step("the rollback deletes the key and its record");
+    eventually(
+        "the rollback to delete the key",
+        Duration::from_secs(150),
+        || {
+            if litellm.count_live_keys_with_alias_prefix(&prefix) == 0 {
+                return Some(());
+            }
+            sleep(Duration::from_secs(2));
+            None
+        },
+    );
+    let (status, list) = server.list(&format!("{MOUNT}/keys"));
+    assert!(
+        status == 404 || aliases(&list["data"]["keys"]).is_empty(),
+        "the record went with the key: {status} {list}"
+    );
 }
+#[cfg(feature = "fault-injection")]
+per_server!(
+    a_crash_between_record_and_wal_leaves_both_and_the_rollback_clears_both,
+    with_steps
+);

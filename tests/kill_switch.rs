@@ -10,20 +10,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{
-    configured_server, eventually, live_leases, put_role, unique_prefix, Engine, LiteLlm, Steps,
-    MOUNT,
+    configured_server, eventually, live_leases, per_server, put_role, unique_prefix, Engine,
+    LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
 const LEASES: usize = 150;
 
-fn queued_revoke_prefix_deletes_every_key(engine: Engine) {
-    if engine.binary_for_test("the kill switch test").is_none() {
-        return;
-    }
-    let litellm = LiteLlm::from_env();
-    let steps = Steps::new(format!("kill-switch/{engine}"));
-    let server = configured_server(engine, &litellm);
+fn queued_revoke_prefix_deletes_every_key(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
+    let server = configured_server(engine, litellm);
     let role = unique_prefix("k");
     put_role(
         &server,
@@ -68,15 +63,5 @@ fn queued_revoke_prefix_deletes_every_key(engine: Engine) {
             .contains("deleted LiteLLM keys in one batch"),
         "concurrent revokes should have left in batches"
     );
-    steps.step("done");
 }
-
-#[test]
-fn queued_revoke_prefix_deletes_every_key_openbao() {
-    queued_revoke_prefix_deletes_every_key(Engine::OpenBao);
-}
-
-#[test]
-fn queued_revoke_prefix_deletes_every_key_vault() {
-    queued_revoke_prefix_deletes_every_key(Engine::Vault);
-}
+per_server!(queued_revoke_prefix_deletes_every_key, with_steps);

@@ -345,73 +345,49 @@ impl Engine {
     }
 }
 
-/// One test per server: each `fn name(engine: Engine) { ... }` given becomes a module `name`
+/// One test per server: `per_server!(name)` after `fn name(engine: Engine)` adds a module `name`
 /// with `#[test] fn openbao()` and `#[test] fn vault()`, so a failure on one server is reported
 /// on its own (`cargo test --test rotation -- scheduled_rotation_happens_on_its_own::openbao`
-/// runs one). Each runs the body with its engine after [`Engine::binary_for_test`]: an engine
-/// that is not in `ENGINES`, or is missing and not in `REQUIRE_ENGINES`, skips its test with a
-/// loud `SKIPPED:` line; a required one that is missing fails it.
+/// runs one). Each runs `name` with its engine after [`Engine::binary_for_test`]: an engine that
+/// is not in `ENGINES`, or is missing and not in `REQUIRE_ENGINES`, skips its test with a loud
+/// `SKIPPED:` line; a required one that is missing fails it. The test itself stays a plain
+/// function (a function and a module may share a name), so rustfmt and clippy see it as any other.
 ///
-/// The attributes given (doc comments, `#[cfg(feature = "fault-injection")]`) go on the module;
-/// the body sees the test file's items (`use super::*`). rustfmt leaves the body alone: format it
-/// as a plain `mod` (ARCHITECTURE.md, "Add a test against the servers").
+/// `per_server!(name, with_steps)` is for `fn name(engine: Engine, steps: &Steps, litellm:
+/// &LiteLlm)`: the test is also handed the LiteLLM proxy from the environment and a step log
+/// labelled `name/engine`, which logs `done` when the test returns.
 ///
-/// With `fn name(engine: Engine, steps: &Steps, litellm: &LiteLlm)` the body is also handed the
-/// LiteLLM proxy from the environment and a step log labelled `name/engine`, which logs `done`
-/// when the body returns.
+/// A `#[cfg(...)]` on the function goes on the `per_server!` line too.
 ///
 /// ```ignore
-/// per_server! {
-///     /// What the test shows.
-///     fn keys_expire(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
-///         let server = configured_server(engine, litellm);
-///         steps.step("...");
-///     }
+/// /// What the test shows.
+/// fn keys_expire(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
+///     let server = configured_server(engine, litellm);
+///     steps.step("...");
 /// }
+/// per_server!(keys_expire, with_steps);
 /// ```
 #[allow(unused_macros)] // each test crate uses a different part of this module
 macro_rules! per_server {
-    () => {};
-    (
-        $(#[$attr:meta])*
-        fn $name:ident(
-            $engine:ident: $engine_ty:ty,
-            $steps:ident: $steps_ty:ty,
-            $litellm:ident: $litellm_ty:ty $(,)?
-        ) $body:block
-        $($rest:tt)*
-    ) => {
-        $crate::support::per_server! {
-            $(#[$attr])*
-            fn $name(engine: $engine_ty) {
-                fn with_steps($engine: $engine_ty, $steps: $steps_ty, $litellm: $litellm_ty) $body
-                let litellm = $crate::support::LiteLlm::from_env();
-                let steps =
-                    $crate::support::Steps::new(format!("{}/{}", stringify!($name), engine));
-                with_steps(engine, &steps, &litellm);
-                steps.step("done");
-            }
-        }
-        $crate::support::per_server! { $($rest)* }
+    ($name:ident, with_steps) => {
+        $crate::support::per_server!(@tests $name, |engine: $crate::support::Engine| {
+            let litellm = $crate::support::LiteLlm::from_env();
+            let steps = $crate::support::Steps::new(format!("{}/{}", stringify!($name), engine));
+            super::$name(engine, &steps, &litellm);
+            steps.step("done");
+        });
     };
-    (
-        $(#[$attr:meta])*
-        fn $name:ident($engine:ident: $engine_ty:ty $(,)?) $body:block
-        $($rest:tt)*
-    ) => {
-        $(#[$attr])*
+    ($name:ident) => {
+        $crate::support::per_server!(@tests $name, super::$name);
+    };
+    (@tests $name:ident, $run:expr) => {
         mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            fn per_server_body($engine: $engine_ty) $body
-
             #[test]
             fn openbao() {
                 $crate::support::run_per_server(
                     $crate::support::Engine::OpenBao,
                     module_path!(),
-                    per_server_body,
+                    $run,
                 );
             }
 
@@ -420,11 +396,10 @@ macro_rules! per_server {
                 $crate::support::run_per_server(
                     $crate::support::Engine::Vault,
                     module_path!(),
-                    per_server_body,
+                    $run,
                 );
             }
         }
-        $crate::support::per_server! { $($rest)* }
     };
 }
 #[allow(unused_imports)]
