@@ -46,7 +46,7 @@ lint-ci: ## zizmor (workflows, offline), hadolint (Containerfiles), shellcheck (
 
 deny: ## cargo-deny: licenses, bans, sources and advisories (deny.toml); needs cargo-deny
 	@command -v cargo-deny >/dev/null || { echo "deny: cargo-deny not found: cargo install cargo-deny --locked" >&2; exit 1; }
-	$(CARGO) deny --all-features check $(or $(DENY_CHECKS),advisories licenses bans sources)
+	$(CARGO) deny --locked check $(or $(DENY_CHECKS),advisories licenses bans sources)
 
 unit: ## Unit tests only (no servers needed)
 	$(CARGO) test $(UNIT_TARGETS)
