@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # release/repro.sh: checks that the release binaries are reproducible. Builds them twice with
 # release/dist.sh (both arches unless ARCHES says otherwise) and compares the sha256 of each:
-#   A: this checkout, its ./target, umask 022, TZ=UTC,      SOURCE_DATE_EPOCH = commit time
+#   A: this checkout, its ./target (warm after `make dist`), umask 022, TZ=UTC, SOURCE_DATE_EPOCH
+#      as the caller has it (normally unset: setting it reruns aws-lc-sys's C build, and so
+#      everything downstream, in a warm target dir)
 #   B: a fresh clone of HEAD under a temporary directory (another path, a cold target dir),
-#      umask 077, TZ=Asia/Kolkata-like offset, SOURCE_DATE_EPOCH = commit time + 1 day
+#      umask 077, TZ=IST-5:30, SOURCE_DATE_EPOCH = commit time + 1 day
 # Fails (exit 1) on any difference, and then keeps both outputs for diffoscope/cmp.
 # The tree must be clean (B builds the commit, A the files). Takes two full builds: ~10-20 min on
 # 2 cores (B is cold). Environment: ARCHES ("amd64 arm64"), KEEP=1 (keep the temporary clone),
@@ -24,8 +26,8 @@ cleanup() { if [ "$ok" = 1 ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; else
 trap cleanup EXIT
 T_ALL=$SECONDS
 
-log "A: $REPO_ROOT at ${commit:0:12} (umask 022, TZ=UTC, SOURCE_DATE_EPOCH=$epoch)"
-(umask 022; TZ=UTC SOURCE_DATE_EPOCH=$epoch DIST_DIR=$WORK/a "$RELEASE_DIR/dist.sh") > "$WORK/a.log" 2>&1 \
+log "A: $REPO_ROOT at ${commit:0:12} (umask 022, TZ=UTC, SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-unset})"
+(umask 022; TZ=UTC DIST_DIR=$WORK/a "$RELEASE_DIR/dist.sh") > "$WORK/a.log" 2>&1 \
   || { tail -n 30 "$WORK/a.log" >&2; die "build A failed (log: $WORK/a.log)"; }
 
 log "B: clone in $WORK/src (umask 077, TZ=IST-5:30, SOURCE_DATE_EPOCH=$((epoch + 86400)), cold target dir)"
