@@ -20,8 +20,8 @@ UNIT_TARGETS := --workspace --lib --bins
 # Integration-test output is not captured, so SKIPPED lines and step timings are visible.
 IT_ARGS := -- --nocapture --test-threads=1
 
-.PHONY: help build fmt lint unit test e2e e2e-openbao e2e-vault up down status demo bench bench-quick bench-ab clean \
-	dist dist-plan cross images image-test patch minor major release-dry-run
+.PHONY: help build fmt lint lint-ci unit test e2e e2e-openbao e2e-vault up down status demo bench bench-quick bench-ab clean \
+	dist dist-plan cross images image-test patch minor major release-dry-run deny repro verify-release
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; print "Targets:"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,10 +35,18 @@ build: ## Release build; copies the binary and its sha256 into ./dist
 fmt: ## Format the code (cargo fmt)
 	$(CARGO) fmt --all
 
-lint: ## cargo fmt --check and cargo clippy --all-targets -D warnings (with and without test features)
+lint: ## cargo fmt --check, clippy -D warnings (with and without test features), then lint-ci
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --features fault-injection -- -D warnings
+	.ci/lint.sh
+
+lint-ci: ## zizmor (workflows, offline), hadolint (Containerfiles), shellcheck (all scripts); tools in .venv
+	.ci/lint.sh
+
+deny: ## cargo-deny: licenses, bans, sources and advisories (deny.toml); needs cargo-deny
+	@command -v cargo-deny >/dev/null || { echo "deny: cargo-deny not found: cargo install cargo-deny --locked" >&2; exit 1; }
+	$(CARGO) deny --locked check $(or $(DENY_CHECKS),advisories licenses bans sources)
 
 unit: ## Unit tests only (no servers needed)
 	$(CARGO) test $(UNIT_TARGETS)
@@ -84,6 +92,13 @@ bench-ab: ## Issue path A/B against a baseline build: BASE_BIN=<release plugin b
 
 dist: ## Static musl binaries (amd64, arm64) + .sha256 files + SHA256SUMS into ./dist
 	release/dist.sh
+
+repro: ## Build the dist binaries twice (this tree, and a clone in a temp dir: umask/TZ/SOURCE_DATE_EPOCH differ) and compare sha256
+	release/repro.sh
+
+verify-release: ## Rebuild tag vV with release/dist.sh and compare with a published SHA256SUMS: V=x.y.z SUMS=file
+	@[ -n "$${V:-}" ] && [ -n "$${SUMS:-}" ] || { echo "verify-release: usage: make verify-release V=x.y.z SUMS=path/to/SHA256SUMS" >&2; exit 2; }
+	release/verify-release.sh "$$V" "$$SUMS"
 
 dist-plan: ## cargo-dist release plan (needs `dist`, see release/README.md)
 	dist plan
