@@ -121,6 +121,18 @@ impl Docs {
         assert_ok(status, &body, what);
     }
 
+    /// Writes the mount's config with `token`; panics unless 2xx.
+    fn write_config(&self, token: &str, namespace: Option<&str>, what: &str) {
+        self.call_ok(
+            token,
+            namespace,
+            Method::POST,
+            "litellm/config",
+            Some(self.config_body()),
+            what,
+        );
+    }
+
     /// Writes `docs/examples/policies/<name>.hcl` as ACL policy `name` (root token); panics
     /// unless 2xx.
     fn write_policy(&self, namespace: Option<&str>, name: &str) {
@@ -220,6 +232,21 @@ impl Docs {
             .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
     }
 
+    /// PUTs `path` (an empty body, `what`) with `token`, which must revoke `key`: waits until
+    /// LiteLLM refuses it (`why`).
+    fn revoke_by(
+        &self,
+        token: &str,
+        namespace: Option<&str>,
+        path: &str,
+        key: &str,
+        what: &str,
+        why: &str,
+    ) {
+        self.call_ok(token, namespace, Method::PUT, path, Some(json!({})), what);
+        self.wait_refused(key, why);
+    }
+
     /// Waits until LiteLLM refuses `key` (401).
     fn wait_refused(&self, key: &str, why: &str) {
         eventually(
@@ -242,6 +269,21 @@ fn assert_forbidden(status: u16, body: &Value, what: &str) {
         403,
         "{what}: expected 403, got HTTP {status}: {}",
         error_text(body)
+    );
+}
+
+/// Asserts that a command succeeded (`what` names it).
+fn assert_succeeded(output: &Output, what: &str) {
+    assert!(output.status.success(), "{what}: {}", cli_text(output));
+}
+
+/// Asserts that a CLI call failed with "permission denied" (`what` says why it should).
+fn assert_denied(output: &Output, what: &str) {
+    assert!(
+        !output.status.success()
+            && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
+        "{what}: {}",
+        cli_text(output)
     );
 }
 
@@ -328,14 +370,7 @@ fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
     d.step("the three policies written from docs/examples/policies; one token each");
 
     // Admin: config (write-only master key) and roles.
-    d.call_ok(
-        &admin,
-        None,
-        Method::POST,
-        "litellm/config",
-        Some(d.config_body()),
-        "admin writes config",
-    );
+    d.write_config(&admin, None, "admin writes config");
     let (status, config) = d.call(&admin, None, Method::GET, "litellm/config", None);
     assert_ok(status, &config, "admin reads config");
     assert_eq!(config["data"]["master_key_set"], json!(true), "{config}");
@@ -506,15 +541,14 @@ fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
     // Leases are children of the token that read them: revoking the token revokes them.
     let short_lived = d.token(None, &["litellm-consumer-dev"]);
     let (_, key) = d.issue(&short_lived, None, "dev");
-    d.call_ok(
+    d.revoke_by(
         &short_lived,
         None,
-        Method::PUT,
         "auth/token/revoke-self",
-        Some(json!({})),
+        &key,
         "consumer token revokes itself",
+        "the consumer's token revoked itself",
     );
-    d.wait_refused(&key, "the consumer's token revoked itself");
     d.step("consumer: token revoke-self revoked its lease, the key is refused");
 
     // ... and when the token expires, its leases go with it.
@@ -571,14 +605,7 @@ fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
     d.write_policy(None, "litellm-consumer-dev");
     let admin = d.token(None, &["litellm-admin"]);
     let consumer = d.token(None, &["litellm-consumer-dev"]);
-    d.call_ok(
-        &admin,
-        None,
-        Method::POST,
-        "litellm/config",
-        Some(d.config_body()),
-        "admin writes config",
-    );
+    d.write_config(&admin, None, "admin writes config");
     // "dev-2" shares the string prefix "litellm/creds/dev": it must survive dev's revocation.
     for role in ["dev", "dev-2", "prod"] {
         let (status, body) = d.call(
@@ -600,20 +627,11 @@ fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
         &consumer,
         &["lease", "revoke", "-prefix", "litellm/creds/dev"],
     );
-    assert!(
-        !output.status.success()
-            && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
-        "the consumer's revoke -prefix must be denied: {}",
-        cli_text(&output)
-    );
+    assert_denied(&output, "the consumer's revoke -prefix must be denied");
     d.step("consumer: `lease revoke -prefix litellm/creds/dev` permission denied");
 
     let output = d.cli(&admin, &["lease", "revoke", "-prefix", "litellm/creds/dev"]);
-    assert!(
-        output.status.success(),
-        "revoke -prefix dev: {}",
-        cli_text(&output)
-    );
+    assert_succeeded(&output, "revoke -prefix dev");
     for key in &dev {
         d.wait_refused(key, "revoke -prefix litellm/creds/dev");
     }
@@ -647,20 +665,14 @@ fn revoke_prefix_is_a_per_role_and_per_mount_kill_switch(engine: Engine) {
     );
     let glob_admin = d.token(None, &["litellm-admin-glob-only"]);
     let output = d.cli(&glob_admin, &["lease", "revoke", "-prefix", "litellm/"]);
-    assert!(
-        !output.status.success()
-            && String::from_utf8_lossy(&output.stderr).contains("permission denied"),
-        "revoke -prefix litellm/ with only the glob block should be denied: {}",
-        cli_text(&output)
+    assert_denied(
+        &output,
+        "revoke -prefix litellm/ with only the glob block should be denied",
     );
     d.step("admin policy without the exact revoke-prefix/litellm block: `-prefix litellm/` denied");
 
     let output = d.cli(&admin, &["lease", "revoke", "-prefix", "litellm/"]);
-    assert!(
-        output.status.success(),
-        "revoke -prefix litellm/: {}",
-        cli_text(&output)
-    );
+    assert_succeeded(&output, "revoke -prefix litellm/");
     d.wait_refused(&dev2, "revoke -prefix litellm/");
     d.wait_refused(&prod, "revoke -prefix litellm/");
     assert_eq!(d.litellm.count_live_keys_with_alias_prefix(&d.prefix), 0);
@@ -727,14 +739,7 @@ fn agent_renders_a_working_key_with_the_docs_template(engine: Engine) {
     let d = Docs::new(engine, "agent", "a", true);
     let root = ROOT_TOKEN;
     d.write_policy(None, "litellm-consumer-dev");
-    d.call_ok(
-        ROOT_TOKEN,
-        None,
-        Method::POST,
-        "litellm/config",
-        Some(d.config_body()),
-        "write config",
-    );
+    d.write_config(ROOT_TOKEN, None, "write config");
     // Short TTLs, so the test sees a renewal and a new key at max_ttl.
     d.call_ok(
         ROOT_TOKEN,
@@ -945,14 +950,7 @@ fn namespaces_register_in_root_enable_in_a_namespace(engine: Engine) {
         Some(json!({"type": PLUGIN, "plugin_version": plugin_version()})),
         "enable litellm in team-a",
     );
-    d.call_ok(
-        ROOT_TOKEN,
-        ns,
-        Method::POST,
-        "litellm/config",
-        Some(d.config_body()),
-        "config in team-a",
-    );
+    d.write_config(ROOT_TOKEN, ns, "config in team-a");
     d.call_ok(
         ROOT_TOKEN,
         ns,
@@ -982,15 +980,14 @@ fn namespaces_register_in_root_enable_in_a_namespace(engine: Engine) {
         "consumer in team-a: creds/dev 200 (lease {lease}), key works, config 403, renew 200"
     ));
 
-    d.call_ok(
+    d.revoke_by(
         ROOT_TOKEN,
         ns,
-        Method::PUT,
         "sys/leases/revoke-prefix/litellm/creds/dev",
-        Some(json!({})),
+        &key,
+        "revoke-prefix in team-a",
         "revoke-prefix in team-a",
     );
-    d.wait_refused(&key, "revoke-prefix in team-a");
     d.step("revoke-prefix litellm/creds/dev in team-a: key refused");
 }
 per_server!(namespaces_register_in_root_enable_in_a_namespace);
@@ -1027,11 +1024,7 @@ fn terraform_roles(terraform: &Path) -> Value {
             .expect("write to terraform console");
     }
     let output = child.wait_with_output().expect("terraform console");
-    assert!(
-        output.status.success(),
-        "terraform console: {}",
-        cli_text(&output)
-    );
+    assert_succeeded(&output, "terraform console");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let quoted = stdout.trim();
     let json_text: String = serde_json::from_str(quoted)
@@ -1053,14 +1046,7 @@ fn same_value(written: &Value, read: &Value) -> bool {
 fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys(engine: Engine) {
     let d = Docs::new(engine, "terraform", "t", true);
     let root = ROOT_TOKEN;
-    let (status, body) = d.call(
-        root,
-        None,
-        Method::POST,
-        "litellm/config",
-        Some(d.config_body()),
-    );
-    assert_ok(status, &body, "write config");
+    d.write_config(root, None, "write config");
 
     if let Some(terraform) = tool(
         &["terraform", "tofu"],
@@ -1072,11 +1058,7 @@ fn terraform_example_roles_apply_without_drift_and_destroy_revokes_keys(engine: 
             .env("TF_CLI_CONFIG_FILE", "/dev/null")
             .output()
             .expect("terraform fmt");
-        assert!(
-            output.status.success(),
-            "terraform fmt -check: {}",
-            cli_text(&output)
-        );
+        assert_succeeded(&output, "terraform fmt -check");
         let roles = terraform_roles(&terraform);
         let roles = roles.as_object().expect("roles object");
         assert!(!roles.is_empty(), "no roles in main.tf");
@@ -1179,11 +1161,7 @@ fn parse_yaml(files: &[PathBuf]) -> Option<Vec<Value>> {
         .args(files)
         .output()
         .expect("python3");
-    assert!(
-        output.status.success(),
-        "YAML parsing failed: {}",
-        cli_text(&output)
-    );
+    assert_succeeded(&output, "YAML parsing failed");
     let parsed: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON from python");
     Some(parsed)
 }
@@ -1357,10 +1335,9 @@ fn static_examples_parse_and_match_their_pages() {
                     .expect("write HCL");
             }
             let output = child.wait_with_output().expect("terraform fmt -");
-            assert!(
-                output.status.success(),
-                "{what} server config in the Helm values is not valid HCL: {}",
-                cli_text(&output)
+            assert_succeeded(
+                &output,
+                &format!("{what} server config in the Helm values is not valid HCL"),
             );
         }
         eprintln!("HCL: the server configs inside the Helm values parse (terraform fmt -)");
@@ -1407,14 +1384,7 @@ fn enterprise_only_litellm_fields_are_refused_with_the_licence_message(engine: E
         eprintln!("LiteLLM /key/generate with `{field}`: 403 (Enterprise only)");
     }
     let d = Docs::new(engine, "enterprise", "e", true);
-    d.call_ok(
-        ROOT_TOKEN,
-        None,
-        Method::POST,
-        "litellm/config",
-        Some(d.config_body()),
-        "write config",
-    );
+    d.write_config(ROOT_TOKEN, None, "write config");
     for field in ["tags", "guardrails"] {
         d.call_ok(
             ROOT_TOKEN,

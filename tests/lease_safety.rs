@@ -12,8 +12,8 @@ use std::thread;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, live_leases, parse_utc_timestamp, per_server, put_role,
-    unique_prefix, Cable, DevServer, Engine, LiteLlm, Steps, MOUNT,
+    configured_server, configured_with_prefix, error_text, live_leases, parse_utc_timestamp,
+    per_server, put_role, Cable, DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -36,8 +36,7 @@ fn server_with_role_r(
     tag: &str,
     extra: Value,
 ) -> (DevServer, String) {
-    let prefix = unique_prefix(tag);
-    let server = configured_server(engine, litellm);
+    let (server, prefix) = configured_with_prefix(engine, litellm, tag);
     let mut role = json!({"models": [MODEL], "key_alias_prefix": prefix});
     if let (Some(role), Value::Object(extra)) = (role.as_object_mut(), extra) {
         role.extend(extra);
@@ -55,8 +54,7 @@ fn leased_keys_cannot_manage_keys_even_for_an_internal_user(
     steps: &Steps,
     litellm: &LiteLlm,
 ) {
-    let prefix = unique_prefix("s");
-    let server = configured_server(engine, litellm);
+    let (server, prefix) = configured_with_prefix(engine, litellm, "s");
     let (status, user) = litellm.admin(
         Method::POST,
         "/user/new",
@@ -176,8 +174,7 @@ fn keys_renew_and_revoke_on_the_proxy_they_were_minted_on(
     steps: &Steps,
     litellm: &LiteLlm,
 ) {
-    let prefix = unique_prefix("h");
-    let server = configured_server(engine, litellm);
+    let (server, prefix) = configured_with_prefix(engine, litellm, "h");
     let cable = Cable::to(&litellm.url);
     let (status, body) = write_config(&server, json!({"base_url": cable.url()}));
     assert!((200..300).contains(&status), "{body}");
@@ -342,8 +339,7 @@ fn concurrent_partial_writes_lose_no_field(engine: Engine, steps: &Steps, litell
 per_server!(concurrent_partial_writes_lose_no_field, with_steps);
 
 fn an_empty_model_list_never_means_every_model(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
-    let prefix = unique_prefix("m");
-    let server = configured_server(engine, litellm);
+    let (server, prefix) = configured_with_prefix(engine, litellm, "m");
     steps.step("no models, or blank ones: 400 naming the field");
     for body in [
         json!({}),

@@ -7,8 +7,7 @@ mod support;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_server, error_text, per_server, unique_prefix, DevServer, Engine, LiteLlm, Steps,
-    MOUNT,
+    configured_with_prefix, error_text, per_server, DevServer, Engine, LiteLlm, Steps, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -24,8 +23,7 @@ fn keys_are_attributed_to_the_identity_that_read_them(
     steps: &Steps,
     litellm: &LiteLlm,
 ) {
-    let prefix = unique_prefix("i");
-    let server = configured_server(engine, litellm);
+    let (server, prefix) = configured_with_prefix(engine, litellm, "i");
     let user = format!("{prefix}u");
 
     steps.step("a userpass user with an entity in a group");
@@ -138,8 +136,7 @@ fn typed_settings_reach_litellm_and_enterprise_ones_say_so(
     steps: &Steps,
     litellm: &LiteLlm,
 ) {
-    let prefix = unique_prefix("l");
-    let server = configured_server(engine, litellm);
+    let (server, prefix) = configured_with_prefix(engine, litellm, "l");
     steps.step("per-model rpm limit and a model alias, enforced by LiteLLM");
     ok(
         &server,
@@ -187,8 +184,7 @@ fn a_creds_write_narrows_the_role_and_never_widens_it(
     steps: &Steps,
     litellm: &LiteLlm,
 ) {
-    let prefix = unique_prefix("w");
-    let server = configured_server(engine, litellm);
+    let (server, prefix) = configured_with_prefix(engine, litellm, "w");
     ok(
         &server,
         &format!("{MOUNT}/roles/r"),

@@ -112,13 +112,66 @@ async fn mount_against(routes: Vec<Route>, system: StaticSystemView) -> (Stub, M
     (stub, mount)
 }
 
+/// [`mount_against`] on an active node.
+async fn stubbed(routes: Vec<Route>) -> (Stub, Mount) {
+    mount_against(routes, StaticSystemView::default()).await
+}
+
+/// A delete that removed the key aliased `vault-dev-x`.
+const DELETED_DEV_X: &str = r#"{"deleted_keys":["vault-dev-x"]}"#;
+
+/// A delete that found nothing to delete.
+const NOTHING_DELETED: &str = r#"{"deleted_keys":[]}"#;
+
+/// A stub that lets `rotate-root` succeed: the admin key's info, its
+/// successor and the old key's delete.
+fn rotating_routes() -> Vec<Route> {
+    vec![
+        route("GET /key/info", 200, OWN_KEY_INFO),
+        route("POST /key/generate", 200, GENERATED),
+        route("POST /key/delete", 200, NOTHING_DELETED),
+    ]
+}
+
+/// A stub on which the successor's generate is refused.
+fn refused_successor_routes() -> Vec<Route> {
+    vec![
+        route("GET /key/info", 200, OWN_KEY_INFO),
+        route("POST /key/generate", 400, r#"{"error":{"message":"no"}}"#),
+    ]
+}
+
+/// `rotate-root`, which must fail.
+async fn rotate_root_error(m: &Mount) -> crate::framework::Error {
+    m.call(Operation::Update, "rotate-root", json!({}))
+        .await
+        .unwrap_err()
+}
+
+/// A rollback WAL entry for the key aliased `vault-dev-x`, as a crashed issue leaves it.
+async fn put_rollback_entry(m: &Mount) {
+    wal::put(
+        m.storage.as_ref(),
+        rollback::KIND,
+        json!({"key_alias": "vault-dev-x"}),
+        wal::Schedule::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// The last delete request the stub saw.
+fn last_delete(stub: &Stub) -> String {
+    stub.requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.starts_with("POST /key/delete"))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn creds_issue_a_lease_and_clean_the_wal() {
-    let (stub, m) = mount_against(
-        vec![route("POST /key/generate", 200, GENERATED)],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
     let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
     assert_eq!(resp.data["key"], "sk-generated-secret");
     let secret = resp.secret.unwrap();
@@ -164,11 +217,8 @@ async fn creds_on_a_standby_are_forwarded_before_any_side_effect() {
 
 #[tokio::test]
 async fn creds_with_read_only_storage_call_nothing() {
-    let stub = Stub::start(vec![route("POST /key/generate", 200, GENERATED)]).await;
     // Seed config and role, then freeze storage the way a standby's is.
-    let writable = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
+    let (stub, writable) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
     let frozen = MemoryStorage::read_only();
     for key in writable.storage.keys() {
         frozen.seed(&key, writable.storage.get(&key).await.unwrap().unwrap());
@@ -188,7 +238,7 @@ async fn creds_with_read_only_storage_call_nothing() {
 
 #[tokio::test]
 async fn a_refused_generate_leaves_nothing_behind() {
-    let stub = Stub::start(vec![
+    let (_stub, m) = stubbed(vec![
         route(
             "POST /key/generate",
             400,
@@ -197,9 +247,6 @@ async fn a_refused_generate_leaves_nothing_behind() {
         route("POST /key/delete", 404, NO_KEYS),
     ])
     .await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
     let err = m.creds().await.unwrap_err();
     assert_eq!(err.status(), 400);
     assert!(err.to_string().contains("Key with alias exists"), "{err}");
@@ -208,18 +255,15 @@ async fn a_refused_generate_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_timed_out_generate_keeps_the_wal_until_rollback() {
-    let (_stub, m) = mount_against(
-        vec![
-            Route {
-                route: "POST /key/generate",
-                status: 200,
-                body: GENERATED,
-                delay: Duration::from_secs(4),
-            },
-            route("POST /key/delete", 503, "down"),
-        ],
-        StaticSystemView::default(),
-    )
+    let (_stub, m) = stubbed(vec![
+        Route {
+            route: "POST /key/generate",
+            status: 200,
+            body: GENERATED,
+            delay: Duration::from_secs(4),
+        },
+        route("POST /key/delete", 503, "down"),
+    ])
     .await;
     let err = m.creds().await.unwrap_err();
     assert_eq!(err.status(), 504, "{err}");
@@ -229,30 +273,15 @@ async fn a_timed_out_generate_keeps_the_wal_until_rollback() {
         "the key may exist: the WAL must survive"
     );
     // LiteLLM still failing: the rollback keeps the entry.
-    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    tick(&m).await;
     assert_eq!(m.wal_entries(), 1);
 }
 
 #[tokio::test]
 async fn rollback_deletes_by_alias_and_clears_the_wal() {
-    let stub = Stub::start(vec![route(
-        "POST /key/delete",
-        200,
-        r#"{"deleted_keys":["vault-dev-x"]}"#,
-    )])
-    .await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
-    wal::put(
-        m.storage.as_ref(),
-        rollback::KIND,
-        json!({"key_alias": "vault-dev-x"}),
-        wal::Schedule::default(),
-    )
-    .await
-    .unwrap();
-    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    let (stub, m) = stubbed(vec![route("POST /key/delete", 200, DELETED_DEV_X)]).await;
+    put_rollback_entry(&m).await;
+    tick(&m).await;
     assert_eq!(m.wal_entries(), 0);
     let sent = stub.requests().concat();
     assert!(sent.contains(r#""key_aliases":["vault-dev-x"]"#), "{sent}");
@@ -271,37 +300,22 @@ fn lease(token: &str, home: &proxy::Home) -> Secret {
 
 #[tokio::test]
 async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
-    let (_stub, m) = mount_against(
-        vec![route("POST /key/delete", 404, NO_KEYS)],
-        StaticSystemView::default(),
-    )
-    .await;
-    let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
-    req.secret = Some(lease("abc", &m.home().await));
-    assert!(m.backend.handle(req).await.unwrap().is_none());
+    let (_stub, m) = stubbed(vec![route("POST /key/delete", 404, NO_KEYS)]).await;
+    assert!(revoke(&m, &m.home().await).await.unwrap().is_none());
 
-    let (_down, m) = mount_against(
-        vec![route("POST /key/delete", 500, "boom")],
-        StaticSystemView::default(),
-    )
-    .await;
-    let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
-    req.secret = Some(lease("abc", &m.home().await));
-    let err = m.backend.handle(req).await.unwrap_err();
+    let (_down, m) = stubbed(vec![route("POST /key/delete", 500, "boom")]).await;
+    let err = revoke(&m, &m.home().await).await.unwrap_err();
     assert_eq!(err.status(), 502, "an error makes the server retry: {err}");
 }
 
 #[tokio::test]
 async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
-    let stub = Stub::start(vec![route(
+    let (stub, m) = stubbed(vec![route(
         "POST /key/update",
         200,
         r#"{"expires":"2030-01-01T00:00:00Z"}"#,
     )])
     .await;
-    let m = Mount::new(StaticSystemView::default())
-        .configured(&stub.url)
-        .await;
     let mut req = m.request(
         Operation::Renew,
         "creds/dev",
@@ -353,7 +367,7 @@ async fn config_is_verified_before_it_is_stored() {
 
 #[tokio::test]
 async fn config_read_never_shows_the_master_key() {
-    let (_stub, m) = mount_against(vec![], StaticSystemView::default()).await;
+    let (_stub, m) = stubbed(vec![]).await;
     let resp = m.ok(Operation::Read, "config", json!(null)).await;
     assert_eq!(resp.data["master_key_set"], true);
     assert!(!Value::Object(resp.data).to_string().contains("sk-master"));
@@ -446,7 +460,7 @@ fn bad_mount_options_fail_the_mount() {
 /// whose clean-up delete answers `delete`: returns the WAL entries left and
 /// how many deletes were tried.
 async fn failed_generate(generate: Route, delete: Route) -> (usize, usize) {
-    let (stub, m) = mount_against(vec![generate, delete], StaticSystemView::default()).await;
+    let (stub, m) = stubbed(vec![generate, delete]).await;
     assert!(m.creds().await.is_err());
     (m.wal_entries(), stub.count("POST /key/delete"))
 }
@@ -509,42 +523,26 @@ async fn only_litellms_own_no_keys_found_means_already_gone() {
             r#"{"error":{"message":"Key not found.","code":"404"}}"#,
         ),
     ] {
-        let (_stub, m) = mount_against(
-            vec![Route {
-                route: "POST /key/delete",
-                status,
-                body,
-                delay: Duration::ZERO,
-            }],
-            StaticSystemView::default(),
-        )
+        let (_stub, m) = stubbed(vec![Route {
+            route: "POST /key/delete",
+            status,
+            body,
+            delay: Duration::ZERO,
+        }])
         .await;
-        let mut req = m.request(Operation::Revoke, "creds/dev", json!(null));
-        req.secret = Some(lease("abc", &m.home().await));
-        let err = m.backend.handle(req).await.unwrap_err();
+        let err = revoke(&m, &m.home().await).await.unwrap_err();
         assert_eq!(err.status(), 502, "{body}: {err}");
     }
     // The rollback treats it the same way: the entry stays.
-    let (_stub, m) = mount_against(vec![], StaticSystemView::default()).await;
-    wal::put(
-        m.storage.as_ref(),
-        rollback::KIND,
-        json!({"key_alias": "vault-dev-x"}),
-        wal::Schedule::default(),
-    )
-    .await
-    .unwrap();
-    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    let (_stub, m) = stubbed(vec![]).await;
+    put_rollback_entry(&m).await;
+    tick(&m).await;
     assert_eq!(m.wal_entries(), 1);
 }
 
 #[tokio::test]
 async fn renew_without_an_issue_time_is_refused() {
-    let (stub, m) = mount_against(
-        vec![route("POST /key/update", 200, "{}")],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (stub, m) = stubbed(vec![route("POST /key/update", 200, "{}")]).await;
     let mut req = m.request(Operation::Renew, "creds/dev", json!({}));
     let mut secret = lease("abc", &m.home().await);
     secret.issue_time = None;
@@ -638,11 +636,7 @@ async fn keys_revoke_on_the_proxy_they_were_minted_on() {
 
 #[tokio::test]
 async fn rollback_gives_up_only_after_the_keys_own_expiry() {
-    let (_stub, m) = mount_against(
-        vec![route("POST /key/delete", 503, "down")],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (_stub, m) = stubbed(vec![route("POST /key/delete", 503, "down")]).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -667,19 +661,16 @@ async fn rollback_gives_up_only_after_the_keys_own_expiry() {
             .await
             .unwrap();
     }
-    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    tick(&m).await;
     assert_eq!(wal::list(m.storage.as_ref()).await.unwrap(), vec!["alive"]);
 }
 
 #[tokio::test]
 async fn wal_entries_record_their_hold_expiry_and_proxy() {
-    let (_stub, m) = mount_against(
-        vec![
-            route("POST /key/generate", 500, "boom"),
-            route("POST /key/delete", 404, NO_KEYS),
-        ],
-        StaticSystemView::default(),
-    )
+    let (_stub, m) = stubbed(vec![
+        route("POST /key/generate", 500, "boom"),
+        route("POST /key/delete", 404, NO_KEYS),
+    ])
     .await;
     assert!(m.creds().await.is_err());
     let id = wal::list(m.storage.as_ref()).await.unwrap().remove(0);
@@ -691,7 +682,7 @@ async fn wal_entries_record_their_hold_expiry_and_proxy() {
     assert_eq!(lifetime, 3600 + EXPIRY_GRACE.as_secs() + 1);
     assert_eq!(entry.data["proxy_id"], json!(m.home().await.proxy_id));
     // Within its hold, even a zero minimum age leaves it alone.
-    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    tick(&m).await;
     assert_eq!(m.wal_entries(), 1);
 }
 
@@ -775,11 +766,7 @@ async fn identity_templates_attribute_keys_before_any_side_effect() {
 
 #[tokio::test]
 async fn a_creds_write_narrows_its_role_and_never_widens_it() {
-    let (stub, m) = mount_against(
-        vec![route("POST /key/generate", 200, GENERATED)],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
     m.call(
         Operation::Update,
         "roles/dev",
@@ -836,11 +823,7 @@ async fn record(m: &Mount, alias: &str) -> Option<inventory::KeyRecord> {
 
 #[tokio::test]
 async fn an_issue_records_the_key_and_marks_it_with_the_mount_id() {
-    let (stub, m) = mount_against(
-        vec![route("POST /key/generate", 200, GENERATED)],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
     let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
     let alias = resp.data["key_alias"].as_str().unwrap().to_string();
     let r = record(&m, &alias).await.expect("a record");
@@ -864,7 +847,7 @@ async fn an_issue_records_the_key_and_marks_it_with_the_mount_id() {
 
 #[tokio::test]
 async fn the_mark_is_reserved_in_role_metadata() {
-    let (_stub, m) = mount_against(vec![], StaticSystemView::default()).await;
+    let (_stub, m) = stubbed(vec![]).await;
     let err = m
         .call(
             Operation::Update,
@@ -879,13 +862,10 @@ async fn the_mark_is_reserved_in_role_metadata() {
 
 #[tokio::test]
 async fn revoke_removes_the_record_and_a_failed_one_marks_it() {
-    let (_stub, m) = mount_against(
-        vec![
-            route("POST /key/generate", 200, GENERATED),
-            route("POST /key/delete", 500, "boom"),
-        ],
-        StaticSystemView::default(),
-    )
+    let (_stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        route("POST /key/delete", 500, "boom"),
+    ])
     .await;
     let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
     let alias = resp.data["key_alias"].as_str().unwrap().to_string();
@@ -897,13 +877,10 @@ async fn revoke_removes_the_record_and_a_failed_one_marks_it() {
     assert!(marked.revoke_error.unwrap().contains("boom"));
 
     // A renewal proves the lease alive again: the mark goes, expiry moves.
-    let (_ok, m2) = mount_against(
-        vec![
-            route("POST /key/update", 200, r#"{"expires":null}"#),
-            route("POST /key/delete", 200, r#"{"deleted_keys":["x"]}"#),
-        ],
-        StaticSystemView::default(),
-    )
+    let (_ok, m2) = stubbed(vec![
+        route("POST /key/update", 200, r#"{"expires":null}"#),
+        route("POST /key/delete", 200, r#"{"deleted_keys":["x"]}"#),
+    ])
     .await;
     let mut secret = resp.secret.unwrap();
     secret
@@ -927,24 +904,9 @@ async fn revoke_removes_the_record_and_a_failed_one_marks_it() {
 
 #[tokio::test]
 async fn the_rollback_removes_a_record_written_before_a_crash() {
-    let (_stub, m) = mount_against(
-        vec![route(
-            "POST /key/delete",
-            200,
-            r#"{"deleted_keys":["vault-dev-x"]}"#,
-        )],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (_stub, m) = stubbed(vec![route("POST /key/delete", 200, DELETED_DEV_X)]).await;
     let home = m.home().await;
-    wal::put(
-        m.storage.as_ref(),
-        rollback::KIND,
-        json!({"key_alias": "vault-dev-x"}),
-        wal::Schedule::default(),
-    )
-    .await
-    .unwrap();
+    put_rollback_entry(&m).await;
     inventory::put(
         m.storage.as_ref(),
         &inventory::KeyRecord {
@@ -963,7 +925,7 @@ async fn the_rollback_removes_a_record_written_before_a_crash() {
     )
     .await
     .unwrap();
-    m.call(Operation::Rollback, "", json!(null)).await.unwrap();
+    tick(&m).await;
     assert_eq!(m.wal_entries(), 0);
     assert_eq!(record(&m, "vault-dev-x").await, None);
 }
@@ -1008,15 +970,8 @@ async fn stored_admin_key(m: &Mount) -> String {
 
 #[tokio::test]
 async fn rotate_root_refuses_the_master_key_before_any_side_effect() {
-    let (stub, m) = mount_against(
-        vec![route("GET /key/info", 404, NOT_IN_DATABASE)],
-        StaticSystemView::default(),
-    )
-    .await;
-    let err = m
-        .call(Operation::Update, "rotate-root", json!({}))
-        .await
-        .unwrap_err();
+    let (stub, m) = stubbed(vec![route("GET /key/info", 404, NOT_IN_DATABASE)]).await;
+    let err = rotate_root_error(&m).await;
     assert_eq!(err.status(), 400);
     assert!(err.to_string().contains("master key"), "{err}");
     assert!(err.to_string().contains("admin_key"), "{err}");
@@ -1026,18 +981,8 @@ async fn rotate_root_refuses_the_master_key_before_any_side_effect() {
 
 #[tokio::test]
 async fn a_refused_successor_leaves_the_old_key_and_no_wal_entry() {
-    let (_stub, m) = mount_against(
-        vec![
-            route("GET /key/info", 200, OWN_KEY_INFO),
-            route("POST /key/generate", 400, r#"{"error":{"message":"no"}}"#),
-        ],
-        StaticSystemView::default(),
-    )
-    .await;
-    let err = m
-        .call(Operation::Update, "rotate-root", json!({}))
-        .await
-        .unwrap_err();
+    let (_stub, m) = stubbed(refused_successor_routes()).await;
+    let err = rotate_root_error(&m).await;
     assert_eq!(err.status(), 400);
     assert_eq!(stored_admin_key(&m).await, "sk-master");
     assert_eq!(m.wal_entries(), 0);
@@ -1045,18 +990,15 @@ async fn a_refused_successor_leaves_the_old_key_and_no_wal_entry() {
 
 #[tokio::test]
 async fn a_failed_delete_of_the_old_key_keeps_the_new_key_and_the_wal_entry() {
-    let (stub, m) = mount_against(
-        vec![
-            route("GET /key/info", 200, OWN_KEY_INFO),
-            route("POST /key/generate", 200, GENERATED),
-            route(
-                "POST /key/delete",
-                500,
-                r#"{"error":{"message":"db down"}}"#,
-            ),
-        ],
-        StaticSystemView::default(),
-    )
+    let (stub, m) = stubbed(vec![
+        route("GET /key/info", 200, OWN_KEY_INFO),
+        route("POST /key/generate", 200, GENERATED),
+        route(
+            "POST /key/delete",
+            500,
+            r#"{"error":{"message":"db down"}}"#,
+        ),
+    ])
     .await;
     let resp = m.ok(Operation::Update, "rotate-root", json!({})).await;
     assert!(resp.data["rotated_at"].is_string());
@@ -1086,11 +1028,7 @@ async fn a_failed_delete_of_the_old_key_keeps_the_new_key_and_the_wal_entry() {
 
 #[tokio::test]
 async fn the_rotation_rollback_keeps_the_stored_key_and_deletes_the_other() {
-    let (stub, m) = mount_against(
-        vec![route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#)],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (stub, m) = stubbed(vec![route("POST /key/delete", 200, NOTHING_DELETED)]).await;
     let stored = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sk-master"));
     let home = m.home().await;
     let engine = Engine::new();
@@ -1100,28 +1038,20 @@ async fn the_rotation_rollback_keeps_the_stored_key_and_deletes_the_other() {
         // crashed after it was stored
         ("predecessor", stored.as_str(), "predecessor"),
     ] {
-        let mut data = serde_json::Map::new();
-        data.insert("old_token".into(), json!(old));
-        data.insert("new_token".into(), json!(new));
-        data.insert("successor_alias".into(), json!("a-rot-1"));
-        home.record(&mut data);
-        let entry = wal::WalEntry {
-            kind: rotation::KIND.into(),
-            data: Value::Object(data),
-            created_at: 0,
-            hold_until: None,
-            give_up_after: None,
-        };
+        let entry = wal_entry(
+            rotation::KIND,
+            &home,
+            [
+                ("old_token", json!(old)),
+                ("new_token", json!(new)),
+                ("successor_alias", json!("a-rot-1")),
+            ],
+        );
         let before = stub.count("POST /key/delete");
         rotation::roll_back(&engine, m.storage.as_ref(), &entry)
             .await
             .unwrap();
-        let requests = stub.requests();
-        let delete = requests
-            .iter()
-            .rev()
-            .find(|r| r.starts_with("POST /key/delete"))
-            .unwrap();
+        let delete = last_delete(&stub);
         assert_eq!(stub.count("POST /key/delete"), before + 1);
         assert!(delete.contains(&format!(r#"["{deleted}"]"#)), "{delete}");
     }
@@ -1141,21 +1071,14 @@ async fn due_rotation(m: &Mount, policy: Value, overdue_secs: u64) {
         .unwrap();
 }
 
+/// One periodic tick (the server's rollback call).
 async fn tick(m: &Mount) {
     m.call(Operation::Rollback, "", json!(null)).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_due_rotation_runs_on_the_tick_and_a_failed_one_stays_due() {
-    let (_stub, m) = mount_against(
-        vec![
-            route("GET /key/info", 200, OWN_KEY_INFO),
-            route("POST /key/generate", 200, GENERATED),
-            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
-        ],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (_stub, m) = stubbed(rotating_routes()).await;
     due_rotation(&m, json!({"rotation_period": "2h"}), 5).await;
     tick(&m).await;
     let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
@@ -1164,14 +1087,7 @@ async fn a_due_rotation_runs_on_the_tick_and_a_failed_one_stays_due() {
     assert!(c.rotation.next_rotation.unwrap() > clock::unix_now() + 7000);
     assert_eq!(m.wal_entries(), 0);
 
-    let (_stub, m) = mount_against(
-        vec![
-            route("GET /key/info", 200, OWN_KEY_INFO),
-            route("POST /key/generate", 400, r#"{"error":{"message":"no"}}"#),
-        ],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (_stub, m) = stubbed(refused_successor_routes()).await;
     due_rotation(&m, json!({"rotation_period": "2h"}), 5).await;
     tick(&m).await;
     let c = config::load(m.storage.as_ref()).await.unwrap().unwrap();
@@ -1185,7 +1101,7 @@ async fn a_due_rotation_runs_on_the_tick_and_a_failed_one_stays_due() {
 
 #[tokio::test]
 async fn a_missed_window_waits_for_the_next_scheduled_time() {
-    let (stub, m) = mount_against(vec![], StaticSystemView::default()).await;
+    let (stub, m) = stubbed(vec![]).await;
     due_rotation(
         &m,
         json!({"rotation_schedule": "0 3 * * *", "rotation_window": "1h"}),
@@ -1201,15 +1117,7 @@ async fn a_missed_window_waits_for_the_next_scheduled_time() {
 
 #[tokio::test]
 async fn retired_settings_holding_the_same_key_follow_a_rotation() {
-    let (_stub, m) = mount_against(
-        vec![
-            route("GET /key/info", 200, OWN_KEY_INFO),
-            route("POST /key/generate", 200, GENERATED),
-            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
-        ],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (_stub, m) = stubbed(rotating_routes()).await;
     let current = config::load(m.storage.as_ref()).await.unwrap().unwrap();
     let same_key = config::Config {
         proxy_id: "older-url".into(),
@@ -1236,18 +1144,23 @@ async fn retired_settings_holding_the_same_key_follow_a_rotation() {
 /// A mount against a stub that generates and deletes, with static role
 /// `name` written from `body`.
 async fn with_static_role(name: &str, body: Value) -> (Stub, Mount) {
-    let (stub, m) = mount_against(
-        vec![
-            route("POST /key/generate", 200, GENERATED),
-            route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#),
-        ],
-        StaticSystemView::default(),
-    )
+    let (stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        route("POST /key/delete", 200, NOTHING_DELETED),
+    ])
     .await;
     m.call(Operation::Update, &format!("static-roles/{name}"), body)
         .await
         .unwrap();
     (stub, m)
+}
+
+/// The stored key of static role `name`.
+async fn static_key(m: &Mount, name: &str) -> static_roles::StaticKey {
+    crate::framework::storage::get_json(m.storage.as_ref(), &format!("static-keys/{name}"))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// The WAL entry of a static role's rotation from `old` to `new`.
@@ -1257,13 +1170,31 @@ fn static_rotation_entry(
     old: Option<&str>,
     new: &str,
 ) -> wal::WalEntry {
+    wal_entry(
+        static_roles::KIND,
+        home,
+        [
+            ("role", json!(role)),
+            ("old_token", json!(old)),
+            ("new_token", json!(new)),
+        ],
+    )
+}
+
+/// A WAL entry of `kind` holding `fields` and the proxy of `home`, as a
+/// rotation writes it before it calls LiteLLM.
+fn wal_entry<const N: usize>(
+    kind: &str,
+    home: &proxy::Home,
+    fields: [(&str, Value); N],
+) -> wal::WalEntry {
     let mut data = serde_json::Map::new();
-    data.insert("role".into(), json!(role));
-    data.insert("old_token".into(), json!(old));
-    data.insert("new_token".into(), json!(new));
+    for (name, value) in fields {
+        data.insert(name.into(), value);
+    }
     home.record(&mut data);
     wal::WalEntry {
-        kind: static_roles::KIND.into(),
+        kind: kind.into(),
         data: Value::Object(data),
         created_at: 0,
         hold_until: None,
@@ -1276,11 +1207,7 @@ async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
     let (stub, m) = with_static_role("s", json!({"models": ["m"]})).await;
     let home = m.home().await;
     let engine = Engine::new();
-    let key: static_roles::StaticKey =
-        crate::framework::storage::get_json(m.storage.as_ref(), "static-keys/s")
-            .await
-            .unwrap()
-            .unwrap();
+    let key = static_key(&m, "s").await;
     let stored = crate::litellm::key_token(&key.key);
     for (old, new, deleted) in [
         (Some(stored.as_str()), "successor", "successor"),
@@ -1290,35 +1217,23 @@ async fn the_static_rollback_keeps_the_stored_key_and_deletes_the_other() {
         static_roles::roll_back(&engine, m.storage.as_ref(), &entry)
             .await
             .unwrap();
-        let requests = stub.requests();
-        let delete = requests
-            .iter()
-            .rev()
-            .find(|r| r.starts_with("POST /key/delete"))
-            .unwrap();
+        let delete = last_delete(&stub);
         assert!(delete.contains(&format!(r#"["{deleted}"]"#)), "{delete}");
     }
 }
 
 #[tokio::test]
 async fn a_rotation_superseded_before_its_rollback_leaves_neither_key() {
-    let (stub, m) = mount_against(
-        vec![route("POST /key/delete", 200, r#"{"deleted_keys":[]}"#)],
-        StaticSystemView::default(),
-    )
-    .await;
+    let (stub, m) = stubbed(vec![route("POST /key/delete", 200, NOTHING_DELETED)]).await;
     let home = m.home().await;
-    let mut data = serde_json::Map::new();
-    data.insert("old_token".into(), json!("first"));
-    data.insert("new_token".into(), json!("second"));
-    home.record(&mut data);
-    let entry = wal::WalEntry {
-        kind: rotation::KIND.into(),
-        data: Value::Object(data),
-        created_at: 0,
-        hold_until: None,
-        give_up_after: None,
-    };
+    let entry = wal_entry(
+        rotation::KIND,
+        &home,
+        [
+            ("old_token", json!("first")),
+            ("new_token", json!("second")),
+        ],
+    );
     rotation::roll_back(&Engine::new(), m.storage.as_ref(), &entry)
         .await
         .unwrap();
@@ -1338,11 +1253,7 @@ async fn the_static_rollback_keeps_the_previous_generation_in_its_grace() {
         .as_str()
         .unwrap()
         .ends_with("-g-2"));
-    let key: static_roles::StaticKey =
-        crate::framework::storage::get_json(m.storage.as_ref(), "static-keys/g")
-            .await
-            .unwrap()
-            .unwrap();
+    let key = static_key(&m, "g").await;
     let previous = key.previous.clone().expect("a previous generation");
     assert!(previous.key_alias.ends_with("-g-1"));
     let current = crate::litellm::key_token(&key.key);

@@ -33,6 +33,12 @@ pub fn put_role(server: &DevServer, name: &str, body: Value) -> Value {
     out
 }
 
+/// A [`configured_server`] and an alias prefix of its own (tagged `tag`): `(server, prefix)`.
+pub fn configured_with_prefix(engine: Engine, litellm: &LiteLlm, tag: &str) -> (DevServer, String) {
+    let prefix = unique_prefix(tag);
+    (configured_server(engine, litellm), prefix)
+}
+
 /// A dev server with the plugin mounted at `MOUNT` and configured for `litellm`.
 pub fn configured_server(engine: Engine, litellm: &LiteLlm) -> DevServer {
     let server = DevServer::start(engine, &plugin_binary());

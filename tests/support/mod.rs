@@ -36,7 +36,8 @@ mod fixtures;
 mod net;
 #[allow(unused_imports)] // each test crate uses a different part
 pub use fixtures::{
-    configured_server, live_leases, put_role, unique_prefix, Janitor, PluginServer, MOUNT,
+    configured_server, configured_with_prefix, live_leases, put_role, unique_prefix, Janitor,
+    PluginServer, MOUNT,
 };
 #[allow(unused_imports)]
 pub use net::Cable;

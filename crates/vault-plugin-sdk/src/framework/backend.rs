@@ -449,6 +449,41 @@ mod tests {
         })
     }
 
+    /// The state, [`backend`] with `min_age` and an empty storage.
+    fn fixture(min_age: Duration) -> (Arc<State>, Backend, Arc<MemoryStorage>) {
+        let st = state();
+        let b = backend(&st, min_age);
+        (st, b, Arc::new(MemoryStorage::default()))
+    }
+
+    /// One rollback tick on the active node.
+    async fn rollback(b: &Backend, s: &Arc<MemoryStorage>) {
+        b.handle(request(Operation::Rollback, "", s)).await.unwrap();
+    }
+
+    /// The help of `path`, which must answer.
+    async fn help(b: &Backend, s: &Arc<MemoryStorage>, path: &str) -> Response {
+        b.handle(request(Operation::Help, path, s))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn help_text(resp: &Response) -> &str {
+        resp.data["help"].as_str().unwrap()
+    }
+
+    /// A rollback tick with `min_age` leaves an entry put with `schedule` alone.
+    async fn assert_rollback_holds(min_age: Duration, schedule: wal::Schedule) {
+        let (st, b, s) = fixture(min_age);
+        wal::put(s.as_ref(), "k", json!({}), schedule)
+            .await
+            .unwrap();
+        rollback(&b, &s).await;
+        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
+        assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
+    }
+
     fn request(op: Operation, path: &str, storage: &Arc<MemoryStorage>) -> Request {
         let storage: Arc<dyn Storage> = storage.clone();
         let system: Arc<dyn SystemView> = Arc::new(StaticSystemView::default());
@@ -457,9 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_and_validates() {
-        let st = state();
-        let b = backend(&st, Duration::ZERO);
-        let s = Arc::new(MemoryStorage::default());
+        let (_st, b, s) = fixture(Duration::ZERO);
         let resp = b
             .handle(request(Operation::Read, "things/a", &s))
             .await
@@ -502,9 +535,7 @@ mod tests {
 
     #[tokio::test]
     async fn existence_checks() {
-        let st = state();
-        let b = backend(&st, Duration::ZERO);
-        let s = Arc::new(MemoryStorage::default());
+        let (_st, b, s) = fixture(Duration::ZERO);
         assert_eq!(
             b.existence_check(request(Operation::Update, "things/old", &s))
                 .await
@@ -527,9 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn dispatches_secrets_by_type() {
-        let st = state();
-        let b = backend(&st, Duration::ZERO);
-        let s = Arc::new(MemoryStorage::default());
+        let (st, b, s) = fixture(Duration::ZERO);
         let mut req = request(Operation::Revoke, "creds/x", &s);
         req.secret = Some(Secret::new(
             "thing",
@@ -550,9 +579,7 @@ mod tests {
 
     #[tokio::test]
     async fn rollback_replays_old_entries_and_keeps_failures() {
-        let st = state();
-        let b = backend(&st, Duration::ZERO);
-        let s = Arc::new(MemoryStorage::default());
+        let (st, b, s) = fixture(Duration::ZERO);
         wal::put(
             s.as_ref(),
             "k",
@@ -569,26 +596,14 @@ mod tests {
         )
         .await
         .unwrap();
-        b.handle(request(Operation::Rollback, "", &s))
-            .await
-            .unwrap();
+        rollback(&b, &s).await;
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 1);
         assert_eq!(wal::list(s.as_ref()).await.unwrap(), vec![failing]);
     }
 
     #[tokio::test]
     async fn rollback_skips_young_entries() {
-        let st = state();
-        let b = backend(&st, Duration::from_secs(600));
-        let s = Arc::new(MemoryStorage::default());
-        wal::put(s.as_ref(), "k", json!({}), wal::Schedule::default())
-            .await
-            .unwrap();
-        b.handle(request(Operation::Rollback, "", &s))
-            .await
-            .unwrap();
-        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
-        assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
+        assert_rollback_holds(Duration::from_secs(600), wal::Schedule::default()).await;
     }
 
     #[tokio::test]
@@ -613,9 +628,7 @@ mod tests {
             .periodic(task(Duration::from_secs(3600)));
         let s = Arc::new(MemoryStorage::default());
         for _ in 0..3 {
-            b.handle(request(Operation::Rollback, "", &s))
-                .await
-                .unwrap();
+            rollback(&b, &s).await;
         }
         // The first task on every tick, the hourly one once.
         assert_eq!(runs.load(Ordering::SeqCst), 4);
@@ -633,50 +646,24 @@ mod tests {
 
     #[tokio::test]
     async fn rollback_respects_an_entrys_own_hold() {
-        let st = state();
-        let b = backend(&st, Duration::ZERO);
-        let s = Arc::new(MemoryStorage::default());
         let schedule = wal::Schedule {
             hold_for: Duration::from_secs(300),
             give_up_after: None,
         };
-        wal::put(s.as_ref(), "k", json!({}), schedule)
-            .await
-            .unwrap();
-        b.handle(request(Operation::Rollback, "", &s))
-            .await
-            .unwrap();
-        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
-        assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
+        assert_rollback_holds(Duration::ZERO, schedule).await;
     }
 
     #[tokio::test]
     async fn root_help_has_openapi() {
-        let st = state();
-        let b = backend(&st, Duration::ZERO);
-        let s = Arc::new(MemoryStorage::default());
-        let resp = b
-            .handle(request(Operation::Help, "", &s))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(resp.data["help"]
-            .as_str()
-            .unwrap()
-            .contains("things/{name}"));
+        let (_st, b, s) = fixture(Duration::ZERO);
+        let resp = help(&b, &s, "").await;
+        assert!(help_text(&resp).contains("things/{name}"));
         let doc = &resp.data["openapi"];
         assert_eq!(doc["openapi"], "3.0.2");
         assert!(doc["paths"]["/things/{name}"]["get"].is_object());
         assert!(doc["paths"]["/things/{name}"]["post"].is_object());
-        let resp = b
-            .handle(request(Operation::Help, "things/x", &s))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(resp.data["help"]
-            .as_str()
-            .unwrap()
-            .contains("Things are things."));
+        let resp = help(&b, &s, "things/x").await;
+        assert!(help_text(&resp).contains("Things are things."));
     }
 
     /// A backend whose `jobs/{name}` read runs anywhere and whose update
@@ -705,6 +692,13 @@ mod tests {
         )
     }
 
+    /// `req` must be refused as read-only (the server then forwards it); returns the error.
+    async fn assert_read_only(b: &Backend, req: Request) -> Error {
+        let err = b.handle(req).await.unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        err
+    }
+
     fn on_node(op: Operation, system: StaticSystemView) -> Request {
         let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
         Request::new(op, "jobs/a", storage, Arc::new(system))
@@ -720,19 +714,15 @@ mod tests {
         };
         // An invalid body too: forwarding comes before validation, so the
         // active node is the one that refuses it.
-        let err = b
-            .handle(on_node(Operation::Update, standby.clone()).with_data(json!({"n": "x"})))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        let err = assert_read_only(
+            &b,
+            on_node(Operation::Update, standby.clone()).with_data(json!({"n": "x"})),
+        )
+        .await;
         assert!(err.to_string().contains("cannot write to readonly storage"));
         // A create without its own handler falls back to update's, and to
         // update's properties.
-        let err = b
-            .handle(on_node(Operation::Create, standby.clone()))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert_read_only(&b, on_node(Operation::Create, standby.clone())).await;
         assert_eq!(calls.load(Ordering::SeqCst), 0, "handler not called");
 
         // Not forwarded: the read runs on the standby.
@@ -757,11 +747,7 @@ mod tests {
             replication_state: crate::framework::storage::PERFORMANCE_SECONDARY,
             ..StaticSystemView::default()
         };
-        let err = b
-            .handle(on_node(Operation::Update, secondary.clone()))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::ReadOnly), "{err:?}");
+        assert_read_only(&b, on_node(Operation::Update, secondary.clone())).await;
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         let local = StaticSystemView {
             local_mount: true,
