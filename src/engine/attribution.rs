@@ -7,7 +7,10 @@ use super::roles::Role;
 use crate::framework::{Error, Request, Result, Template};
 
 /// `(user_id, team_id)` for a key minted for `req` under `role`.
-pub async fn resolve(role: &Role, req: &Request) -> Result<(Option<String>, Option<String>)> {
+pub(super) async fn resolve(
+    role: &Role,
+    req: &Request,
+) -> Result<(Option<String>, Option<String>)> {
     let user = role
         .user_id
         .is_none()

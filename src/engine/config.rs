@@ -24,13 +24,13 @@ use crate::framework::{
 };
 use crate::litellm;
 
-pub const STORAGE_KEY: &str = "config";
+pub(super) const STORAGE_KEY: &str = "config";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The stored configuration.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct Config {
+pub(super) struct Config {
     pub base_url: String,
     /// The admin key (`admin_key` in the API); the storage name predates it.
     pub master_key: String,
@@ -49,11 +49,11 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn request_timeout(&self) -> Duration {
+    pub(super) fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }
 
-    pub fn settings(&self) -> Result<litellm::Settings> {
+    pub(super) fn settings(&self) -> Result<litellm::Settings> {
         Ok(litellm::Settings {
             base_url: parse_base_url(&self.base_url)?,
             master_key: self.master_key.clone(),
@@ -64,7 +64,7 @@ impl Config {
     }
 }
 
-pub async fn load(storage: &dyn Storage) -> Result<Option<Config>> {
+pub(super) async fn load(storage: &dyn Storage) -> Result<Option<Config>> {
     let mut config: Option<Config> = get_json(storage, STORAGE_KEY).await?;
     if let Some(c) = config.as_mut().filter(|c| c.proxy_id.is_empty()) {
         // Stable without a write, so standbys agree with the active node.
@@ -79,7 +79,7 @@ fn legacy_proxy_id(base_url: &str) -> String {
     format!("url-{}", hex::encode(&digest[..8]))
 }
 
-pub fn path(engine: &Arc<Engine>) -> Path {
+pub(super) fn path(engine: &Arc<Engine>) -> Path {
     Path::new("config")
         .field(Field::new(
             "base_url",
@@ -378,7 +378,7 @@ async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 
 /// An http(s) URL with a host and no credentials, query or fragment; the
 /// path gets a trailing `/` so API paths join below it.
-pub fn parse_base_url(raw: &str) -> Result<Url> {
+pub(super) fn parse_base_url(raw: &str) -> Result<Url> {
     let bad = |why: &str| Error::invalid(format!("field \"base_url\": {why}"));
     // The input is never echoed: it may hold credentials.
     let mut url = Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;

@@ -32,7 +32,7 @@ use crate::framework::{
 };
 use crate::litellm::{self, Client, Deleted};
 
-pub fn path(engine: &Arc<Engine>) -> Path {
+pub(super) fn path(engine: &Arc<Engine>) -> Path {
     Path::new("creds/{name}")
         .field(Field::new(
             "ttl",

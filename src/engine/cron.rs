@@ -9,7 +9,7 @@
 use time::{Date, Duration as Days, OffsetDateTime};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Schedule {
+pub(super) struct Schedule {
     minutes: u64,
     hours: u64,
     days: u64,
@@ -20,7 +20,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn parse(expr: &str) -> Result<Schedule, String> {
+    pub(super) fn parse(expr: &str) -> Result<Schedule, String> {
         let fields: Vec<&str> = expr.split_whitespace().collect();
         if fields.len() != 5 {
             return Err(format!(
@@ -58,7 +58,7 @@ impl Schedule {
 
     /// The first matching minute strictly after `after` (Unix seconds), or
     /// `None` if nothing matches within five years (e.g. `0 0 31 2 *`).
-    pub fn next_after(&self, after: u64) -> Option<u64> {
+    pub(super) fn next_after(&self, after: u64) -> Option<u64> {
         let start = OffsetDateTime::from_unix_timestamp(i64::try_from(after).ok()?).ok()?;
         let mut date = start.date();
         for day in 0..(5 * 366) {

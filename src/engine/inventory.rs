@@ -20,11 +20,11 @@ use super::{rollback, static_roles, Engine};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{wal, Error, Result, Storage};
 
-pub const PREFIX: &str = "inventory/";
+pub(super) const PREFIX: &str = "inventory/";
 const MOUNT_ID_KEY: &str = "inventory/mount_id";
-pub const RECORDS: &str = "inventory/keys/";
+pub(super) const RECORDS: &str = "inventory/keys/";
 /// The metadata key naming the mount that minted a key.
-pub const MOUNT_ID_METADATA: &str = "vault_mount_id";
+pub(super) const MOUNT_ID_METADATA: &str = "vault_mount_id";
 
 #[derive(Serialize, Deserialize)]
 struct MountId {
@@ -32,7 +32,7 @@ struct MountId {
 }
 
 /// The mount's id, if it minted anything yet. Read-only: safe on standbys.
-pub async fn mount_id(engine: &Engine, storage: &dyn Storage) -> Result<Option<String>> {
+pub(super) async fn mount_id(engine: &Engine, storage: &dyn Storage) -> Result<Option<String>> {
     if let Some(id) = engine.mount_id.get() {
         return Ok(Some(id.clone()));
     }
@@ -45,7 +45,7 @@ pub async fn mount_id(engine: &Engine, storage: &dyn Storage) -> Result<Option<S
 }
 
 /// The mount's id, created (once) on first use.
-pub async fn ensure_mount_id(engine: &Engine, storage: &dyn Storage) -> Result<String> {
+pub(super) async fn ensure_mount_id(engine: &Engine, storage: &dyn Storage) -> Result<String> {
     if let Some(id) = mount_id(engine, storage).await? {
         return Ok(id);
     }
@@ -63,7 +63,7 @@ pub async fn ensure_mount_id(engine: &Engine, storage: &dyn Storage) -> Result<S
 
 /// What the mount knows about one key it issued. Never the key itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct KeyRecord {
+pub(super) struct KeyRecord {
     pub alias: String,
     /// sha256 of the key, as LiteLLM calls it (`token`).
     pub token: String,
@@ -89,7 +89,7 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    pub fn home(&self) -> Home {
+    pub(super) fn home(&self) -> Home {
         Home {
             proxy_id: self.proxy_id.clone(),
             base_url: self.proxy_url.clone(),
@@ -97,7 +97,7 @@ impl KeyRecord {
     }
 
     /// When the lease ended, or will: the expiry, or a failed revoke.
-    pub fn ended_at(&self) -> u64 {
+    pub(super) fn ended_at(&self) -> u64 {
         self.revoke_failed_at
             .map_or(self.lease_expires, |t| t.min(self.lease_expires))
     }
@@ -107,20 +107,20 @@ fn record_key(alias: &str) -> String {
     format!("{RECORDS}{alias}")
 }
 
-pub async fn put(storage: &dyn Storage, record: &KeyRecord) -> Result<()> {
+pub(super) async fn put(storage: &dyn Storage, record: &KeyRecord) -> Result<()> {
     put_json(storage, &record_key(&record.alias), record).await
 }
 
-pub async fn get(storage: &dyn Storage, alias: &str) -> Result<Option<KeyRecord>> {
+pub(super) async fn get(storage: &dyn Storage, alias: &str) -> Result<Option<KeyRecord>> {
     get_json(storage, &record_key(alias)).await
 }
 
-pub async fn delete(storage: &dyn Storage, alias: &str) -> Result<()> {
+pub(super) async fn delete(storage: &dyn Storage, alias: &str) -> Result<()> {
     storage.delete(&record_key(alias)).await
 }
 
 /// Aliases of every record, sorted.
-pub async fn aliases(storage: &dyn Storage) -> Result<Vec<String>> {
+pub(super) async fn aliases(storage: &dyn Storage) -> Result<Vec<String>> {
     let mut all = storage.list(RECORDS).await?;
     all.retain(|a| !a.ends_with('/'));
     all.sort();
@@ -130,7 +130,7 @@ pub async fn aliases(storage: &dyn Storage) -> Result<Vec<String>> {
 /// Notes a failed revocation on the key's record (if it has one), keeping
 /// the time of the first failure. Best effort: the revoke's own error is
 /// what matters, and the server retries it.
-pub async fn mark_revoke_failed(storage: &dyn Storage, alias: &str, error: &str) {
+pub(super) async fn mark_revoke_failed(storage: &dyn Storage, alias: &str, error: &str) {
     let result = async {
         if let Some(mut record) = get(storage, alias).await? {
             record.revoke_failed_at.get_or_insert_with(unix_now);
@@ -147,7 +147,7 @@ pub async fn mark_revoke_failed(storage: &dyn Storage, alias: &str, error: &str)
 
 /// Aliases of keys being minted right now (their WAL entries): tidy leaves
 /// them alone whatever their age.
-pub async fn aliases_in_flight(storage: &dyn Storage) -> Result<HashSet<String>> {
+pub(super) async fn aliases_in_flight(storage: &dyn Storage) -> Result<HashSet<String>> {
     let mut out = HashSet::new();
     for id in wal::list(storage).await? {
         if let Some(entry) = wal::get(storage, &id).await? {
@@ -162,7 +162,7 @@ pub async fn aliases_in_flight(storage: &dyn Storage) -> Result<HashSet<String>>
 }
 
 /// Shared by the paths that take a key's alias or token hash.
-pub enum KeyId {
+pub(super) enum KeyId {
     Token(String),
     Alias(String),
 }
@@ -170,7 +170,7 @@ pub enum KeyId {
 /// An alias (`[A-Za-z0-9_-]`, as the engine makes them) or a token hash
 /// (64 hex digits). A plaintext key is refused: it would sit in URLs and
 /// audit logs.
-pub fn parse_key_id(field: &str, raw: &str) -> Result<KeyId> {
+pub(super) fn parse_key_id(field: &str, raw: &str) -> Result<KeyId> {
     let raw = raw.trim();
     if raw.starts_with("sk-") {
         return Err(Error::invalid(format!(

@@ -17,11 +17,16 @@ use crate::framework::{
 };
 use crate::litellm::Deleted;
 
-pub const SECRET_TYPE: &str = "litellm_key";
+pub(super) const SECRET_TYPE: &str = "litellm_key";
 /// Internal data: the TTL a `creds` write asked for, below the role's.
-pub const REQUESTED_TTL: &str = "requested_ttl";
+pub(super) const REQUESTED_TTL: &str = "requested_ttl";
 
-pub fn internal_data(alias: &str, token: &str, role: &str, home: &Home) -> Map<String, Value> {
+pub(super) fn internal_data(
+    alias: &str,
+    token: &str,
+    role: &str,
+    home: &Home,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("key_alias".into(), json!(alias));
     m.insert("token".into(), json!(token));
@@ -30,7 +35,7 @@ pub fn internal_data(alias: &str, token: &str, role: &str, home: &Home) -> Map<S
     m
 }
 
-pub fn secret_type(engine: &Arc<Engine>) -> SecretType {
+pub(super) fn secret_type(engine: &Arc<Engine>) -> SecretType {
     SecretType {
         name: SECRET_TYPE,
         renew: callback(engine, renew),

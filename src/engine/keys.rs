@@ -22,7 +22,7 @@ use crate::litellm::{Client, KeyView};
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-pub fn list_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
     Path::new("keys/")
         .field(Field::new(
             "after",
@@ -46,7 +46,7 @@ pub fn list_path(engine: &Arc<Engine>) -> Path {
         )
 }
 
-pub fn path(engine: &Arc<Engine>) -> Path {
+pub(super) fn path(engine: &Arc<Engine>) -> Path {
     Path::new("keys/{id}")
         .on(Operation::Read, callback(engine, read))
         .help(
@@ -57,7 +57,7 @@ pub fn path(engine: &Arc<Engine>) -> Path {
 }
 
 /// The record as shown to operators.
-pub fn record_json(r: &KeyRecord) -> Map<String, Value> {
+pub(super) fn record_json(r: &KeyRecord) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("key_alias".into(), json!(r.alias));
     m.insert("token_hash".into(), json!(r.token));
@@ -76,7 +76,7 @@ pub fn record_json(r: &KeyRecord) -> Map<String, Value> {
 }
 
 /// LiteLLM's view: `status` is `active`, `expired`, `blocked` or `gone`.
-pub fn live_json(view: Option<&KeyView>, now: u64) -> Map<String, Value> {
+pub(super) fn live_json(view: Option<&KeyView>, now: u64) -> Map<String, Value> {
     let mut m = Map::new();
     let Some(v) = view else {
         m.insert("status".into(), json!("gone"));
@@ -91,7 +91,7 @@ pub fn live_json(view: Option<&KeyView>, now: u64) -> Map<String, Value> {
     m
 }
 
-pub fn status(v: &KeyView, now: u64) -> &'static str {
+pub(super) fn status(v: &KeyView, now: u64) -> &'static str {
     if v.blocked == Some(true) {
         "blocked"
     } else if expired(v, now) {
@@ -101,7 +101,7 @@ pub fn status(v: &KeyView, now: u64) -> &'static str {
     }
 }
 
-pub fn expired(v: &KeyView, now: u64) -> bool {
+pub(super) fn expired(v: &KeyView, now: u64) -> bool {
     v.expires
         .as_deref()
         .and_then(parse_time)
@@ -110,11 +110,11 @@ pub fn expired(v: &KeyView, now: u64) -> bool {
 
 /// The proxy a record's key lives on (`None`: recorded before proxies
 /// were, so the configured one).
-pub fn record_home(r: &KeyRecord) -> Option<Home> {
+pub(super) fn record_home(r: &KeyRecord) -> Option<Home> {
     (!r.proxy_id.is_empty()).then(|| r.home())
 }
 
-pub async fn client_for(
+pub(super) async fn client_for(
     engine: &Engine,
     storage: &dyn Storage,
     r: &KeyRecord,

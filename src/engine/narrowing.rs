@@ -11,7 +11,7 @@ use crate::framework::{Error, FieldData, Result};
 
 /// What the request asked for, checked against its role.
 #[derive(Debug, Default, PartialEq)]
-pub struct Narrowing {
+pub(super) struct Narrowing {
     pub ttl: Option<Duration>,
     pub models: Option<Vec<String>>,
     pub max_budget: Option<f64>,
@@ -21,7 +21,7 @@ pub struct Narrowing {
 impl Narrowing {
     /// `role_ttl` is the TTL a plain read would get (the role's, else the
     /// mount's default).
-    pub fn check(f: &FieldData, role: &Role, role_ttl: Duration) -> Result<Self> {
+    pub(super) fn check(f: &FieldData, role: &Role, role_ttl: Duration) -> Result<Self> {
         let mut out = Self::default();
         if let Some(ttl) = f.duration("ttl") {
             if ttl.is_zero() || ttl > role_ttl {

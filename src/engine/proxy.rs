@@ -20,11 +20,11 @@ use crate::framework::storage::{get_json, put_json};
 use crate::framework::{Error, Result, Storage};
 use crate::litellm::Client;
 
-pub const RETIRED_PREFIX: &str = "proxies/";
+pub(super) const RETIRED_PREFIX: &str = "proxies/";
 
 /// Where a key lives, as recorded in its lease and WAL entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Home {
+pub(super) struct Home {
     pub proxy_id: String,
     /// For messages only: the URL may change while the id stays.
     pub base_url: String,
@@ -32,21 +32,21 @@ pub struct Home {
 
 impl Home {
     /// Where keys minted with `config` live.
-    pub fn of(config: &Config) -> Home {
+    pub(super) fn of(config: &Config) -> Home {
         Home {
             proxy_id: config.proxy_id.clone(),
             base_url: config.base_url.clone(),
         }
     }
 
-    pub fn record(&self, data: &mut Map<String, Value>) {
+    pub(super) fn record(&self, data: &mut Map<String, Value>) {
         data.insert("proxy_id".into(), self.proxy_id.clone().into());
         data.insert("proxy_url".into(), self.base_url.clone().into());
     }
 
     /// `None` for leases and WAL entries written before proxies were
     /// recorded: those keys belong to the configured proxy.
-    pub fn recorded(data: &Map<String, Value>) -> Option<Home> {
+    pub(super) fn recorded(data: &Map<String, Value>) -> Option<Home> {
         let id = data.get("proxy_id")?.as_str()?;
         Some(Home {
             proxy_id: id.to_string(),
@@ -59,17 +59,17 @@ impl Home {
     }
 }
 
-pub fn new_proxy_id() -> String {
+pub(super) fn new_proxy_id() -> String {
     let mut raw = [0u8; 8];
     rand::rng().fill_bytes(&mut raw);
     hex::encode(raw)
 }
 
-pub async fn load_retired(storage: &dyn Storage, id: &str) -> Result<Option<Config>> {
+pub(super) async fn load_retired(storage: &dyn Storage, id: &str) -> Result<Option<Config>> {
     get_json(storage, &format!("{RETIRED_PREFIX}{id}")).await
 }
 
-pub async fn retire(storage: &dyn Storage, config: &Config) -> Result<()> {
+pub(super) async fn retire(storage: &dyn Storage, config: &Config) -> Result<()> {
     put_json(
         storage,
         &format!("{RETIRED_PREFIX}{}", config.proxy_id),
@@ -78,12 +78,12 @@ pub async fn retire(storage: &dyn Storage, config: &Config) -> Result<()> {
     .await
 }
 
-pub async fn forget_retired(storage: &dyn Storage, id: &str) -> Result<()> {
+pub(super) async fn forget_retired(storage: &dyn Storage, id: &str) -> Result<()> {
     storage.delete(&format!("{RETIRED_PREFIX}{id}")).await
 }
 
 /// Every retired proxy's settings.
-pub async fn list_retired(storage: &dyn Storage) -> Result<Vec<Config>> {
+pub(super) async fn list_retired(storage: &dyn Storage) -> Result<Vec<Config>> {
     let mut out = Vec::new();
     for id in storage.list(RETIRED_PREFIX).await? {
         if let Some(c) = load_retired(storage, &id).await? {
@@ -95,7 +95,7 @@ pub async fn list_retired(storage: &dyn Storage) -> Result<Vec<Config>> {
 
 /// Every proxy keys may live on: the configured one (`None`) and the
 /// retired ones.
-pub async fn all_homes(storage: &dyn Storage) -> Result<Vec<Option<Home>>> {
+pub(super) async fn all_homes(storage: &dyn Storage) -> Result<Vec<Option<Home>>> {
     let mut homes = vec![None];
     homes.extend(
         list_retired(storage)
@@ -107,7 +107,7 @@ pub async fn all_homes(storage: &dyn Storage) -> Result<Vec<Option<Home>>> {
 }
 
 /// The configured proxy, ready to mint keys on.
-pub struct Current {
+pub(super) struct Current {
     pub client: Arc<Client>,
     pub home: Home,
     pub config: Arc<Config>,
@@ -117,7 +117,7 @@ pub struct Current {
 /// generation makes sure a client built from settings that changed
 /// meanwhile is never cached.
 #[derive(Default)]
-pub struct Clients {
+pub(super) struct Clients {
     cache: Mutex<Cache>,
 }
 
@@ -130,7 +130,7 @@ struct Cache {
 
 impl Clients {
     /// The client of the configured proxy.
-    pub async fn current(&self, storage: &dyn Storage) -> Result<Current> {
+    pub(super) async fn current(&self, storage: &dyn Storage) -> Result<Current> {
         self.try_current(storage).await?.ok_or_else(|| {
             Error::invalid("the LiteLLM connection is not configured: write config first")
         })
@@ -157,7 +157,11 @@ impl Clients {
     }
 
     /// The client of the proxy a key lives on.
-    pub async fn for_key(&self, storage: &dyn Storage, home: Option<&Home>) -> Result<Arc<Client>> {
+    pub(super) async fn for_key(
+        &self,
+        storage: &dyn Storage,
+        home: Option<&Home>,
+    ) -> Result<Arc<Client>> {
         let Some(home) = home else {
             return Ok(self.current(storage).await?.client);
         };
@@ -195,7 +199,7 @@ impl Clients {
     }
 
     /// Drops every cached client: settings changed (here or on another node).
-    pub fn forget(&self) {
+    pub(super) fn forget(&self) {
         let mut cache = self.cache.lock().unwrap();
         cache.generation += 1;
         cache.current = None;

@@ -22,7 +22,7 @@ use crate::litellm::GenerateKeyRequest;
 const PREFIX: &str = "roles/";
 const DEFAULT_ALIAS_PREFIX: &str = "vault";
 /// Metadata keys the engine sets on every key.
-pub const RESERVED_METADATA: &[&str] = &[
+pub(super) const RESERVED_METADATA: &[&str] = &[
     "vault_role",
     "vault_request_id",
     "vault_mount",
@@ -35,7 +35,7 @@ pub const RESERVED_METADATA: &[&str] = &[
 /// What a key may call in LiteLLM, as LiteLLM's `key_type` presets.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum KeyType {
+pub(super) enum KeyType {
     /// Model calls only (LiteLLM's `llm_api_routes`).
     LlmApi,
     /// Read-only info routes (`info_routes`): no model calls, no changes.
@@ -49,7 +49,7 @@ pub enum KeyType {
 impl KeyType {
     const NAMES: &'static str = "llm_api, read_only, default or management";
 
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::LlmApi => "llm_api",
             Self::ReadOnly => "read_only",
@@ -105,7 +105,7 @@ fn route_may_manage(route: &str) -> bool {
 
 /// A stored role. Optional limits are `None` when unset (0 in a write).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Role {
+pub(super) struct Role {
     pub models: Vec<String>,
     /// Every model, explicitly. `None`: stored before this field existed,
     /// when an empty `models` meant every model.
@@ -324,17 +324,17 @@ impl Default for Role {
 }
 
 impl Role {
-    pub fn ttl(&self) -> Duration {
+    pub(super) fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl)
     }
 
-    pub fn max_ttl(&self) -> Duration {
+    pub(super) fn max_ttl(&self) -> Duration {
         Duration::from_secs(self.max_ttl)
     }
 
     /// The `/key/generate` fields beyond the engine's own: the raw
     /// `key_request`, then the typed limits over it.
-    pub fn extra_key_fields(&self) -> Map<String, Value> {
+    pub(super) fn extra_key_fields(&self) -> Map<String, Value> {
         let mut out = self.key_request.clone();
         out.extend(self.key_settings.clone());
         out
@@ -343,7 +343,7 @@ impl Role {
     /// The `/key/generate` request for a key of this role: its scope and
     /// limits; the caller adds what is per key (duration, the engine's own
     /// choice of key).
-    pub fn generate_request(
+    pub(super) fn generate_request(
         &self,
         key_alias: String,
         metadata: BTreeMap<String, String>,
@@ -375,14 +375,14 @@ impl Role {
     }
 
     /// Whether keys may call every model.
-    pub fn all_models(&self) -> bool {
+    pub(super) fn all_models(&self) -> bool {
         self.allow_all_models.unwrap_or(self.models.is_empty())
     }
 
     /// What LiteLLM is asked for: `(key_type, allowed_routes)`. An explicit
     /// route list wins, and LiteLLM applies `key_type` over it, so only one
     /// is sent.
-    pub fn litellm_scope(&self) -> (Option<&'static str>, Option<Vec<String>>) {
+    pub(super) fn litellm_scope(&self) -> (Option<&'static str>, Option<Vec<String>>) {
         if self.allowed_routes.is_empty() {
             (self.key_type.map(KeyType::as_str), None)
         } else {
@@ -392,7 +392,7 @@ impl Role {
 
     /// Keys of this role may create, change or delete keys or users
     /// (depending on their user, for `default`).
-    pub fn may_manage_keys(&self) -> bool {
+    pub(super) fn may_manage_keys(&self) -> bool {
         if !self.allowed_routes.is_empty() {
             return self.allowed_routes.iter().any(|r| route_may_manage(r));
         }
@@ -403,7 +403,7 @@ impl Role {
     }
 
     /// What an operator should know when reading the role.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(super) fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.key_type.is_none() && self.allowed_routes.is_empty() {
             out.push(
@@ -431,7 +431,7 @@ impl Role {
     }
 
     /// The read-out of the fields `scope_fields` declares.
-    pub fn scope_data(&self) -> Map<String, Value> {
+    pub(super) fn scope_data(&self) -> Map<String, Value> {
         let mut data = Map::new();
         data.insert("models".into(), json!(self.models));
         data.insert("allow_all_models".into(), json!(self.all_models()));
@@ -467,7 +467,7 @@ impl Role {
     }
 
     /// The role's LiteLLM limits that are set, as response/help data.
-    pub fn limits(&self) -> Map<String, Value> {
+    pub(super) fn limits(&self) -> Map<String, Value> {
         let mut out = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -490,7 +490,7 @@ impl Role {
     }
 
     /// Applies the fields of a write on top of `self`, then checks the whole.
-    pub fn apply(mut self, f: &FieldData) -> Result<Self> {
+    pub(super) fn apply(mut self, f: &FieldData) -> Result<Self> {
         let models = f.list("models");
         if let Some(models) = models {
             // Blank input ("", " , ", [""]) parses to nothing: never "every model".
@@ -673,18 +673,18 @@ fn is_litellm_duration(s: &str) -> bool {
     digits > 0 && matches!(&s[digits..], "s" | "m" | "h" | "d" | "w" | "mo")
 }
 
-pub async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Role>> {
+pub(super) async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Role>> {
     get_json(storage, &format!("{PREFIX}{name}")).await
 }
 
-pub fn list_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
     Path::new("roles/")
         .on(Operation::List, callback(engine, list))
         .help("List the roles.", "Lists the names of all roles.")
 }
 
 /// The fields that say what a key may do, shared with static roles.
-pub fn scope_fields(path: Path, default_alias_prefix: &'static str) -> Path {
+pub(super) fn scope_fields(path: Path, default_alias_prefix: &'static str) -> Path {
     path
         .field(Field::new(
             "models",
@@ -782,7 +782,7 @@ pub fn scope_fields(path: Path, default_alias_prefix: &'static str) -> Path {
         }))
 }
 
-pub fn path(engine: &Arc<Engine>) -> Path {
+pub(super) fn path(engine: &Arc<Engine>) -> Path {
     scope_fields(Path::new("roles/{name}"), DEFAULT_ALIAS_PREFIX)
         .field(Field::new(
             "ttl",

@@ -10,9 +10,13 @@ use crate::framework::wal::WalEntry;
 use crate::framework::{callback, Error, Request, Result, WalRollback};
 
 /// WAL kind of a key being minted; data `{"key_alias", "proxy_id", "proxy_url"}`.
-pub const KIND: &str = "litellm_key";
+pub(super) const KIND: &str = "litellm_key";
 
-pub fn wal_rollback(engine: &Arc<Engine>, min_age: Duration, max_age: Duration) -> WalRollback {
+pub(super) fn wal_rollback(
+    engine: &Arc<Engine>,
+    min_age: Duration,
+    max_age: Duration,
+) -> WalRollback {
     WalRollback {
         min_age,
         max_age,

@@ -38,13 +38,13 @@ use crate::litellm::{key_token, Client};
 
 /// WAL kind of an admin key rotation; data `{"old_token", "new_token",
 /// "successor_alias", "proxy_id", "proxy_url"}` (hashes, never keys).
-pub const KIND: &str = "litellm_root_rotation";
+pub(super) const KIND: &str = "litellm_root_rotation";
 /// Production minimum of `rotation_period`; a mount option lowers it for tests.
-pub const DEFAULT_MIN_PERIOD: Duration = Duration::from_secs(3600);
+pub(super) const DEFAULT_MIN_PERIOD: Duration = Duration::from_secs(3600);
 
 /// When the admin key is rotated on its own; part of the stored config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Policy {
+pub(super) struct Policy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,7 +63,7 @@ pub struct Policy {
 
 /// The rotation fields of one config write; `None` = not given.
 #[derive(Debug, Default)]
-pub struct PolicyChange<'a> {
+pub(super) struct PolicyChange<'a> {
     pub period: Option<Duration>,
     pub schedule: Option<&'a str>,
     pub window: Option<Duration>,
@@ -71,7 +71,7 @@ pub struct PolicyChange<'a> {
 }
 
 impl PolicyChange<'_> {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.period.is_none()
             && self.schedule.is_none()
             && self.window.is_none()
@@ -80,14 +80,19 @@ impl PolicyChange<'_> {
 }
 
 impl Policy {
-    pub fn is_automated(&self) -> bool {
+    pub(super) fn is_automated(&self) -> bool {
         !self.disabled && (self.period_secs.is_some() || self.schedule.is_some())
     }
 
     /// The policy after a config write. A period replaces a schedule and
     /// the other way round; giving both at once is an error. `0` / `""`
     /// clear a setting.
-    pub fn apply(&self, change: &PolicyChange, min_period: Duration, now: u64) -> Result<Policy> {
+    pub(super) fn apply(
+        &self,
+        change: &PolicyChange,
+        min_period: Duration,
+        now: u64,
+    ) -> Result<Policy> {
         let mut p = self.clone();
         if change.is_empty() {
             return Ok(p);
@@ -153,7 +158,7 @@ impl Policy {
     }
 }
 
-pub fn path(engine: &Arc<Engine>) -> Path {
+pub(super) fn path(engine: &Arc<Engine>) -> Path {
     Path::new("rotate-root")
         .on(Operation::Update, callback(engine, rotate_root))
         .help(
@@ -371,7 +376,11 @@ pub(super) fn crash_point(step: &str) {
 
 /// Rollback of an interrupted rotation: whichever key the config holds
 /// stays, the other one goes.
-pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry) -> Result<()> {
+pub(super) async fn roll_back(
+    engine: &Engine,
+    storage: &dyn Storage,
+    entry: &WalEntry,
+) -> Result<()> {
     let field = |name: &str| {
         entry.data[name]
             .as_str()
@@ -420,7 +429,7 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
 }
 
 /// Runs on every tick of the active node; rotates when due.
-pub fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
+pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
     PeriodicTask {
         name: "rotate-root",
         every: Duration::ZERO,
@@ -469,7 +478,7 @@ async fn scheduled(engine: Arc<Engine>, req: Request) -> Result<()> {
 
 /// Rejects a policy that can never work with the configured key: the
 /// master key cannot be rotated.
-pub async fn check_rotatable(client: &Client) -> std::result::Result<(), String> {
+pub(super) async fn check_rotatable(client: &Client) -> std::result::Result<(), String> {
     match client.own_key_info().await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(MASTER_KEY_REFUSAL.to_string()),

@@ -31,17 +31,17 @@ use crate::framework::{
 };
 use crate::litellm::key_token;
 
-pub const ROLE_PREFIX: &str = "static-roles/";
+pub(super) const ROLE_PREFIX: &str = "static-roles/";
 /// The keys themselves; seal-wrapped.
-pub const KEY_PREFIX: &str = "static-keys/";
+pub(super) const KEY_PREFIX: &str = "static-keys/";
 /// WAL kind; data `{"role", "new_token", "key_alias", "proxy_id", "proxy_url",
 /// "old_token"?, "old_home"?}`.
-pub const KIND: &str = "litellm_static_rotation";
+pub(super) const KIND: &str = "litellm_static_rotation";
 const DEFAULT_PERIOD: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_ALIAS_PREFIX: &str = "vault-static";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StaticRole {
+pub(super) struct StaticRole {
     /// What the key may do: the scope fields of a dynamic role (its lease
     /// and identity fields do not apply).
     #[serde(flatten)]
@@ -52,7 +52,7 @@ pub struct StaticRole {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-pub struct StaticKey {
+pub(super) struct StaticKey {
     pub key: String,
     pub key_alias: String,
     pub home: Home,
@@ -64,7 +64,7 @@ pub struct StaticKey {
 
 /// The generation before the current one, alive until `delete_after`.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct PreviousKey {
+pub(super) struct PreviousKey {
     pub token: String,
     pub key_alias: String,
     pub home: Home,
@@ -85,7 +85,7 @@ async fn store_key(storage: &dyn Storage, name: &str, key: &StaticKey) -> Result
 
 /// Aliases of every key the static roles hold (current and previous), for
 /// tidy: these are known keys, not orphans.
-pub async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
+pub(super) async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for name in storage.list(KEY_PREFIX).await? {
         if let Some(k) = load_key(storage, &name).await? {
@@ -96,7 +96,7 @@ pub async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn list_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
     Path::new("static-roles/")
         .on(Operation::List, callback(engine, list))
         .help(
@@ -105,7 +105,7 @@ pub fn list_path(engine: &Arc<Engine>) -> Path {
         )
 }
 
-pub fn role_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn role_path(engine: &Arc<Engine>) -> Path {
     roles::scope_fields(Path::new("static-roles/{name}"), DEFAULT_ALIAS_PREFIX)
         .field(
             Field::new(
@@ -136,7 +136,7 @@ pub fn role_path(engine: &Arc<Engine>) -> Path {
         )
 }
 
-pub fn creds_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn creds_path(engine: &Arc<Engine>) -> Path {
     Path::new("static-creds/{name}")
         .on(Operation::Read, callback(engine, read_creds))
         .help(
@@ -146,7 +146,7 @@ pub fn creds_path(engine: &Arc<Engine>) -> Path {
         )
 }
 
-pub fn rotate_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn rotate_path(engine: &Arc<Engine>) -> Path {
     Path::new("rotate-role/{name}")
         .on(Operation::Update, callback(engine, rotate_now))
         .help(
@@ -421,7 +421,11 @@ async fn rotate(
 
 /// Rollback of an interrupted creation or rotation: the generations the
 /// role holds stay, the other key of the entry goes.
-pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry) -> Result<()> {
+pub(super) async fn roll_back(
+    engine: &Engine,
+    storage: &dyn Storage,
+    entry: &WalEntry,
+) -> Result<()> {
     let text = |k: &str| entry.data[k].as_str().map(str::to_string);
     let (Some(role), Some(new_token)) = (text("role"), text("new_token")) else {
         return Err(Error::Internal(
@@ -457,7 +461,7 @@ pub async fn roll_back(engine: &Engine, storage: &dyn Storage, entry: &WalEntry)
     Ok(())
 }
 
-pub fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
+pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
     PeriodicTask {
         name: "static-roles",
         every: Duration::ZERO,

@@ -43,7 +43,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// What one tidy does.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TidyOptions {
+pub(super) struct TidyOptions {
     pub dry_run: bool,
     pub safety_buffer: Duration,
     pub tidy_orphans: bool,
@@ -52,7 +52,7 @@ pub struct TidyOptions {
 
 /// What one tidy did; the last one is kept for `tidy-status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct TidyReport {
+pub(super) struct TidyReport {
     pub trigger: String,
     pub dry_run: bool,
     pub safety_buffer: u64,
@@ -87,7 +87,7 @@ impl TidyReport {
 
 /// `config/auto-tidy`, stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AutoTidy {
+pub(super) struct AutoTidy {
     pub enabled: bool,
     pub interval: u64,
     pub safety_buffer: u64,
@@ -126,7 +126,7 @@ fn option_fields(path: Path) -> Path {
     ))
 }
 
-pub fn path(engine: &Arc<Engine>) -> Path {
+pub(super) fn path(engine: &Arc<Engine>) -> Path {
     option_fields(Path::new("tidy"))
         .field(
             Field::new(
@@ -154,7 +154,7 @@ pub fn path(engine: &Arc<Engine>) -> Path {
         )
 }
 
-pub fn status_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn status_path(engine: &Arc<Engine>) -> Path {
     Path::new("tidy-status")
         .on(Operation::Read, callback(engine, status))
         .help(
@@ -163,7 +163,7 @@ pub fn status_path(engine: &Arc<Engine>) -> Path {
         )
 }
 
-pub fn auto_path(engine: &Arc<Engine>) -> Path {
+pub(super) fn auto_path(engine: &Arc<Engine>) -> Path {
     option_fields(Path::new("config/auto-tidy"))
         .field(Field::new(
             "enabled",
@@ -184,7 +184,7 @@ pub fn auto_path(engine: &Arc<Engine>) -> Path {
         )
 }
 
-pub fn auto_tidy_task(engine: &Arc<Engine>) -> PeriodicTask {
+pub(super) fn auto_tidy_task(engine: &Arc<Engine>) -> PeriodicTask {
     PeriodicTask {
         name: "auto-tidy",
         // Checked on every tick; the configured interval decides.
@@ -337,7 +337,7 @@ async fn auto_tidy(engine: Arc<Engine>, req: Request) -> Result<()> {
 }
 
 /// Runs one tidy and stores its report. 409 while another one runs.
-pub async fn run(
+pub(super) async fn run(
     engine: &Engine,
     storage: &dyn Storage,
     options: TidyOptions,
@@ -402,7 +402,7 @@ fn note(list: &mut Vec<String>, alias: &str) {
 }
 
 /// Is `key` an orphan: this mount's, unknown to it, not being minted, old?
-pub fn is_orphan(
+pub(super) fn is_orphan(
     key: &crate::litellm::KeyView,
     mount_id: &str,
     recorded: &HashSet<String>,

@@ -20,7 +20,7 @@ use crate::litellm::KeyView;
 
 const TOP: usize = 10;
 
-pub fn path(engine: &Arc<Engine>) -> Path {
+pub(super) fn path(engine: &Arc<Engine>) -> Path {
     Path::new("usage/{role}")
         .on(Operation::Read, callback(engine, read))
         .help(
@@ -32,7 +32,7 @@ pub fn path(engine: &Arc<Engine>) -> Path {
 
 /// Totals over one role's keys.
 #[derive(Debug, Default, PartialEq)]
-pub struct Usage {
+pub(super) struct Usage {
     pub live_keys: usize,
     pub expired_keys: usize,
     pub blocked_keys: usize,
@@ -44,7 +44,7 @@ pub struct Usage {
 
 /// Sums `keys` (already filtered to the role). Spend counts every key
 /// LiteLLM still has; budgets and counts only the live ones.
-pub fn summarize(keys: Vec<KeyView>, now: u64) -> Usage {
+pub(super) fn summarize(keys: Vec<KeyView>, now: u64) -> Usage {
     let mut usage = Usage::default();
     let mut live = Vec::new();
     for k in keys {

@@ -16,14 +16,14 @@ use url::Url;
 /// like a web server's for an unknown route, which is not LiteLLM's
 /// "No keys found".
 #[derive(Clone)]
-pub struct Route {
+pub(crate) struct Route {
     pub route: &'static str,
     pub status: u16,
     pub body: &'static str,
     pub delay: Duration,
 }
 
-pub fn route(route: &'static str, status: u16, body: &'static str) -> Route {
+pub(crate) fn route(route: &'static str, status: u16, body: &'static str) -> Route {
     Route {
         route,
         status,
@@ -32,7 +32,7 @@ pub fn route(route: &'static str, status: u16, body: &'static str) -> Route {
     }
 }
 
-pub struct Stub {
+pub(crate) struct Stub {
     pub url: Url,
     requests: Arc<Mutex<Vec<String>>>,
 }
@@ -40,7 +40,7 @@ pub struct Stub {
 impl Stub {
     /// Serves `routes` on a loopback port until the test ends; unmatched
     /// requests get 404.
-    pub async fn start(routes: Vec<Route>) -> Stub {
+    pub(crate) async fn start(routes: Vec<Route>) -> Stub {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -73,12 +73,12 @@ impl Stub {
     }
 
     /// Raw text of every request received so far.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
 
     /// How many requests started with `route`.
-    pub fn count(&self, route: &str) -> usize {
+    pub(crate) fn count(&self, route: &str) -> usize {
         self.requests()
             .iter()
             .filter(|r| r.starts_with(route))

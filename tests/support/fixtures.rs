@@ -8,16 +8,16 @@ use serde_json::{json, Value};
 use super::{plugin_binary, plugin_version, send, unix_now, DevServer, Engine, LiteLlm, Steps};
 
 /// The mount path every test uses.
-pub const MOUNT: &str = "litellm";
+pub(crate) const MOUNT: &str = "litellm";
 
 /// A short alias prefix unique to this run: keys made by one test never
 /// match another's.
-pub fn unique_prefix(tag: &str) -> String {
+pub(crate) fn unique_prefix(tag: &str) -> String {
     format!("t{tag}{:07x}", (unix_now() * 1000.0) as u64 & 0xfff_ffff)
 }
 
 /// Leases alive under `litellm/creds/<role>/`.
-pub fn live_leases(server: &DevServer, role: &str) -> usize {
+pub(crate) fn live_leases(server: &DevServer, role: &str) -> usize {
     let (status, body) = server.list(&format!("sys/leases/lookup/{MOUNT}/creds/{role}/"));
     match status {
         404 => 0,
@@ -27,20 +27,24 @@ pub fn live_leases(server: &DevServer, role: &str) -> usize {
 }
 
 /// Writes `roles/<name>`; panics unless 2xx. Returns the answer (warnings).
-pub fn put_role(server: &DevServer, name: &str, body: Value) -> Value {
+pub(crate) fn put_role(server: &DevServer, name: &str, body: Value) -> Value {
     let (status, out) = server.put(&format!("{MOUNT}/roles/{name}"), &body);
     assert!((200..300).contains(&status), "role {name}: {status} {out}");
     out
 }
 
 /// A [`configured_server`] and an alias prefix of its own (tagged `tag`): `(server, prefix)`.
-pub fn configured_with_prefix(engine: Engine, litellm: &LiteLlm, tag: &str) -> (DevServer, String) {
+pub(crate) fn configured_with_prefix(
+    engine: Engine,
+    litellm: &LiteLlm,
+    tag: &str,
+) -> (DevServer, String) {
     let prefix = unique_prefix(tag);
     (configured_server(engine, litellm), prefix)
 }
 
 /// A dev server with the plugin mounted at `MOUNT` and configured for `litellm`.
-pub fn configured_server(engine: Engine, litellm: &LiteLlm) -> DevServer {
+pub(crate) fn configured_server(engine: Engine, litellm: &LiteLlm) -> DevServer {
     let server = DevServer::start(engine, &plugin_binary());
     server.register_this_plugin("litellm");
     server.enable(MOUNT, "litellm", &plugin_version());
@@ -54,7 +58,13 @@ pub fn configured_server(engine: Engine, litellm: &LiteLlm) -> DevServer {
 
 impl LiteLlm {
     /// Any LiteLLM route called with a virtual key: what that key may do.
-    pub fn call_as(&self, key: &str, method: Method, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.url))
@@ -66,7 +76,7 @@ impl LiteLlm {
     }
 
     /// A LiteLLM route called with the master key.
-    pub fn admin(&self, method: Method, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn admin(&self, method: Method, path: &str, body: &Value) -> (u16, Value) {
         self.call_as(&self.master_key.clone(), method, path, body)
     }
 }
@@ -74,7 +84,7 @@ impl LiteLlm {
 /// A dev server with the plugin registered as `litellm` (and mounted at [`MOUNT`] when asked),
 /// the LiteLLM proxy, a step log, and an alias prefix for the test's keys: whatever keys with
 /// that prefix are left when it drops are deleted.
-pub struct PluginServer {
+pub(crate) struct PluginServer {
     pub steps: Steps,
     pub litellm: LiteLlm,
     pub prefix: String,
@@ -84,7 +94,12 @@ pub struct PluginServer {
 }
 
 impl PluginServer {
-    pub fn start(engine: Engine, label: String, prefix: String, mount: bool) -> PluginServer {
+    pub(crate) fn start(
+        engine: Engine,
+        label: String,
+        prefix: String,
+        mount: bool,
+    ) -> PluginServer {
         let steps = Steps::new(label);
         let server = DevServer::start(engine, &plugin_binary());
         steps.step(format!("dev server up at {}", server.addr));
@@ -109,14 +124,14 @@ impl PluginServer {
         }
     }
 
-    pub fn step(&self, what: impl std::fmt::Display) {
+    pub(crate) fn step(&self, what: impl std::fmt::Display) {
         self.steps.step(what);
     }
 }
 
 /// Deletes the LiteLLM keys of one test run when dropped, so a failed test
 /// leaves no key behind.
-pub struct Janitor {
+pub(crate) struct Janitor {
     pub litellm: LiteLlm,
     pub prefix: String,
 }

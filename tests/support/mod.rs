@@ -35,19 +35,19 @@ use sha2::{Digest, Sha256};
 mod fixtures;
 mod net;
 #[allow(unused_imports)] // each test crate uses a different part
-pub use fixtures::{
+pub(crate) use fixtures::{
     configured_server, configured_with_prefix, live_leases, put_role, unique_prefix, Janitor,
     PluginServer, MOUNT,
 };
 #[allow(unused_imports)]
-pub use net::Cable;
+pub(crate) use net::Cable;
 
 /// The file name of the plugin binary inside the server's plugin directory, and the `command`
 /// it is registered with.
-pub const PLUGIN_FILE_NAME: &str = "vault-plugin-secrets-litellm";
+pub(crate) const PLUGIN_FILE_NAME: &str = "vault-plugin-secrets-litellm";
 
 /// The root token of every dev server started here.
-pub const ROOT_TOKEN: &str = "root";
+pub(crate) const ROOT_TOKEN: &str = "root";
 
 /// How long to wait for a dev server to answer `sys/health`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,7 +62,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The plugin binary cargo built for this test run (the harness is shared
 /// with the SDK's tests, which have no such binary).
-pub fn plugin_binary() -> PathBuf {
+pub(crate) fn plugin_binary() -> PathBuf {
     match option_env!("CARGO_BIN_EXE_vault-plugin-secrets-litellm") {
         Some(path) => PathBuf::from(path),
         None => panic!("only the plugin crate's tests have the plugin binary"),
@@ -70,7 +70,7 @@ pub fn plugin_binary() -> PathBuf {
 }
 
 /// The version the plugin reports and is registered with (`v` + the crate version).
-pub fn plugin_version() -> String {
+pub(crate) fn plugin_version() -> String {
     format!("v{}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -79,7 +79,7 @@ pub fn plugin_version() -> String {
 /// A debug plugin binary is over 100 MB and the sha2 crate is unoptimised in test builds
 /// (~4 s), so this uses coreutils' `sha256sum` when it is there and remembers each result
 /// (keyed by path, size and modification time).
-pub fn sha256_file(path: &Path) -> String {
+pub(crate) fn sha256_file(path: &Path) -> String {
     static CACHE: Mutex<Vec<(PathBuf, u64, SystemTime, String)>> = Mutex::new(Vec::new());
     let meta = fs::metadata(path).unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()));
     let (len, mtime) = (meta.len(), meta.modified().expect("file modification time"));
@@ -127,7 +127,7 @@ fn sha256_in_process(path: &Path) -> String {
 
 /// A blocking HTTP client. reqwest is built without a default rustls crypto provider, so the
 /// aws-lc-rs one is installed first (once per process).
-pub fn http_client() -> Client {
+pub(crate) fn http_client() -> Client {
     static PROVIDER: Once = Once::new();
     PROVIDER.call_once(|| {
         // Err only means another provider was installed first, which is fine.
@@ -163,7 +163,7 @@ fn try_send(request: RequestBuilder) -> Result<(u16, Value), String> {
 
 /// The error text of a Vault/OpenBao error response (`{"errors": [...]}` joined with "; "), or
 /// the whole body when it has no such list.
-pub fn error_text(body: &Value) -> String {
+pub(crate) fn error_text(body: &Value) -> String {
     match body.get("errors").and_then(Value::as_array) {
         Some(errors) => errors
             .iter()
@@ -175,7 +175,7 @@ pub fn error_text(body: &Value) -> String {
 }
 
 /// Asserts a 2xx answer; else panics with `what`, the status and the error text.
-pub fn assert_ok(status: u16, body: &Value, what: &str) {
+pub(crate) fn assert_ok(status: u16, body: &Value, what: &str) {
     assert!(
         (200..300).contains(&status),
         "{what}: HTTP {status}: {}",
@@ -184,7 +184,11 @@ pub fn assert_ok(status: u16, body: &Value, what: &str) {
 }
 
 /// Calls `probe` until it returns `Some`, or panics with `what` after `timeout`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = probe() {
@@ -200,7 +204,7 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> O
 /// Seconds since the Unix epoch of an RFC 3339 UTC timestamp as LiteLLM writes them
 /// (`2026-11-27T16:10:29.505000+00:00`, `...Z`, with or without a fraction).
 /// `None` for anything else (other offsets included).
-pub fn parse_utc_timestamp(s: &str) -> Option<f64> {
+pub(crate) fn parse_utc_timestamp(s: &str) -> Option<f64> {
     let s = s.trim();
     let rest = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
     let (date, time) = rest.split_once(['T', ' '])?;
@@ -225,7 +229,7 @@ pub fn parse_utc_timestamp(s: &str) -> Option<f64> {
 }
 
 /// Seconds since the Unix epoch, now.
-pub fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock before 1970")
@@ -233,13 +237,13 @@ pub fn unix_now() -> f64 {
 }
 
 /// Prints test steps with the time elapsed since the start (`[openbao +1.234s] step`).
-pub struct Steps {
+pub(crate) struct Steps {
     label: String,
     start: Instant,
 }
 
 impl Steps {
-    pub fn new(label: impl Into<String>) -> Self {
+    pub(crate) fn new(label: impl Into<String>) -> Self {
         let steps = Steps {
             label: label.into(),
             start: Instant::now(),
@@ -248,7 +252,7 @@ impl Steps {
         steps
     }
 
-    pub fn step(&self, what: impl fmt::Display) {
+    pub(crate) fn step(&self, what: impl fmt::Display) {
         eprintln!(
             "[{} +{:.3}s] {what}",
             self.label,
@@ -261,14 +265,14 @@ impl Steps {
 
 /// A server flavour the plugin is tested against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub(crate) enum Engine {
     OpenBao,
     Vault,
 }
 
 impl Engine {
     /// The name used in `ENGINES` / `REQUIRE_ENGINES`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Engine::OpenBao => "openbao",
             Engine::Vault => "vault",
@@ -276,7 +280,7 @@ impl Engine {
     }
 
     /// The variable that names the binary.
-    pub fn bin_var(self) -> &'static str {
+    pub(crate) fn bin_var(self) -> &'static str {
         match self {
             Engine::OpenBao => "BAO_BIN",
             Engine::Vault => "VAULT_BIN",
@@ -284,7 +288,7 @@ impl Engine {
     }
 
     /// The command looked up on `PATH` when the variable is unset.
-    pub fn command(self) -> &'static str {
+    pub(crate) fn command(self) -> &'static str {
         match self {
             Engine::OpenBao => "bao",
             Engine::Vault => "vault",
@@ -292,7 +296,7 @@ impl Engine {
     }
 
     /// Parses an engine name (`openbao`/`bao`, `vault`).
-    pub fn parse(name: &str) -> Option<Engine> {
+    pub(crate) fn parse(name: &str) -> Option<Engine> {
         match name.trim().to_ascii_lowercase().as_str() {
             "openbao" | "bao" => Some(Engine::OpenBao),
             "vault" => Some(Engine::Vault),
@@ -302,7 +306,7 @@ impl Engine {
 
     /// The server binary: `$BAO_BIN` / `$VAULT_BIN` when set (and non-empty), else `bao` /
     /// `vault` on `PATH`. `None` when neither gives an executable file.
-    pub fn binary(self) -> Option<PathBuf> {
+    pub(crate) fn binary(self) -> Option<PathBuf> {
         self.locate().ok()
     }
 
@@ -327,7 +331,7 @@ impl Engine {
     /// missing.
     ///
     /// Tests use it through [`per_server!`], which writes those two tests.
-    pub fn binary_for_test(self, test: &str) -> Option<PathBuf> {
+    pub(crate) fn binary_for_test(self, test: &str) -> Option<PathBuf> {
         let wanted = engine_list("ENGINES", "vault openbao");
         let required = engine_list("REQUIRE_ENGINES", "").contains(&self);
         let why = if wanted.contains(&self) {
@@ -408,7 +412,7 @@ pub(crate) use per_server;
 
 /// What a [`per_server!`] test runs: `body(engine)`, unless [`Engine::binary_for_test`] skips
 /// `engine` for `test`.
-pub fn run_per_server(engine: Engine, test: &str, body: impl FnOnce(Engine)) {
+pub(crate) fn run_per_server(engine: Engine, test: &str, body: impl FnOnce(Engine)) {
     if engine.binary_for_test(test).is_some() {
         body(engine);
     }
@@ -454,7 +458,7 @@ fn find_on_path(command: &str) -> Option<PathBuf> {
 /// The server runs in its own process group; dropping the `DevServer` stops the whole group
 /// (server and plugin processes). If the test is panicking, the temporary directory (config,
 /// log, plugin copy) is kept and the log's tail printed.
-pub struct DevServer {
+pub(crate) struct DevServer {
     pub engine: Engine,
     /// `http://127.0.0.1:PORT`
     pub addr: String,
@@ -470,7 +474,7 @@ pub struct DevServer {
 
 impl DevServer {
     /// Starts a dev server and waits until `GET /v1/sys/health` answers 200.
-    pub fn start(engine: Engine, plugin_binary: &Path) -> DevServer {
+    pub(crate) fn start(engine: Engine, plugin_binary: &Path) -> DevServer {
         let bin = engine
             .binary()
             .unwrap_or_else(|| panic!("{engine} binary not found (set {})", engine.bin_var()));
@@ -588,24 +592,24 @@ impl DevServer {
     }
 
     /// The server's process id (also its process group id).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The temporary directory holding the config, log, plugins/ and tmp/.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir_path
     }
 
     /// The plugin binary copy the server runs.
-    pub fn plugin_path(&self) -> &Path {
+    pub(crate) fn plugin_path(&self) -> &Path {
         &self.plugin_path
     }
 
     // -------------------------------------------------------------------------- raw HTTP
 
     /// A request to `/v1/<path>` with the root token; returns the status and JSON body.
-    pub fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub(crate) fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let mut request = self
             .http
@@ -619,7 +623,7 @@ impl DevServer {
 
     /// Like [`DevServer::request`], with another token and optionally a namespace
     /// (`X-Vault-Namespace`), for tests of ACL policies and namespaces.
-    pub fn request_as(
+    pub(crate) fn request_as(
         &self,
         token: &str,
         namespace: Option<&str>,
@@ -641,31 +645,31 @@ impl DevServer {
         send(request)
     }
 
-    pub fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         self.request(Method::GET, path, None)
     }
 
-    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn put(&self, path: &str, body: &Value) -> (u16, Value) {
         self.request(Method::PUT, path, Some(body))
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.request(Method::POST, path, Some(body))
     }
 
-    pub fn delete(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn delete(&self, path: &str) -> (u16, Value) {
         self.request(Method::DELETE, path, None)
     }
 
     /// `LIST` as the HTTP API spells it: `GET <path>?list=true`.
-    pub fn list(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn list(&self, path: &str) -> (u16, Value) {
         self.get(&format!("{}?list=true", path.trim_end_matches('/')))
     }
 
     // -------------------------------------------------------------------------- sys helpers
 
     /// Registers the plugin copy as secrets plugin `name` at `version`; panics unless 2xx.
-    pub fn register_plugin(&self, name: &str, sha256_hex: &str, version: &str) {
+    pub(crate) fn register_plugin(&self, name: &str, sha256_hex: &str, version: &str) {
         let (status, body) = self.put(
             &format!("sys/plugins/catalog/secret/{name}"),
             &json!({"sha256": sha256_hex, "command": PLUGIN_FILE_NAME, "version": version}),
@@ -675,12 +679,12 @@ impl DevServer {
 
     /// Registers the plugin copy as `name` at [`plugin_version`] with its real sha256 (that of
     /// the binary it was copied from, which [`sha256_file`] has usually seen already).
-    pub fn register_this_plugin(&self, name: &str) {
+    pub(crate) fn register_this_plugin(&self, name: &str) {
         self.register_plugin(name, &sha256_file(&self.source_binary), &plugin_version());
     }
 
     /// Mounts plugin `plugin_name` at `version` on `path`; panics unless 2xx.
-    pub fn enable(&self, path: &str, plugin_name: &str, version: &str) {
+    pub(crate) fn enable(&self, path: &str, plugin_name: &str, version: &str) {
         let (status, body) = self.post(
             &format!("sys/mounts/{}", path.trim_end_matches('/')),
             &json!({"type": plugin_name, "plugin_version": version}),
@@ -694,7 +698,7 @@ impl DevServer {
 
     /// Mounts plugin `plugin_name` at [`plugin_version`] on `path` with mount `options`
     /// (`rollback_min_age`, ...); panics unless 2xx.
-    pub fn enable_with_options(&self, path: &str, plugin_name: &str, options: Value) {
+    pub(crate) fn enable_with_options(&self, path: &str, plugin_name: &str, options: Value) {
         let (status, body) = self.post(
             &format!("sys/mounts/{}", path.trim_end_matches('/')),
             &json!({"type": plugin_name, "plugin_version": plugin_version(), "options": options}),
@@ -709,7 +713,7 @@ impl DevServer {
     /// Registers the plugin copy as `name` with `env` (`LITELLM_PLUGIN_CRASH_...=<point>`: where
     /// a `fault-injection` build kills itself) and mounts it at `path` with a 1 s
     /// `rollback_min_age`, so the rollback soon sees what a crash left; panics unless 2xx.
-    pub fn mount_crashing_plugin(&self, name: &str, path: &str, env: &str) {
+    pub(crate) fn mount_crashing_plugin(&self, name: &str, path: &str, env: &str) {
         let (status, body) = self.put(
             &format!("sys/plugins/catalog/secret/{name}"),
             &json!({"sha256": sha256_file(&self.source_binary), "command": PLUGIN_FILE_NAME,
@@ -724,13 +728,13 @@ impl DevServer {
     }
 
     /// Unmounts `path` (revoking its leases first); panics unless 2xx.
-    pub fn disable(&self, path: &str) {
+    pub(crate) fn disable(&self, path: &str) {
         let (status, body) = self.delete(&format!("sys/mounts/{}", path.trim_end_matches('/')));
         self.expect_ok(status, &body, &format!("disable {path}"));
     }
 
     /// `PUT sys/leases/renew`.
-    pub fn lease_renew(&self, lease_id: &str, increment_secs: u64) -> (u16, Value) {
+    pub(crate) fn lease_renew(&self, lease_id: &str, increment_secs: u64) -> (u16, Value) {
         self.put(
             "sys/leases/renew",
             &json!({"lease_id": lease_id, "increment": increment_secs}),
@@ -738,12 +742,12 @@ impl DevServer {
     }
 
     /// `PUT sys/leases/revoke` (synchronous).
-    pub fn lease_revoke(&self, lease_id: &str) -> (u16, Value) {
+    pub(crate) fn lease_revoke(&self, lease_id: &str) -> (u16, Value) {
         self.put("sys/leases/revoke", &json!({"lease_id": lease_id}))
     }
 
     /// `PUT sys/leases/revoke-prefix/<prefix>` (synchronous).
-    pub fn revoke_prefix(&self, prefix: &str) -> (u16, Value) {
+    pub(crate) fn revoke_prefix(&self, prefix: &str) -> (u16, Value) {
         self.put(
             &format!("sys/leases/revoke-prefix/{}", prefix.trim_matches('/')),
             &json!({}),
@@ -751,7 +755,7 @@ impl DevServer {
     }
 
     /// `PUT sys/plugins/reload/backend {"plugin": name}`: restarts the plugin's processes.
-    pub fn reload_plugin(&self, name: &str) -> (u16, Value) {
+    pub(crate) fn reload_plugin(&self, name: &str) -> (u16, Value) {
         self.put("sys/plugins/reload/backend", &json!({"plugin": name}))
     }
 
@@ -768,7 +772,7 @@ impl DevServer {
     // -------------------------------------------------------------------------- processes, logs
 
     /// Live (non-zombie) processes running this server's copy of the plugin binary.
-    pub fn plugin_pids(&self) -> Vec<u32> {
+    pub(crate) fn plugin_pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
         let Ok(entries) = fs::read_dir("/proc") else {
             return pids;
@@ -803,14 +807,14 @@ impl DevServer {
     }
 
     /// The server log so far (server and forwarded plugin output).
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read(&self.log_path)
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .unwrap_or_default()
     }
 
     /// The last `lines` lines of the server log.
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = self.log_text();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
@@ -884,14 +888,14 @@ fn free_port_pair() -> u16 {
 // ------------------------------------------------------------------------------------ LiteLLM
 
 /// The LiteLLM proxy the tests run against (`LITELLM_URL`, `LITELLM_MASTER_KEY`).
-pub struct LiteLlm {
+pub(crate) struct LiteLlm {
     pub url: String,
     pub master_key: String,
     http: Client,
 }
 
 impl LiteLlm {
-    pub fn from_env() -> LiteLlm {
+    pub(crate) fn from_env() -> LiteLlm {
         let var = |name: &str| {
             std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
                 panic!("{name} is not set: run the integration tests via `make test` / e2e/stack.sh up")
@@ -906,12 +910,12 @@ impl LiteLlm {
 
     /// A one-message chat completion with `key` on `model`; returns the HTTP status
     /// (200 ok, 401 unknown/deleted/expired key, 403 model not allowed, 429 rate limit, ...).
-    pub fn chat(&self, key: &str, model: &str) -> u16 {
+    pub(crate) fn chat(&self, key: &str, model: &str) -> u16 {
         self.chat_full(key, model).0
     }
 
     /// Like [`LiteLlm::chat`], with the response body.
-    pub fn chat_full(&self, key: &str, model: &str) -> (u16, Value) {
+    pub(crate) fn chat_full(&self, key: &str, model: &str) -> (u16, Value) {
         send(
             self.http
                 .post(format!("{}/chat/completions", self.url))
@@ -921,7 +925,7 @@ impl LiteLlm {
     }
 
     /// `GET /key/info?key=...` (plaintext key or its sha256 token) with the master key.
-    pub fn key_info(&self, key_or_hash: &str) -> (u16, Value) {
+    pub(crate) fn key_info(&self, key_or_hash: &str) -> (u16, Value) {
         send(
             self.http
                 .get(format!("{}/key/info", self.url))
@@ -931,7 +935,7 @@ impl LiteLlm {
     }
 
     /// `info.expires` of a key as Unix seconds (`None` for a key that never expires).
-    pub fn key_expires(&self, key_or_hash: &str) -> Option<f64> {
+    pub(crate) fn key_expires(&self, key_or_hash: &str) -> Option<f64> {
         let (status, body) = self.key_info(key_or_hash);
         assert_eq!(status, 200, "GET /key/info: {body}");
         body["info"]["expires"]
@@ -944,13 +948,16 @@ impl LiteLlm {
     /// LiteLLM 1.106.12's `/key/list` filters `key_alias` exactly by default, or as a
     /// case-insensitive *substring* with `substring_matching=true`; `expires=active` drops
     /// expired keys; deleted keys are never listed. The prefix test is done here.
-    pub fn live_keys_with_alias_prefix(&self, prefix: &str) -> Vec<Value> {
+    pub(crate) fn live_keys_with_alias_prefix(&self, prefix: &str) -> Vec<Value> {
         self.try_live_keys_with_alias_prefix(prefix)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Like [`LiteLlm::live_keys_with_alias_prefix`], returning errors instead of panicking.
-    pub fn try_live_keys_with_alias_prefix(&self, prefix: &str) -> Result<Vec<Value>, String> {
+    pub(crate) fn try_live_keys_with_alias_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Value>, String> {
         let mut keys = Vec::new();
         let mut page = 1u64;
         loop {
@@ -992,12 +999,12 @@ impl LiteLlm {
     }
 
     /// How many live, non-expired keys have an alias starting with `prefix`.
-    pub fn count_live_keys_with_alias_prefix(&self, prefix: &str) -> usize {
+    pub(crate) fn count_live_keys_with_alias_prefix(&self, prefix: &str) -> usize {
         self.live_keys_with_alias_prefix(prefix).len()
     }
 
     /// `POST /key/delete {"keys": [key]}`; returns the status (404 when already gone).
-    pub fn delete_key(&self, key_or_hash: &str) -> u16 {
+    pub(crate) fn delete_key(&self, key_or_hash: &str) -> u16 {
         send(
             self.http
                 .post(format!("{}/key/delete", self.url))
@@ -1009,7 +1016,7 @@ impl LiteLlm {
 
     /// Deletes every live key whose alias starts with `prefix` (test clean-up); returns how
     /// many. Never panics, so it can run in `Drop` while a test is failing.
-    pub fn delete_keys_with_alias_prefix(&self, prefix: &str) -> Result<usize, String> {
+    pub(crate) fn delete_keys_with_alias_prefix(&self, prefix: &str) -> Result<usize, String> {
         let aliases: Vec<String> = self
             .try_live_keys_with_alias_prefix(prefix)?
             .iter()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-pub struct Cable {
+pub(crate) struct Cable {
     port: u16,
     down: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
@@ -15,7 +15,7 @@ pub struct Cable {
 
 impl Cable {
     /// Forwards a new loopback port to `upstream` (`http://host:port`).
-    pub fn to(upstream: &str) -> Cable {
+    pub(crate) fn to(upstream: &str) -> Cable {
         let target = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -44,19 +44,19 @@ impl Cable {
         Cable { port, down, open }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Drops open connections and refuses new ones.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.down.store(true, Ordering::SeqCst);
         for s in self.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 
-    pub fn mend(&self) {
+    pub(crate) fn mend(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
 }

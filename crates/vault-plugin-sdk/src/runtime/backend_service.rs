@@ -23,7 +23,7 @@ struct Mount {
     system: Arc<dyn SystemView>,
 }
 
-pub struct BackendService {
+pub(super) struct BackendService {
     factory: Factory,
     broker: Arc<Broker>,
     tls: Arc<rustls::ClientConfig>,
@@ -34,7 +34,11 @@ pub struct BackendService {
 const TYPE_LOGICAL: u32 = 1;
 
 impl BackendService {
-    pub fn new(factory: Factory, broker: Arc<Broker>, tls: Arc<rustls::ClientConfig>) -> Self {
+    pub(super) fn new(
+        factory: Factory,
+        broker: Arc<Broker>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
         Self {
             factory,
             broker,

@@ -23,24 +23,24 @@ use crate::proto::plugin::grpc_broker_server::GrpcBroker;
 use crate::proto::plugin::ConnInfo;
 
 /// How long `Setup` waits for its connection info (as the Go SDK does).
-pub const CONN_INFO_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONN_INFO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connection infos announced by the host, by service id.
 #[derive(Default)]
-pub struct Broker {
+pub(super) struct Broker {
     announced: Mutex<HashMap<u32, ConnInfo>>,
     arrived: Notify,
 }
 
 impl Broker {
-    pub fn announce(&self, info: ConnInfo) {
+    pub(super) fn announce(&self, info: ConnInfo) {
         tracing::debug!(service_id = info.service_id, network = %info.network, "broker: connection info received");
         self.announced.lock().unwrap().insert(info.service_id, info);
         self.arrived.notify_waiters();
     }
 
     /// Waits until the host announced `service_id`, at most `timeout`.
-    pub async fn wait_for(
+    pub(super) async fn wait_for(
         &self,
         service_id: u32,
         timeout: Duration,
@@ -62,7 +62,7 @@ impl Broker {
 }
 
 /// The gRPC face of the broker, sharing its state.
-pub struct BrokerService(pub Arc<Broker>);
+pub(super) struct BrokerService(pub Arc<Broker>);
 
 #[tonic::async_trait]
 impl GrpcBroker for BrokerService {
@@ -84,7 +84,7 @@ impl GrpcBroker for BrokerService {
 }
 
 /// Dials a brokered host service with the plugin's TLS identity.
-pub async fn dial(
+pub(super) async fn dial(
     info: &ConnInfo,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Channel, RuntimeError> {

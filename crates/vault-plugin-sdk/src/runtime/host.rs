@@ -12,12 +12,12 @@ use crate::proto::pb::storage_client::StorageClient;
 use crate::proto::pb::system_view_client::SystemViewClient;
 
 /// The host allows 2 GiB messages; tonic's default is 4 MiB.
-pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
+pub(super) const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
-pub struct GrpcStorage(StorageClient<Channel>);
+pub(super) struct GrpcStorage(StorageClient<Channel>);
 
 impl GrpcStorage {
-    pub fn new(channel: Channel) -> Self {
+    pub(super) fn new(channel: Channel) -> Self {
         Self(
             StorageClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -108,10 +108,10 @@ impl Storage for GrpcStorage {
     }
 }
 
-pub struct GrpcSystemView(SystemViewClient<Channel>);
+pub(super) struct GrpcSystemView(SystemViewClient<Channel>);
 
 impl GrpcSystemView {
-    pub fn new(channel: Channel) -> Self {
+    pub(super) fn new(channel: Channel) -> Self {
         Self(
             SystemViewClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)

@@ -59,7 +59,7 @@ impl Drop for SocketFile {
 }
 
 /// Removes the socket even when the process dies of a panic.
-pub fn install_panic_hook() {
+pub(super) fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(path) = SOCKET_PATH.get() {
@@ -131,7 +131,7 @@ fn apply_socket_group(path: &Path, group: &str) -> Result<(), RuntimeError> {
 }
 
 /// Serves the plugin until the host lets it go.
-pub async fn run(host: HostEnv, factory: Factory) -> Result<(), RuntimeError> {
+pub(super) async fn run(host: HostEnv, factory: Factory) -> Result<(), RuntimeError> {
     let identity = tls::Identity::generate()?;
     let host_cert = tls::parse_host_cert(&host.client_cert_pem)?;
     let acceptor = TlsAcceptor::from(tls::server_config(&identity, &host_cert)?);

@@ -9,7 +9,7 @@ use crate::proto::pluginutil::multiplexing;
 
 /// `logical.PluginVersion`: the host checks it against `-version`, which it
 /// canonicalises with a leading `v`.
-pub struct Version;
+pub(super) struct Version;
 
 #[tonic::async_trait]
 impl logical::plugin_version_server::PluginVersion for Version {
@@ -24,7 +24,7 @@ impl logical::plugin_version_server::PluginVersion for Version {
 }
 
 /// `plugin.GRPCController`: the host's polite way to stop us.
-pub struct Controller(pub watch::Sender<bool>);
+pub(super) struct Controller(pub watch::Sender<bool>);
 
 #[tonic::async_trait]
 impl plugin::grpc_controller_server::GrpcController for Controller {
@@ -37,7 +37,7 @@ impl plugin::grpc_controller_server::GrpcController for Controller {
 
 /// `plugin.GRPCStdio`: hosts discard this data anyway; an endless empty
 /// stream keeps them quiet.
-pub struct Stdio;
+pub(super) struct Stdio;
 
 #[tonic::async_trait]
 impl plugin::grpc_stdio_server::GrpcStdio for Stdio {
@@ -50,7 +50,7 @@ impl plugin::grpc_stdio_server::GrpcStdio for Stdio {
 }
 
 /// One process per mount: simpler isolation, and what every host supports.
-pub struct Multiplexing;
+pub(super) struct Multiplexing;
 
 #[tonic::async_trait]
 impl multiplexing::plugin_multiplexing_server::PluginMultiplexing for Multiplexing {

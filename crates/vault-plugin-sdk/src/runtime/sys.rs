@@ -7,7 +7,7 @@ use std::io;
 
 /// Locks all current and future memory (what the server asks for unless it
 /// runs with `disable_mlock`).
-pub fn lock_memory() -> io::Result<()> {
+pub(super) fn lock_memory() -> io::Result<()> {
     // SAFETY: mlockall has no memory-safety preconditions.
     if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
         Ok(())
@@ -17,7 +17,7 @@ pub fn lock_memory() -> io::Result<()> {
 }
 
 /// Ignores SIGINT and asks the kernel for SIGTERM when the parent dies.
-pub fn die_with_parent() {
+pub(super) fn die_with_parent() {
     // SAFETY: plain syscalls with constant arguments.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -26,7 +26,7 @@ pub fn die_with_parent() {
 }
 
 /// The id of group `name`, `None` if there is no such group.
-pub fn group_id(name: &CString) -> Option<u32> {
+pub(super) fn group_id(name: &CString) -> Option<u32> {
     // SAFETY: getgrnam reads a NUL-terminated name and returns a pointer
     // into static storage, read immediately.
     let entry = unsafe { libc::getgrnam(name.as_ptr()) };

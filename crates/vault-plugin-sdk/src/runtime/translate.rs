@@ -13,16 +13,16 @@ use crate::proto::pb;
 
 /// `ProtoError.err_type` values.
 mod err_type {
-    pub const UNKNOWN: u32 = 0;
-    pub const CODED: u32 = 3;
-    pub const UNSUPPORTED_OPERATION: u32 = 5;
-    pub const UNSUPPORTED_PATH: u32 = 6;
-    pub const INVALID_REQUEST: u32 = 7;
-    pub const PERMISSION_DENIED: u32 = 8;
+    pub(super) const UNKNOWN: u32 = 0;
+    pub(super) const CODED: u32 = 3;
+    pub(super) const UNSUPPORTED_OPERATION: u32 = 5;
+    pub(super) const UNSUPPORTED_PATH: u32 = 6;
+    pub(super) const INVALID_REQUEST: u32 = 7;
+    pub(super) const PERMISSION_DENIED: u32 = 8;
 }
 
 /// Parses a JSON object sent as text; absent or `null` bodies are empty.
-pub fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, Error> {
+pub(super) fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, Error> {
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
@@ -57,7 +57,7 @@ fn system_time(ts: &prost_types::Timestamp) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-pub fn secret_from_wire(s: &pb::Secret) -> Result<Secret, Error> {
+pub(super) fn secret_from_wire(s: &pb::Secret) -> Result<Secret, Error> {
     let lease = s.lease_options.unwrap_or_default();
     Ok(Secret {
         internal: json_object(&s.internal_data, "secret internal data")?,
@@ -70,7 +70,7 @@ pub fn secret_from_wire(s: &pb::Secret) -> Result<Secret, Error> {
     })
 }
 
-pub fn secret_to_wire(s: &Secret) -> pb::Secret {
+pub(super) fn secret_to_wire(s: &Secret) -> pb::Secret {
     pb::Secret {
         lease_options: Some(pb::LeaseOptions {
             ttl: duration_ns(s.ttl),
@@ -85,7 +85,7 @@ pub fn secret_to_wire(s: &Secret) -> pb::Secret {
     }
 }
 
-pub fn response_to_wire(r: &Response) -> pb::Response {
+pub(super) fn response_to_wire(r: &Response) -> pb::Response {
     pb::Response {
         data: Value::Object(r.data.clone()).to_string(),
         secret: r.secret.as_ref().map(secret_to_wire),
@@ -97,7 +97,7 @@ pub fn response_to_wire(r: &Response) -> pb::Response {
 /// The wire form of an error: a `ProtoError`, plus for invalid requests a
 /// response whose only data is `error`, which the host shows verbatim as a
 /// 400 (instead of wrapping it in "1 error occurred").
-pub fn error_to_wire(e: &Error) -> (Option<pb::Response>, pb::ProtoError) {
+pub(super) fn error_to_wire(e: &Error) -> (Option<pb::Response>, pb::ProtoError) {
     let msg = e.to_string();
     let (kind, code) = match e {
         Error::InvalidRequest(_) => (err_type::INVALID_REQUEST, 0),
