@@ -8,12 +8,15 @@ Every number is measured in the same run as its baseline:
                 revoke-prefix of 1,000 leases, queued (the CLI's default: concurrent revokes, which
                 the plugin batches) and synchronous (one lease at a time), vs. as many direct
                 sequential `/key/delete` calls;
-  * footprint:  exec-to-handshake time, mount time, RSS idle and after 1,000 issues, binary size.
+  * footprint:  exec-to-handshake time, mount time, RSS idle and after 1,000 issues, binary size,
+                plugin CPU per issue+revoke pair;
+  * scale:      10,000 live leases on one mount: issue/revoke latency against an empty mount,
+                `LIST keys/` through all of them and the plugin's peak RSS, queued revoke of all.
 
 Needs LITELLM_URL, LITELLM_MASTER_KEY and BAO_BIN (run through e2e/run-with-stack.sh; `make bench`).
 Writes bench/RESULTS.md. BENCH_MODE=quick (`make bench-quick`) runs smaller counts for development
 and only prints the table. Knobs: BENCH_N (latency samples, default 200; quick 50), BENCH_ISSUES
-(1000; quick 200), BENCH_REVOKES (1000; quick 200).
+(1000; quick 200), BENCH_REVOKES (1000; quick 200), BENCH_SCALE (10000; quick 1000).
 """
 
 import base64
@@ -40,6 +43,7 @@ QUICK = os.environ.get("BENCH_MODE", "full") == "quick"
 N = int(os.environ.get("BENCH_N", "50" if QUICK else "200"))
 ISSUES = int(os.environ.get("BENCH_ISSUES", "200" if QUICK else "1000"))
 REVOKES = int(os.environ.get("BENCH_REVOKES", "200" if QUICK else "1000"))
+SCALE = int(os.environ.get("BENCH_SCALE", "1000" if QUICK else "10000"))
 LITELLM = os.environ["LITELLM_URL"].rstrip("/")
 MASTER = os.environ["LITELLM_MASTER_KEY"]
 BAO = os.environ["BAO_BIN"]
@@ -344,7 +348,7 @@ def run(bao, row):
 
     log("clean the keys issued so far (revoke-prefix, not timed)")
     bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/bench", timeout=1800)
-    bao.ok("PUT", "litellm/roles/rev", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": "benchrev"})
+    bao.ok("PUT", "litellm/roles/rev", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": f"benchrev{os.getpid()}"})
     log(f"{REVOKES} direct keys for the delete baseline")
     while len(tokens) < REVOKES:
         tokens.append(direct_generate(f"bench-del-{os.getpid()}-{len(tokens)}")[1])
@@ -364,15 +368,71 @@ def run(bao, row):
         while queued and bao.lease_count("litellm/creds/rev/") > 0:
             time.sleep(0.02)
         revoke_wall = time.perf_counter() - t
-        left = live_keys_with_alias("benchrev-")
+        left = live_keys_with_alias(f"benchrev{os.getpid()}-")
         how = "queued, the CLI's default" if queued else "sync=true: one lease at a time"
-        row("throughput", f"revoke-prefix of {REVOKES} leases ({how}); {left} keys left",
+        row("throughput", f"revoke-prefix of {REVOKES} leases ({how}); {left} keys left; "
+            f"plugin peak RSS so far {rss_kb(pid)['VmHWM'] / 1024:.1f} MB",
             f"{REVOKES / revoke_wall:.1f} leases/s",
             f"direct /key/delete {direct_rate:.1f}/s (sequential)",
             f"{(REVOKES / revoke_wall) / direct_rate:.2f}x" + (" (target >= 3x)" if queued else ""))
     for tok in tokens[REVOKES:]:
         direct_delete(tok)
     inventory_cost(bao, row)
+    scale(bao, row, pid)
+
+
+def issue_revoke_latency(bao, role, samples=50):
+    """Median ms of `read creds/<role>` and of `sys/leases/revoke` of that lease, paired."""
+    issue, revoke = [], []
+    for _ in range(samples):
+        t = time.perf_counter()
+        lease = bao.ok("GET", f"litellm/creds/{role}")["lease_id"]
+        issue.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bao.ok("PUT", "sys/leases/revoke", {"lease_id": lease})
+        revoke.append(time.perf_counter() - t)
+    return statistics.median(issue) * 1000, statistics.median(revoke) * 1000
+
+
+def scale(bao, row, pid):
+    """SCALE live leases on one mount: issue and revoke latency against the same measured on
+    an empty mount; `LIST keys/` paged through all of them; the plugin's peak RSS."""
+    # A prefix of this run's own: keys of an interrupted earlier run must not count.
+    prefix = f"benchscale{os.getpid()}"
+    bao.ok("PUT", "litellm/roles/scale", {"models": [MODEL], "ttl": "2h", "key_alias_prefix": prefix})
+    empty = issue_revoke_latency(bao, "scale")
+    log(f"scale: issuing {SCALE} leases (concurrency 8)")
+    wall, _ = timed_parallel(lambda i: bao.ok("GET", "litellm/creds/scale"), SCALE, 8)
+    row("scale", f"issue {SCALE} leases on one mount (concurrency 8)", f"{SCALE / wall:.1f}/s")
+    log(f"scale: plugin peak RSS after the issues {rss_kb(pid)['VmHWM'] / 1024:.1f} MB")
+    full = issue_revoke_latency(bao, "scale")
+    row("scale", f"issue / revoke latency with {SCALE} live leases (median of 50)",
+        f"{full[0]:.1f} / {full[1]:.1f} ms", f"empty mount {empty[0]:.1f} / {empty[1]:.1f} ms",
+        f"{full[0] / empty[0]:.2f}x / {full[1] / empty[1]:.2f}x")
+    listed, after, pages = 0, "", 0
+    t = time.perf_counter()
+    while True:
+        q = urllib.parse.urlencode({"limit": 1000, "after": after})
+        status, out = bao.call("LIST", f"litellm/keys?{q}", None, 600)
+        assert status in (200, 404), (status, out)  # 404: an empty page
+        keys = out["data"].get("keys", []) if status == 200 else []
+        listed += len(keys)
+        pages += 1
+        if len(keys) < 1000:
+            break
+        after = keys[-1]
+    list_wall = time.perf_counter() - t
+    hwm = rss_kb(pid)["VmHWM"] / 1024
+    row("scale", f"LIST keys/ through {listed} records ({pages} pages of 1000, joined with LiteLLM)",
+        f"{list_wall:.1f} s", f"plugin peak RSS {hwm:.1f} MB", "RSS target < 15 MB: " + ("met" if hwm < 15 else "NOT met"))
+    log(f"scale: revoking {SCALE} leases (queued)")
+    t = time.perf_counter()
+    bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/scale", {"sync": False}, timeout=1800)
+    while bao.lease_count("litellm/creds/scale/") > 0:
+        time.sleep(0.2)
+    wall = time.perf_counter() - t
+    left = live_keys_with_alias(f"{prefix}-")
+    row("scale", f"revoke-prefix of {SCALE} leases (queued); {left} keys left", f"{SCALE / wall:.1f} leases/s")
 
 
 def inventory_cost(bao, row):
