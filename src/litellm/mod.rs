@@ -19,8 +19,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use types::KeyPage;
 pub use types::{GenerateKeyRequest, GeneratedKey, KeyView, UpdatedKey};
+use types::{KeyPage, KeysInfo};
 
 /// What can go wrong talking to LiteLLM. Messages never contain the master key.
 #[derive(Debug, thiserror::Error)]
@@ -302,7 +302,9 @@ impl Client {
     pub async fn keys_info(&self, tokens: &[String]) -> Result<Listing, Error> {
         let mut listing = Listing::default();
         for chunk in tokens.chunks(PAGE_SIZE) {
-            let answer: Value = self
+            // Parsed straight into views: a page of full key objects is
+            // never held twice.
+            let answer: KeysInfo = self
                 .call(
                     Method::POST,
                     "v2/key/info",
@@ -310,9 +312,7 @@ impl Client {
                 )
                 .await?;
             listing.calls += 1;
-            let infos: Vec<KeyView> = serde_json::from_value(answer["info"].clone())
-                .map_err(|e| Error::InvalidResponse(format!("v2/key/info: {e}")))?;
-            listing.keys.extend(infos);
+            listing.keys.extend(answer.info);
         }
         Ok(listing)
     }

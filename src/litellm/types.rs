@@ -123,6 +123,12 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// The answer of `/v2/key/info`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct KeysInfo {
+    pub info: Vec<KeyView>,
+}
+
 /// One page of `/key/list`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct KeyPage {
