@@ -265,15 +265,31 @@ async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Option<Respons
     if let Some(mut k) = load_key(storage, &name).await? {
         // The keys go first: a role whose keys could not be deleted stays,
         // so the delete can be retried.
-        if let Some(p) = k.previous.take() {
-            delete_key(&engine, storage, &p.token, &p.home).await?;
-            store_key(storage, &name, &k).await?;
-        }
+        drop_previous(&engine, storage, &name, &mut k, |_| true).await?;
         delete_key(&engine, storage, &key_token(&k.key), &k.home).await?;
         storage.delete(&format!("{KEY_PREFIX}{name}")).await?;
     }
     storage.delete(&format!("{ROLE_PREFIX}{name}")).await?;
     Ok(None)
+}
+
+/// Deletes the previous generation of `key` if `due` says so, then stores
+/// the key without it: in that order, so a failed delete leaves it recorded
+/// (the callers give up on an error).
+async fn drop_previous(
+    engine: &Engine,
+    storage: &dyn Storage,
+    name: &str,
+    key: &mut StaticKey,
+    due: impl FnOnce(&PreviousKey) -> bool,
+) -> Result<()> {
+    let Some(p) = key.previous.take_if(|p| due(p)) else {
+        return Ok(());
+    };
+    delete_key(engine, storage, &p.token, &p.home).await?;
+    store_key(storage, name, key).await?;
+    tracing::info!(role = %name, key_alias = %p.key_alias, "previous static key deleted");
+    Ok(())
 }
 
 async fn delete_key(
@@ -334,19 +350,12 @@ async fn rotate(
     storage: &dyn Storage,
     name: &str,
     role: &StaticRole,
-    old: Option<StaticKey>,
+    mut old: Option<StaticKey>,
 ) -> Result<StaticKey> {
-    let old = match old {
-        Some(mut k) => {
-            // Two generations at most: one still in its grace goes first.
-            if let Some(p) = k.previous.take() {
-                delete_key(engine, storage, &p.token, &p.home).await?;
-                store_key(storage, name, &k).await?;
-            }
-            Some(k)
-        }
-        None => None,
-    };
+    if let Some(k) = old.as_mut() {
+        // Two generations at most: one still in its grace goes first.
+        drop_previous(engine, storage, name, k, |_| true).await?;
+    }
     let current = engine.clients.current(storage).await?;
     let mount_id = inventory::ensure_mount_id(engine, storage).await?;
     let now = unix_now();
@@ -501,11 +510,7 @@ async fn rotate_if_due(engine: &Engine, storage: &dyn Storage, name: &str) -> Re
     };
     let now = unix_now();
     if let Some(k) = key.as_mut() {
-        if let Some(p) = k.previous.take_if(|p| now >= p.delete_after) {
-            delete_key(engine, storage, &p.token, &p.home).await?;
-            store_key(storage, name, k).await?;
-            tracing::info!(role = %name, key_alias = %p.key_alias, "previous static key deleted after its grace period");
-        }
+        drop_previous(engine, storage, name, k, |p| now >= p.delete_after).await?;
     }
     let due = key
         .as_ref()
