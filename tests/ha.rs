@@ -459,10 +459,14 @@ fn three_node_raft_cluster_failover(engine: Engine) {
         },
     );
     let fo_leases = live_leases_of(&cluster, new, "fo");
-    assert_eq!(
-        fo_leases,
+    // Every key handed out has its lease. One lease more is the request in
+    // flight at the kill whose answer was lost after the old leader stored
+    // its lease: its key is then the one key no client saw (below).
+    assert!(
+        fo_leases == handed_out.len() || (fo_leases == handed_out.len() + 1 && orphans.len() == 1),
+        "every key handed out has its lease: {fo_leases} leases, {} keys handed out, {} unseen",
         handed_out.len(),
-        "every key handed out has its lease"
+        orphans.len()
     );
     // The one window outside any plugin's sight (README): the old leader
     // died after its plugin answered and before it stored the lease. The
