@@ -7,11 +7,11 @@
 //! Pointing `config` at a different proxy, or deleting it, keeps the old
 //! settings for the keys minted there (see `proxy`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map};
 use url::Url;
 
 use super::clock;
@@ -25,7 +25,6 @@ use crate::framework::{
 use crate::litellm;
 
 pub(super) const STORAGE_KEY: &str = "config";
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The stored configuration.
@@ -187,56 +186,87 @@ async fn exists(_: Arc<Engine>, req: Request) -> Result<bool> {
     Ok(req.storage.get(STORAGE_KEY).await?.is_some())
 }
 
+/// What a `config` read shows: every setting but the admin key itself.
+#[derive(Serialize)]
+struct ConfigView {
+    base_url: String,
+    admin_key_set: bool,
+    /// Older clients look for this name.
+    master_key_set: bool,
+    rotation_period: u64,
+    rotation_schedule: String,
+    rotation_window: u64,
+    disable_automated_rotation: bool,
+    last_rotated: Option<String>,
+    next_rotation: Option<String>,
+    ca_cert: String,
+    tls_skip_verify: bool,
+    request_timeout: u64,
+    proxy_id: String,
+    /// Proxies this mount used before, by id, with their URL.
+    retired_proxies: BTreeMap<String, String>,
+}
+
 async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let Some(c) = load(req.storage.as_ref()).await? else {
         return Ok(None);
     };
-    let mut data = Map::new();
-    data.insert("base_url".into(), json!(c.base_url));
-    data.insert("admin_key_set".into(), json!(!c.master_key.is_empty()));
-    // Older clients look for this name.
-    data.insert("master_key_set".into(), json!(!c.master_key.is_empty()));
-    let r = &c.rotation;
-    data.insert("rotation_period".into(), json!(r.period_secs.unwrap_or(0)));
-    data.insert(
-        "rotation_schedule".into(),
-        json!(r.schedule.clone().unwrap_or_default()),
-    );
-    data.insert("rotation_window".into(), json!(r.window_secs.unwrap_or(0)));
-    data.insert("disable_automated_rotation".into(), json!(r.disabled));
-    data.insert(
-        "last_rotated".into(),
-        json!(r.last_rotated.map(clock::rfc3339)),
-    );
-    data.insert(
-        "next_rotation".into(),
-        json!(r.next_rotation.map(clock::rfc3339)),
-    );
-    data.insert("ca_cert".into(), json!(c.ca_cert));
-    data.insert("tls_skip_verify".into(), json!(c.tls_skip_verify));
-    data.insert("request_timeout".into(), json!(c.request_timeout_secs));
-    data.insert("proxy_id".into(), json!(c.proxy_id));
-    let retired: Map<String, serde_json::Value> = proxy::list_retired(req.storage.as_ref())
+    let retired_proxies = proxy::list_retired(req.storage.as_ref())
         .await?
         .into_iter()
-        .map(|r| (r.proxy_id, json!(r.base_url)))
+        .map(|r| (r.proxy_id, r.base_url))
         .collect();
-    data.insert("retired_proxies".into(), json!(retired));
-    Ok(Some(Response::with_data(data)))
+    let r = c.rotation;
+    let view = ConfigView {
+        admin_key_set: !c.master_key.is_empty(),
+        master_key_set: !c.master_key.is_empty(),
+        base_url: c.base_url,
+        rotation_period: r.period_secs.unwrap_or(0),
+        rotation_schedule: r.schedule.unwrap_or_default(),
+        rotation_window: r.window_secs.unwrap_or(0),
+        disable_automated_rotation: r.disabled,
+        last_rotated: r.last_rotated.map(clock::rfc3339),
+        next_rotation: r.next_rotation.map(clock::rfc3339),
+        ca_cert: c.ca_cert,
+        tls_skip_verify: c.tls_skip_verify,
+        request_timeout: c.request_timeout_secs,
+        proxy_id: c.proxy_id,
+        retired_proxies,
+    };
+    Ok(Some(Response::from_output(&view)?))
+}
+
+/// What a `config` write gives; `None` keeps the stored value.
+#[derive(Deserialize)]
+struct ConfigInput {
+    base_url: Option<String>,
+    admin_key: Option<String>,
+    master_key: Option<String>,
+    rotation_period: Option<Duration>,
+    rotation_schedule: Option<String>,
+    rotation_window: Option<Duration>,
+    disable_automated_rotation: Option<bool>,
+    ca_cert: Option<String>,
+    tls_skip_verify: Option<bool>,
+    request_timeout: Option<Duration>,
+    proxy_moved: Option<bool>,
+    verify_connection: Option<bool>,
 }
 
 async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
-    let f = &req.fields;
+    let given: ConfigInput = req.fields.decode_given()?;
+    // A first write starts from the schema's defaults.
+    let defaults: ConfigInput = req.fields.defaults()?;
     let storage = req.storage.as_ref();
     // Read-modify-write: two partial writes at once must not lose a field.
     let _writing = engine.writes.lock().await;
     let existing = load(storage).await?;
-    let base_url = match (f.str("base_url"), &existing) {
+    let base_url = match (&given.base_url, &existing) {
         (Some(u), _) => parse_base_url(u)?.to_string(),
         (None, Some(c)) => c.base_url.clone(),
         (None, None) => return Err(Error::invalid("field \"base_url\" is required")),
     };
-    let given_key = match (f.str("admin_key"), f.str("master_key")) {
+    let given_key = match (given.admin_key.as_deref(), given.master_key.as_deref()) {
         (Some(a), Some(m)) if a != m => {
             return Err(Error::invalid(
                 "fields \"admin_key\" and \"master_key\" are the same setting: give one",
@@ -256,17 +286,17 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         }
     };
     let change = PolicyChange {
-        period: f.duration("rotation_period"),
-        schedule: f.str("rotation_schedule"),
-        window: f.duration("rotation_window"),
-        disable: f.bool("disable_automated_rotation"),
+        period: given.rotation_period,
+        schedule: given.rotation_schedule.as_deref(),
+        window: given.rotation_window,
+        disable: given.disable_automated_rotation,
     };
     let old_policy = existing
         .as_ref()
         .map(|c| c.rotation.clone())
         .unwrap_or_default();
     let policy = old_policy.apply(&change, engine.min_rotation_period, clock::unix_now())?;
-    let timeout = match f.duration("request_timeout") {
+    let timeout = match given.request_timeout {
         Some(t) if t.is_zero() || t > MAX_TIMEOUT => {
             return Err(Error::invalid(format!(
                 "field \"request_timeout\" must be between 1s and {}s",
@@ -274,27 +304,33 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             )))
         }
         Some(t) => t,
-        None => existing.as_ref().map_or(DEFAULT_TIMEOUT, |c| {
-            Duration::from_secs(c.request_timeout_secs)
-        }),
+        None => existing
+            .as_ref()
+            .map(Config::request_timeout)
+            .or(defaults.request_timeout)
+            .unwrap_or_default(),
     };
     let mut config = Config {
         base_url,
         master_key,
-        ca_cert: f
-            .str("ca_cert")
+        ca_cert: given
+            .ca_cert
             .map(|c| c.trim().to_string())
             .or_else(|| existing.as_ref().map(|c| c.ca_cert.clone()))
             .unwrap_or_default(),
-        tls_skip_verify: f
-            .bool("tls_skip_verify")
+        tls_skip_verify: given
+            .tls_skip_verify
             .or_else(|| existing.as_ref().map(|c| c.tls_skip_verify))
-            .unwrap_or(false),
+            .or(defaults.tls_skip_verify)
+            .unwrap_or_default(),
         request_timeout_secs: timeout.as_secs(),
         proxy_id: String::new(),
         rotation: policy,
     };
-    let moved = f.bool("proxy_moved").unwrap_or(false);
+    let moved = given
+        .proxy_moved
+        .or(defaults.proxy_moved)
+        .unwrap_or_default();
     let mut warnings = Vec::new();
     let mut reactivated = None;
     config.proxy_id = match &existing {
@@ -331,7 +367,11 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     // Building the client validates ca_cert even when not verifying.
     let client =
         litellm::Client::new(&config.settings()?).map_err(|e| Error::invalid(e.to_string()))?;
-    if f.bool("verify_connection").unwrap_or(true) {
+    if given
+        .verify_connection
+        .or(defaults.verify_connection)
+        .unwrap_or(true)
+    {
         client.check_admin().await.map_err(|e| {
             Error::invalid(format!(
                 "cannot verify the LiteLLM connection, nothing was saved: {e} (set verify_connection=false to save anyway)"

@@ -22,9 +22,7 @@ use serde_json::{json, Map, Value};
 use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::narrowing::Narrowing;
-use super::{
-    attribution, key_secret, roles, rollback, upstream, Engine, EXPIRY_GRACE, ISSUE_MARGIN,
-};
+use super::{attribution, key_secret, roles, rollback, Engine, EXPIRY_GRACE, ISSUE_MARGIN};
 use crate::framework::storage::PERFORMANCE_STANDBY;
 use crate::framework::{
     calculate_ttl, callback, wal, Error, Field, FieldType, Operation, Path, Request, Response,
@@ -101,7 +99,10 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     } else {
         role.ttl()
     };
-    let narrowing = Narrowing::check(&req.fields, &role, role_ttl)?;
+    let narrowing = req
+        .fields
+        .decode_given::<Narrowing>()?
+        .check(&role, role_ttl)?;
     let now = SystemTime::now();
     let grant = calculate_ttl(&TtlRequest {
         increment: std::time::Duration::ZERO,
@@ -156,7 +157,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         Ok(key) => key,
         Err(e) => {
             settle_failed_generate(&proxy.client, storage, &wal_id, &alias, &e).await;
-            return Err(upstream(e));
+            return Err(e.into());
         }
     };
 

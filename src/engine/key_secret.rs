@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::proxy::Home;
-use super::{roles, upstream, Engine, EXPIRY_GRACE};
+use super::{roles, Engine, EXPIRY_GRACE};
 use crate::framework::{
     calculate_ttl, callback, Error, Request, Response, Result, SecretType, TtlRequest,
 };
@@ -87,7 +87,7 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let updated = client
         .extend_key(&token, grant.ttl + EXPIRY_GRACE)
         .await
-        .map_err(upstream)?;
+        .map_err(Error::from)?;
     let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
     tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
     if secret.internal_str("key_alias").is_ok() {
@@ -137,7 +137,7 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
     let outcome = async {
         let client = engine.clients.for_key(storage, home.as_ref()).await?;
-        client.delete_key_batched(&token).await.map_err(upstream)
+        client.delete_key_batched(&token).await.map_err(Error::from)
     }
     .await;
     match outcome {

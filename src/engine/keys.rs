@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::clock::{self, parse_time, rfc3339};
 use super::inventory::{self, KeyId, KeyRecord};
 use super::proxy::Home;
-use super::{upstream, Engine};
+use super::Engine;
 use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, Request, Response, Result, Storage,
 };
@@ -125,15 +126,23 @@ pub(super) async fn client_for(
         .await
 }
 
+/// A page of `LIST keys/`.
+#[derive(Deserialize)]
+struct ListInput {
+    #[serde(default)]
+    after: String,
+    limit: i64,
+}
+
 async fn list(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
-    let limit = req.fields.int("limit").unwrap_or(DEFAULT_LIMIT);
+    let ListInput { after, limit } = req.fields.decode()?;
+    let after = after.as_str();
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Error::invalid(format!(
             "field \"limit\" must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let after = req.fields.str("after").unwrap_or_default();
     let page: Vec<String> = inventory::aliases(storage)
         .await?
         .into_iter()
@@ -158,7 +167,7 @@ async fn list(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         let views = async {
             let client = client_for(&engine, storage, group[0]).await?;
             let tokens: Vec<String> = group.iter().map(|r| r.token.clone()).collect();
-            client.keys_info(&tokens).await.map_err(upstream)
+            client.keys_info(&tokens).await.map_err(Error::from)
         }
         .await;
         match views {
@@ -204,7 +213,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         return Ok(None);
     };
     let client = client_for(&engine, storage, &record).await?;
-    let view = client.key_info(&record.token).await.map_err(upstream)?;
+    let view = client.key_info(&record.token).await.map_err(Error::from)?;
     let mut data = record_json(&record);
     data.extend(live_json(view.as_ref(), clock::unix_now()));
     Ok(Some(Response::with_data(data)))

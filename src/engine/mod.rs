@@ -37,8 +37,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::framework::{Backend, Error, Result, SpecialPaths};
-use crate::litellm;
+use crate::framework::{Backend, Result, SpecialPaths};
 
 const HELP: &str = "\
 The LiteLLM secrets engine issues LiteLLM proxy virtual keys on demand.
@@ -94,21 +93,6 @@ impl Engine {
             mount_id_lock: tokio::sync::Mutex::new(()),
             tidying: Arc::new(tokio::sync::Mutex::new(())),
             min_rotation_period: rotation::DEFAULT_MIN_PERIOD,
-        }
-    }
-}
-
-/// Maps a LiteLLM failure to what the caller of the engine sees.
-fn upstream(e: litellm::Error) -> Error {
-    use litellm::Error as L;
-    match &e {
-        L::Config(_) | L::Rejected { .. } => Error::invalid(e.to_string()),
-        L::Unreachable { .. } => Error::coded(503, e.to_string()),
-        L::Interrupted { .. } => Error::coded(502, e.to_string()),
-        L::Timeout(_) => Error::coded(504, e.to_string()),
-        L::Unauthorized { .. } => Error::coded(502, format!("{e}; update admin_key at config")),
-        L::NotFound { .. } | L::Server { .. } | L::InvalidResponse(_) => {
-            Error::coded(502, e.to_string())
         }
     }
 }

@@ -6,33 +6,35 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::roles::{Role, RESERVED_METADATA};
-use crate::framework::{Error, FieldData, Result};
+use serde::Deserialize;
 
-/// What the request asked for, checked against its role.
-#[derive(Debug, Default, PartialEq)]
+use super::roles::{Role, RESERVED_METADATA};
+use crate::framework::{Error, Result};
+
+/// What the request asked for (the `creds/<role>` write's input), checked
+/// against its role.
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub(super) struct Narrowing {
     pub ttl: Option<Duration>,
     pub models: Option<Vec<String>>,
     pub max_budget: Option<f64>,
+    #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }
 
 impl Narrowing {
     /// `role_ttl` is the TTL a plain read would get (the role's, else the
     /// mount's default).
-    pub(super) fn check(f: &FieldData, role: &Role, role_ttl: Duration) -> Result<Self> {
-        let mut out = Self::default();
-        if let Some(ttl) = f.duration("ttl") {
+    pub(super) fn check(self, role: &Role, role_ttl: Duration) -> Result<Self> {
+        if let Some(ttl) = self.ttl {
             if ttl.is_zero() || ttl > role_ttl {
                 return Err(Error::invalid(format!(
                     "field \"ttl\" must be between 1s and the role's TTL ({}s)",
                     role_ttl.as_secs()
                 )));
             }
-            out.ttl = Some(ttl);
         }
-        if let Some(models) = f.list("models") {
+        if let Some(models) = &self.models {
             if models.is_empty() {
                 return Err(Error::invalid(
                     "field \"models\" names no model; leave it out to get the role's models",
@@ -46,9 +48,8 @@ impl Narrowing {
                     )));
                 }
             }
-            out.models = Some(models.to_vec());
         }
-        if let Some(budget) = f.float("max_budget") {
+        if let Some(budget) = self.max_budget {
             let cap = role.max_budget;
             if budget <= 0.0 || (cap > 0.0 && budget > cap) {
                 return Err(Error::invalid(if cap > 0.0 {
@@ -57,26 +58,22 @@ impl Narrowing {
                     "field \"max_budget\" must be > 0".to_string()
                 }));
             }
-            out.max_budget = Some(budget);
         }
-        if let Some(metadata) = f.map("metadata") {
-            for key in metadata.keys() {
-                if RESERVED_METADATA.contains(&key.as_str())
-                    || !role.allowed_request_metadata.contains(key)
-                {
-                    return Err(Error::invalid(format!(
-                        "field \"metadata\": key {key:?} is not allowed by the role \
+        for key in self.metadata.keys() {
+            if RESERVED_METADATA.contains(&key.as_str())
+                || !role.allowed_request_metadata.contains(key)
+            {
+                return Err(Error::invalid(format!(
+                    "field \"metadata\": key {key:?} is not allowed by the role \
                          (allowed_request_metadata: {})",
-                        if role.allowed_request_metadata.is_empty() {
-                            "none".to_string()
-                        } else {
-                            role.allowed_request_metadata.join(", ")
-                        }
-                    )));
-                }
+                    if role.allowed_request_metadata.is_empty() {
+                        "none".to_string()
+                    } else {
+                        role.allowed_request_metadata.join(", ")
+                    }
+                )));
             }
-            out.metadata = metadata.clone();
         }
-        Ok(out)
+        Ok(self)
     }
 }

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::config::{self, Config};
-use super::upstream;
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{Error, Result, Storage};
 use crate::litellm::Client;
@@ -148,7 +147,7 @@ impl Clients {
             return Ok(None);
         };
         let config = Arc::new(config);
-        let client = Arc::new(Client::new(&config.settings()?).map_err(upstream)?);
+        let client = Arc::new(Client::new(&config.settings()?).map_err(Error::from)?);
         let mut cache = self.cache.lock().unwrap();
         if cache.generation == generation {
             cache.current = Some((Arc::clone(&config), Arc::clone(&client)));
@@ -188,7 +187,7 @@ impl Clients {
                 home.base_url, home.proxy_id
             ))
             })?;
-        let client = Arc::new(Client::new(&config.settings()?).map_err(upstream)?);
+        let client = Arc::new(Client::new(&config.settings()?).map_err(Error::from)?);
         let mut cache = self.cache.lock().unwrap();
         if cache.generation == generation {
             cache

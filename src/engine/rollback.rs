@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::Home;
-use super::{inventory, rotation, static_roles, upstream, Engine};
+use super::{inventory, rotation, static_roles, Engine};
 use crate::framework::wal::WalEntry;
 use crate::framework::{callback, Error, Request, Result, WalRollback};
 
@@ -52,7 +52,7 @@ async fn delete_abandoned_key(
     let outcome = client
         .delete_key_aliases(std::slice::from_ref(&alias))
         .await
-        .map_err(upstream)?;
+        .map_err(Error::from)?;
     // The issue may have got as far as recording the key.
     inventory::delete(req.storage.as_ref(), &alias).await?;
     tracing::info!(key_alias = %alias, outcome = ?outcome, "rollback: abandoned key handled");

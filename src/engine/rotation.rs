@@ -28,7 +28,7 @@ use super::config::{self, Config};
 use super::creds::settle_failed_generate;
 use super::cron;
 use super::proxy::{self, Home};
-use super::{upstream, Engine, ISSUE_MARGIN};
+use super::{Engine, ISSUE_MARGIN};
 use crate::framework::storage::put_json;
 use crate::framework::wal::{self, WalEntry};
 use crate::framework::{
@@ -256,11 +256,11 @@ const MASTER_KEY_REFUSAL: &str = "the configured admin key is the LiteLLM master
 
 /// Rotates `config`'s key. The caller holds `engine.writes`.
 async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Result<Outcome> {
-    let old_client = Client::new(&config.settings()?).map_err(upstream)?;
+    let old_client = Client::new(&config.settings()?).map_err(Error::from)?;
     let info = old_client
         .own_key_info()
         .await
-        .map_err(upstream)?
+        .map_err(Error::from)?
         .ok_or_else(|| Error::invalid(MASTER_KEY_REFUSAL))?;
     if info["user_id"].as_str().is_none_or(str::is_empty) {
         return Err(Error::invalid(
@@ -300,7 +300,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
     let request = Value::Object(successor_request(&info, &new_key, &alias));
     if let Err(e) = old_client.generate_key_json(&request).await {
         settle_failed_generate(&old_client, storage, &wal_id, &alias, &e).await;
-        return Err(upstream(e));
+        return Err(e.into());
     }
     crash_point("after_generate");
 
@@ -321,7 +321,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
     tracing::info!(key_alias = %alias, proxy_id = %rotated.proxy_id, "admin key rotated; deleting the old one");
     crash_point("after_store");
 
-    let new_client = Client::new(&rotated.settings()?).map_err(upstream)?;
+    let new_client = Client::new(&rotated.settings()?).map_err(Error::from)?;
     let warning = match new_client.delete_keys(&[old_token]).await {
         Ok(_) => {
             wal::delete(storage, &wal_id).await?;
@@ -407,7 +407,7 @@ pub(super) async fn roll_back(
             home.proxy_id
         )));
     };
-    let client = Client::new(&stored.settings()?).map_err(upstream)?;
+    let client = Client::new(&stored.settings()?).map_err(Error::from)?;
     let stored_token = key_token(&stored.master_key);
     // Keys stored elsewhere for this key store follow the survivor.
     follow_in_retired(storage, &old_token, &new_token, &stored.master_key).await?;
@@ -423,7 +423,7 @@ pub(super) async fn roll_back(
         // the stored one, and the rotation meant both to be gone.
         (vec![old_token, new_token], "superseded admin keys")
     };
-    let outcome = client.delete_keys(&delete).await.map_err(upstream)?;
+    let outcome = client.delete_keys(&delete).await.map_err(Error::from)?;
     tracing::info!(which, outcome = ?outcome, "rollback: interrupted admin key rotation settled");
     Ok(())
 }

@@ -22,7 +22,7 @@ use super::clock::{rfc3339, unix_now};
 use super::proxy::Home;
 use super::roles::{self, KeyType, Role};
 use super::rotation::crash_point;
-use super::{inventory, upstream, Engine, ISSUE_MARGIN};
+use super::{inventory, Engine, ISSUE_MARGIN};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::wal::{self, WalEntry};
 use crate::framework::{
@@ -302,7 +302,7 @@ async fn delete_key(
     client
         .delete_keys(&[token.to_string()])
         .await
-        .map_err(upstream)?;
+        .map_err(Error::from)?;
     Ok(())
 }
 
@@ -394,7 +394,7 @@ async fn rotate(
     request.key = Some(new_key.clone());
     if let Err(e) = current.client.generate_key(&request).await {
         super::creds::settle_failed_generate(&current.client, storage, &wal_id, &alias, &e).await;
-        return Err(upstream(e));
+        return Err(e.into());
     }
     if old.is_some() {
         crash_point("static_after_generate");
@@ -464,7 +464,7 @@ pub(super) async fn roll_back(
             continue;
         };
         let client = engine.clients.for_key(storage, home.as_ref()).await?;
-        let outcome = client.delete_keys(&[token]).await.map_err(upstream)?;
+        let outcome = client.delete_keys(&[token]).await.map_err(Error::from)?;
         tracing::info!(role = %role, outcome = ?outcome, "rollback: interrupted static key rotation settled");
     }
     Ok(())

@@ -440,7 +440,7 @@ fn upstream_errors_map_to_http_codes() {
     ];
     for (e, status) in cases {
         let text = e.to_string();
-        let mapped = upstream(e);
+        let mapped = crate::framework::Error::from(e);
         assert_eq!(mapped.status(), status, "{text}");
         assert!(mapped.to_string().contains(&text));
     }

@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 use super::clock::{self, parse_time, rfc3339};
 use super::inventory::{self, KeyRecord, MOUNT_ID_METADATA};
 use super::keys::client_for;
+use super::Engine;
 use super::{proxy, static_roles};
-use super::{upstream, Engine};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
     callback, Error, Field, FieldType, Operation, OperationProperties, Path, PeriodicTask, Request,
@@ -194,20 +194,34 @@ pub(super) fn auto_tidy_task(engine: &Arc<Engine>) -> PeriodicTask {
     }
 }
 
-fn options_from(req: &Request, base: &AutoTidy) -> TidyOptions {
-    let f = &req.fields;
-    TidyOptions {
-        dry_run: f.bool("dry_run").unwrap_or(false),
-        safety_buffer: f
-            .duration("safety_buffer")
-            .unwrap_or(Duration::from_secs(base.safety_buffer)),
-        tidy_orphans: f.bool("tidy_orphans").unwrap_or(base.tidy_orphans),
-        tidy_expired: f.bool("tidy_expired").unwrap_or(base.tidy_expired),
+/// What a `tidy` or `config/auto-tidy` write gives (each path's schema has
+/// its own subset); `None` keeps the base value.
+#[derive(Deserialize)]
+struct TidyInput {
+    dry_run: Option<bool>,
+    safety_buffer: Option<Duration>,
+    tidy_orphans: Option<bool>,
+    tidy_expired: Option<bool>,
+    interval: Option<Duration>,
+    enabled: Option<bool>,
+}
+
+impl TidyInput {
+    fn options(&self, base: &AutoTidy) -> TidyOptions {
+        TidyOptions {
+            dry_run: self.dry_run.unwrap_or(false),
+            safety_buffer: self
+                .safety_buffer
+                .unwrap_or(Duration::from_secs(base.safety_buffer)),
+            tidy_orphans: self.tidy_orphans.unwrap_or(base.tidy_orphans),
+            tidy_expired: self.tidy_expired.unwrap_or(base.tidy_expired),
+        }
     }
 }
 
 async fn tidy(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
-    let options = options_from(&req, &AutoTidy::default());
+    let input: TidyInput = req.fields.decode_given()?;
+    let options = input.options(&AutoTidy::default());
     if !options.tidy_orphans && !options.tidy_expired {
         return Err(Error::invalid(
             "fields \"tidy_orphans\" and \"tidy_expired\" are both false: nothing to do",
@@ -268,41 +282,34 @@ async fn load_auto(storage: &dyn Storage) -> Result<AutoTidy> {
     Ok(get_json(storage, AUTO_KEY).await?.unwrap_or_default())
 }
 
-fn auto_data(c: &AutoTidy) -> Map<String, Value> {
-    match serde_json::to_value(c) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    }
-}
-
 async fn read_auto(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let c = load_auto(req.storage.as_ref()).await?;
-    Ok(Some(Response::with_data(auto_data(&c))))
+    Ok(Some(Response::from_output(&c)?))
 }
 
 async fn write_auto(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
     let _writing = engine.writes.lock().await;
     let mut c = load_auto(storage).await?;
-    let f = &req.fields;
-    if let Some(i) = f.duration("interval") {
+    let input: TidyInput = req.fields.decode_given()?;
+    if let Some(i) = input.interval {
         if i.is_zero() {
             return Err(Error::invalid("field \"interval\" must be at least 1s"));
         }
         c.interval = i.as_secs();
     }
-    let options = options_from(&req, &c);
+    let options = input.options(&c);
     c.safety_buffer = options.safety_buffer.as_secs();
     c.tidy_orphans = options.tidy_orphans;
     c.tidy_expired = options.tidy_expired;
-    c.enabled = f.bool("enabled").unwrap_or(c.enabled);
+    c.enabled = input.enabled.unwrap_or(c.enabled);
     if c.enabled && !c.tidy_orphans && !c.tidy_expired {
         return Err(Error::invalid(
             "fields \"tidy_orphans\" and \"tidy_expired\" are both false: auto-tidy would do nothing",
         ));
     }
     put_json(storage, AUTO_KEY, &c).await?;
-    Ok(Some(Response::with_data(auto_data(&c))))
+    Ok(Some(Response::from_output(&c)?))
 }
 
 async fn auto_tidy(engine: Arc<Engine>, req: Request) -> Result<()> {
@@ -443,7 +450,7 @@ async fn tidy_orphans(
         }
         let listing = async {
             let client = engine.clients.for_key(storage, home.as_ref()).await?;
-            let keys = client.list_keys(None).await.map_err(upstream)?;
+            let keys = client.list_keys(None).await.map_err(Error::from)?;
             Ok::<_, Error>((client, keys.keys))
         }
         .await;

@@ -14,7 +14,7 @@ use super::clock::{self, rfc3339};
 use super::inventory::{self, MOUNT_ID_METADATA};
 use super::keys::expired;
 use super::proxy;
-use super::{roles, upstream, Engine};
+use super::{roles, Engine};
 use crate::framework::{callback, Error, Operation, Path, Request, Response, Result};
 use crate::litellm::KeyView;
 
@@ -85,7 +85,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         for (i, home) in homes.iter().enumerate() {
             let listing = async {
                 let client = engine.clients.for_key(storage, home.as_ref()).await?;
-                client.list_keys(Some(&needle)).await.map_err(upstream)
+                client.list_keys(Some(&needle)).await.map_err(Error::from)
             }
             .await;
             match listing {

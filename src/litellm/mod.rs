@@ -22,8 +22,11 @@ use url::Url;
 pub use types::{GenerateKeyRequest, GeneratedKey, KeyView, UpdatedKey};
 use types::{KeyPage, KeysInfo};
 
-/// What can go wrong talking to LiteLLM. Messages never contain the master key.
+/// What can go wrong talking to LiteLLM. Messages never contain the master
+/// key. Converts into the engine's error with the status an operator sees
+/// (`From` below), kept as its source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("invalid LiteLLM connection settings: {0}")]
     Config(String),
@@ -36,7 +39,9 @@ pub enum Error {
     Interrupted { url: String, reason: String },
     #[error("LiteLLM did not answer within {}s", .0.as_secs())]
     Timeout(Duration),
-    #[error("LiteLLM rejected the master key (HTTP {status}): {message}")]
+    #[error(
+        "LiteLLM rejected the master key (HTTP {status}): {message}; update admin_key at config"
+    )]
     Unauthorized { status: u16, message: String },
     /// A 404 that is not LiteLLM's own "No keys found": a wrong path
     /// prefix, a gateway, a route missing during a redeploy. Never taken to
@@ -73,6 +78,26 @@ impl Error {
                 | Self::Server { .. }
                 | Self::InvalidResponse(_)
         )
+    }
+}
+
+/// The HTTP status each failure is answered with: 400 when the request (or
+/// the settings) cannot work, 503 when LiteLLM is unreachable, 504 when it is
+/// slow, 502 for any other failure of LiteLLM itself.
+impl From<Error> for crate::framework::Error {
+    fn from(e: Error) -> Self {
+        use crate::framework::Error as E;
+        let status = match &e {
+            Error::Config(_) | Error::Rejected { .. } => return E::invalid(e.to_string()),
+            Error::Unreachable { .. } => 503,
+            Error::Timeout(_) => 504,
+            Error::Interrupted { .. }
+            | Error::Unauthorized { .. }
+            | Error::NotFound { .. }
+            | Error::Server { .. }
+            | Error::InvalidResponse(_) => 502,
+        };
+        E::upstream(status, e)
     }
 }
 

@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use vault_plugin_sdk::framework::storage::{get_json, put_json};
 use vault_plugin_sdk::framework::{
     callback, Backend, Error, Field, FieldType, Operation, Path, Request, Response, Result,
@@ -30,26 +30,35 @@ const PLUGIN: PluginInfo = PluginInfo {
 /// The engine has no state of its own: everything lives in storage.
 struct Notes;
 
+/// What `notes/{name}` takes: the name from the path, the text from the body.
+#[derive(Deserialize)]
+struct NoteInput {
+    name: String,
+    text: Option<String>,
+}
+
+/// A stored note, and what a read answers.
+#[derive(Serialize, Deserialize)]
+struct Note {
+    text: String,
+}
+
 fn key(req: &Request) -> String {
     format!("notes/{}", req.fields.str("name").unwrap_or_default())
 }
 
 async fn read(_: Arc<Notes>, req: Request) -> Result<Option<Response>> {
-    let text: Option<String> = get_json(req.storage.as_ref(), &key(&req)).await?;
-    Ok(text.map(|text| {
-        let mut data = Map::new();
-        data.insert("text".into(), Value::String(text));
-        Response::with_data(data)
-    }))
+    let note: Option<Note> = get_json(req.storage.as_ref(), &key(&req)).await?;
+    note.map(|note| Response::from_output(&note)).transpose()
 }
 
 async fn write(_: Arc<Notes>, req: Request) -> Result<Option<Response>> {
-    let text = req
-        .fields
-        .str("text")
+    let input: NoteInput = req.fields.decode()?;
+    let text = input
+        .text
         .ok_or_else(|| Error::invalid("field \"text\" is required"))?;
-    put_json(req.storage.as_ref(), &key(&req), &json!(text)).await?;
-    tracing::info!(name = req.fields.str("name"), "note written");
+    put_json(req.storage.as_ref(), &key(&req), &Note { text }).await?;
+    tracing::info!(name = %input.name, "note written");
     Ok(None)
 }
 

@@ -1,8 +1,16 @@
 //! The one error type engines return. Each variant knows how the host should
-//! present it (see `status`); the runtime turns it into the wire form.
+//! present it (see `status`, the HTTP mapping, kept here next to the type);
+//! the runtime turns it into the wire form. An engine's own error types
+//! (e.g. of a client for the service it manages) convert into it with
+//! `From`, keeping themselves as the `source`.
 
-/// An error from an engine handler or from the framework around it.
+/// Any error kept as the source of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from an engine handler or from the framework around it. New
+/// variants may come: match with a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The caller sent something invalid: HTTP 400 with exactly this text.
     /// The text names the field and the rule that failed.
@@ -36,6 +44,17 @@ pub enum Error {
         /// Shown to the caller as the error.
         message: String,
     },
+    /// A service the engine depends on failed or refused: the caller sees
+    /// `status` (502, 503, 504) and the source's text; the source stays
+    /// attached for logs and callers that downcast it.
+    #[error("{source}")]
+    Upstream {
+        /// The HTTP status.
+        status: u16,
+        /// The service client's own error.
+        #[source]
+        source: BoxError,
+    },
     /// The host's storage failed. The host's own text is kept verbatim, since
     /// the host recognises some of it (read-only storage on a standby).
     #[error("{0}")]
@@ -59,6 +78,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::Upstream`] with this HTTP status, keeping `source`.
+    pub fn upstream(status: u16, source: impl Into<BoxError>) -> Self {
+        Self::Upstream {
+            status,
+            source: source.into(),
+        }
+    }
+
     /// The HTTP status the host answers with for this error.
     pub fn status(&self) -> u16 {
         match self {
@@ -66,7 +93,7 @@ impl Error {
             Self::UnsupportedOperation => 405,
             Self::UnsupportedPath => 404,
             Self::PermissionDenied => 403,
-            Self::Coded { status, .. } => *status,
+            Self::Coded { status, .. } | Self::Upstream { status, .. } => *status,
             Self::ReadOnly | Self::Storage(_) | Self::Internal(_) => 500,
         }
     }
@@ -87,6 +114,12 @@ mod tests {
         assert_eq!(Error::PermissionDenied.status(), 403);
         assert_eq!(Error::coded(502, "bad gateway").status(), 502);
         assert_eq!(Error::Internal("bug".into()).status(), 500);
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        let upstream = Error::upstream(504, io);
+        assert_eq!(upstream.status(), 504);
+        assert_eq!(upstream.to_string(), "slow");
+        let source = std::error::Error::source(&upstream).expect("the source is kept");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
     }
 
     #[test]

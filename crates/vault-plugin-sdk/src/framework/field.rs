@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
@@ -58,8 +59,9 @@ pub struct Field {
     pub ty: FieldType,
     /// Shown in `path-help` and the OpenAPI document.
     pub description: &'static str,
-    /// Shown as the default in help; the engine applies defaults itself so
-    /// that partial updates can tell "not given" from "given".
+    /// Shown as the default in help and used for a field the request does
+    /// not give by [`FieldData::decode`] (and [`FieldData::defaults`]);
+    /// [`FieldData::decode_given`] leaves it out, for partial updates.
     pub default: Option<Value>,
     /// Marked as a password in help output (never echoed by the engine).
     pub sensitive: bool,
@@ -92,7 +94,9 @@ impl Field {
         self
     }
 
-    /// Documents a default; the engine still applies it (see [`Field::default`]).
+    /// The value of this field when a request does not give it: the one
+    /// place a default is written (help, OpenAPI and [`FieldData::decode`]
+    /// read it from here).
     pub fn default_value(mut self, value: impl Into<Value>) -> Self {
         self.default = Some(value.into());
         self
@@ -285,11 +289,36 @@ pub enum FieldValue {
     Object(Map<String, Value>),
 }
 
+impl FieldValue {
+    /// The value as JSON in the shape serde expects for the matching Rust
+    /// type (a duration as `{"secs", "nanos"}`, which `std::time::Duration`
+    /// deserializes from), so that [`FieldData::decode`] fills typed structs.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Str(s) => Value::from(s.as_str()),
+            Self::Bool(b) => Value::from(*b),
+            Self::Int(i) => Value::from(*i),
+            Self::Float(f) => Value::from(*f),
+            Self::Duration(d) => {
+                serde_json::json!({"secs": d.as_secs(), "nanos": d.subsec_nanos()})
+            }
+            Self::List(l) => Value::from(l.clone()),
+            Self::Map(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                    .collect(),
+            ),
+            Self::Object(o) => Value::Object(o.clone()),
+        }
+    }
+}
+
 /// The validated fields of one request: path captures and body fields that
-/// were actually given.
+/// were actually given, and the schema's defaults for the others.
 #[derive(Debug, Clone, Default)]
 pub struct FieldData {
     values: HashMap<&'static str, FieldValue>,
+    defaults: HashMap<&'static str, FieldValue>,
 }
 
 impl FieldData {
@@ -302,6 +331,7 @@ impl FieldData {
         body: &Map<String, Value>,
     ) -> Result<Self> {
         let mut values = HashMap::new();
+        let mut defaults = HashMap::new();
         let mut unknown: Vec<&str> = body
             .keys()
             .filter(|k| !schema.iter().any(|f| f.name == k.as_str()))
@@ -341,8 +371,53 @@ impl FieldData {
             } else if let Some(raw) = body.get(field.name).filter(|raw| !raw.is_null()) {
                 values.insert(field.name, field.parse(raw)?);
             }
+            if let Some(default) = &field.default {
+                // A default that does not parse is a bug in the schema.
+                let value = field.parse(default).map_err(|e| {
+                    Error::Internal(format!("the schema's default is invalid: {e}"))
+                })?;
+                defaults.insert(field.name, value);
+            }
         }
-        Ok(Self { values })
+        Ok(Self { values, defaults })
+    }
+
+    /// The request's fields as the typed input struct `T`, each field not
+    /// given taking the schema's default (Go's `FieldData.Get`). Fields of
+    /// `T` are the schema's names; use `Option` for fields without a default
+    /// and `std::time::Duration` for durations. A mismatch between `T` and
+    /// the schema is a bug (500), never the caller's fault.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        let not_given = self
+            .defaults
+            .iter()
+            .filter(|(name, _)| !self.values.contains_key(*name));
+        Self::decode_from(not_given.chain(self.values.iter()))
+    }
+
+    /// Like [`FieldData::decode`] with only the fields the request gave:
+    /// what a partial update changes (Go's `GetOk`).
+    pub fn decode_given<T: DeserializeOwned>(&self) -> Result<T> {
+        Self::decode_from(self.values.iter())
+    }
+
+    /// The schema's defaults alone, as a typed struct: what a first write
+    /// starts from where a partial update keeps the stored value.
+    pub fn defaults<T: DeserializeOwned>(&self) -> Result<T> {
+        Self::decode_from(self.defaults.iter())
+    }
+
+    fn decode_from<'a, T: DeserializeOwned>(
+        fields: impl Iterator<Item = (&'a &'static str, &'a FieldValue)>,
+    ) -> Result<T> {
+        let object: Map<String, Value> = fields
+            .map(|(name, value)| ((*name).to_string(), value.to_json()))
+            .collect();
+        serde_json::from_value(Value::Object(object)).map_err(|e| {
+            Error::Internal(format!(
+                "the request does not fit the path's input type: {e}"
+            ))
+        })
     }
 
     /// Whether the request gave `name` (a path capture always is): tells a
@@ -633,6 +708,65 @@ mod tests {
     fn null_means_not_given() {
         let d = parse(json!({"s": null})).unwrap();
         assert!(!d.contains("s"));
+    }
+
+    #[test]
+    fn typed_inputs_take_given_values_and_schema_defaults() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Input {
+            name: String,
+            s: Option<String>,
+            limit: i64,
+            ttl: Duration,
+            l: Option<Vec<String>>,
+        }
+        let schema = vec![
+            Field::new("name", FieldType::Name, ""),
+            Field::new("s", FieldType::String, ""),
+            Field::new("limit", FieldType::Int, "").default_value(100),
+            Field::new("ttl", FieldType::Duration, "").default_value("1h"),
+            Field::new("l", FieldType::StringList, ""),
+        ];
+        let body = json!({"ttl": "90s", "l": "a,b"});
+        let d = FieldData::parse(
+            &schema,
+            &[("name", "dev".into())],
+            body.as_object().unwrap(),
+        )
+        .unwrap();
+        let input: Input = d.decode().unwrap();
+        assert_eq!(
+            input,
+            Input {
+                name: "dev".into(),
+                s: None,
+                limit: 100,
+                ttl: Duration::from_secs(90),
+                l: Some(vec!["a".into(), "b".into()]),
+            }
+        );
+        #[derive(serde::Deserialize)]
+        struct Update {
+            limit: Option<i64>,
+            ttl: Option<Duration>,
+        }
+        let given: Update = d.decode_given().unwrap();
+        assert_eq!(
+            (given.limit, given.ttl),
+            (None, Some(Duration::from_secs(90)))
+        );
+        let defaults: Update = d.defaults().unwrap();
+        assert_eq!(
+            (defaults.limit, defaults.ttl),
+            (Some(100), Some(Duration::from_secs(3600)))
+        );
+        // A struct that does not match its schema is the engine's bug.
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Wrong {
+            limit: String,
+        }
+        assert_eq!(d.decode::<Wrong>().unwrap_err().status(), 500);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod storage;
 pub mod wal;
 
 pub use backend::{Backend, PeriodicTask, SecretType, SpecialPaths, WalRollback};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use field::{Field, FieldData, FieldType};
 pub use identity::{Entity, EntityAlias, Group, Template};
 pub use lease::{calculate_ttl, Secret, TtlGrant, TtlRequest};

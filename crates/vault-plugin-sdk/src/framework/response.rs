@@ -26,6 +26,20 @@ impl Response {
         }
     }
 
+    /// An answer whose data is the typed output `value` (a struct that
+    /// serializes to a JSON object): one struct per path's output.
+    pub fn from_output<T: serde::Serialize>(value: &T) -> super::Result<Self> {
+        match serde_json::to_value(value) {
+            Ok(Value::Object(data)) => Ok(Self::with_data(data)),
+            Ok(other) => Err(super::Error::Internal(format!(
+                "a response must be a JSON object, not {other}"
+            ))),
+            Err(e) => Err(super::Error::Internal(format!(
+                "cannot serialize the response: {e}"
+            ))),
+        }
+    }
+
     /// A list answer: `{"keys": [...]}`.
     pub fn list(keys: Vec<String>) -> Self {
         let mut data = Map::new();

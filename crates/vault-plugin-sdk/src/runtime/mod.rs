@@ -54,8 +54,10 @@ pub(crate) fn plugin() -> PluginInfo {
     })
 }
 
-/// Everything that can stop the runtime.
+/// Everything that can stop the runtime. New variants may come: match with
+/// a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// Started without the host's magic cookie: by hand, most likely.
     #[error("not started by Vault or OpenBao: the magic cookie VAULT_BACKEND_PLUGIN is missing or wrong")]

@@ -104,7 +104,9 @@ pub(super) fn error_to_wire(e: &Error) -> (Option<pb::Response>, pb::ProtoError)
         Error::UnsupportedOperation => (err_type::UNSUPPORTED_OPERATION, 0),
         Error::UnsupportedPath => (err_type::UNSUPPORTED_PATH, 0),
         Error::PermissionDenied => (err_type::PERMISSION_DENIED, 0),
-        Error::Coded { status, .. } => (err_type::CODED, i64::from(*status)),
+        Error::Coded { status, .. } | Error::Upstream { status, .. } => {
+            (err_type::CODED, i64::from(*status))
+        }
         Error::ReadOnly | Error::Storage(_) | Error::Internal(_) => (err_type::UNKNOWN, 0),
     };
     let response = matches!(e, Error::InvalidRequest(_)).then(|| {
