@@ -20,7 +20,7 @@ UNIT_TARGETS := --workspace --lib --bins
 # Integration-test output is not captured, so SKIPPED lines and step timings are visible.
 IT_ARGS := -- --nocapture --test-threads=1
 
-.PHONY: help build fmt lint lint-ci unit test e2e e2e-openbao e2e-vault up down status demo bench bench-quick bench-ab clean \
+.PHONY: help build fmt lint lint-ci unit test e2e e2e-openbao e2e-vault up down status demo bench bench-quick bench-ab soak clean \
 	dist dist-plan cross images image-test patch minor major release-dry-run deny repro verify-release
 
 help: ## Show this help
@@ -80,11 +80,14 @@ status: ## Show the e2e stack (e2e/stack.sh status)
 demo: ## Build, start LiteLLM + OpenBao, issue/use/revoke a key; leaves the stack up (make down)
 	e2e/demo.sh
 
-bench: ## Benchmarks against real OpenBao + LiteLLM; writes bench/RESULTS.md
-	e2e/run-with-stack.sh python3 bench/bench.py
+bench: ## Benchmarks against real OpenBao + LiteLLM, then the 20-minute soak; writes bench/RESULTS.md (~30 min)
+	e2e/run-with-stack.sh sh -c 'python3 bench/bench.py && python3 bench/soak.py'
 
-bench-quick: ## Smaller bench for development (BENCH_MODE=quick); prints the table, leaves RESULTS.md
-	BENCH_MODE=quick e2e/run-with-stack.sh python3 bench/bench.py
+bench-quick: ## Smaller bench and a 3-minute soak for development (BENCH_MODE=quick); prints the tables, leaves RESULTS.md
+	BENCH_MODE=quick e2e/run-with-stack.sh sh -c 'python3 bench/bench.py && python3 bench/soak.py'
+
+soak: ## Only the soak: steady issue/renew/revoke with plugin reloads, LiteLLM restarts, plugin kills (SOAK_MINUTES=20)
+	e2e/run-with-stack.sh python3 bench/soak.py
 
 bench-ab: ## Issue path A/B against a baseline build: BASE_BIN=<release plugin binary>; updates bench/RESULTS.md
 	@[ -n "$${BASE_BIN:-}" ] || { echo "bench-ab: set BASE_BIN to a release build of the baseline commit" >&2; exit 2; }

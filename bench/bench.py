@@ -480,11 +480,12 @@ def write_results(rows):
     lines += ["", "Ratios: throughput ratio = engine rate / direct LiteLLM rate; overhead ratio = creds latency / direct generate latency."]
     text = "\n".join(lines) + "\n"
     path = f"{REPO}/bench/RESULTS.md"
-    # Keep the issue-path A/B section that `make bench-ab` maintains.
+    # Keep the sections that `make bench-ab` and the soak maintain.
     old = open(path).read() if os.path.exists(path) else ""
-    start, end = "<!-- ab-issue-path:start -->", "<!-- ab-issue-path:end -->"
-    if start in old and end in old:
-        text += "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+    for start, end in [("<!-- ab-issue-path:start -->", "<!-- ab-issue-path:end -->"),
+                       ("<!-- soak:start -->", "<!-- soak:end -->")]:
+        if start in old and end in old:
+            text += "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
     with open(path, "w") as f:
         f.write(text)
     print(text)

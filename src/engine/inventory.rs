@@ -127,6 +127,18 @@ pub(super) async fn aliases(storage: &dyn Storage) -> Result<Vec<String>> {
     Ok(all)
 }
 
+/// Aliases of at most `limit` records that sort after `after`, sorted: a
+/// page costs its size on OpenBao (paged storage listing).
+pub(super) async fn aliases_page(
+    storage: &dyn Storage,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut page = storage.list_page(RECORDS, after, limit).await?;
+    page.retain(|a| !a.ends_with('/'));
+    Ok(page)
+}
+
 /// Notes a failed revocation on the key's record (if it has one), keeping
 /// the time of the first failure. Best effort: the revoke's own error is
 /// what matters, and the server retries it.

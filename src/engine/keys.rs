@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -22,6 +23,8 @@ use crate::litellm::{Client, KeyView};
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
+/// Storage reads of one page in flight at once.
+const RECORD_READS_IN_FLIGHT: usize = 16;
 
 pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
     Path::new("keys/")
@@ -143,18 +146,18 @@ async fn list(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             "field \"limit\" must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let page: Vec<String> = inventory::aliases(storage)
+    let page =
+        inventory::aliases_page(storage, after, usize::try_from(limit).unwrap_or(usize::MAX))
+            .await?;
+    // The records of a page are read a few at a time: one round trip each.
+    let records: Vec<KeyRecord> = futures_util::stream::iter(page)
+        .map(|alias| async move { inventory::get(storage, &alias).await })
+        .buffered(RECORD_READS_IN_FLIGHT)
+        .try_collect::<Vec<_>>()
         .await?
         .into_iter()
-        .filter(|a| after.is_empty() || a.as_str() > after)
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .flatten()
         .collect();
-    let mut records = Vec::with_capacity(page.len());
-    for alias in &page {
-        if let Some(r) = inventory::get(storage, alias).await? {
-            records.push(r);
-        }
-    }
     // One /v2/key/info per proxy (and 100 keys).
     let mut by_proxy: BTreeMap<String, Vec<&KeyRecord>> = BTreeMap::new();
     for r in &records {

@@ -18,6 +18,13 @@ use super::identity::{Entity, Group};
 pub trait Storage: Send + Sync {
     /// Direct children of `prefix`; sub-folders end with `/`.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// At most `limit` direct children of `prefix` that sort after `after`
+    /// (all when `after` is empty), sorted: one page of [`Storage::list`].
+    /// OpenBao pages in its storage (the cost of a page is its size); on a
+    /// server without paged listing (Vault) this lists all and cuts the page.
+    async fn list_page(&self, prefix: &str, after: &str, limit: usize) -> Result<Vec<String>> {
+        Ok(page_of(self.list(prefix).await?, after, limit))
+    }
     /// The value at `key`; `None` when there is none.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Writes `key`. Fails on a standby with the server's read-only text
@@ -25,6 +32,15 @@ pub trait Storage: Send + Sync {
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
     /// Removes `key`; removing a missing key is no error.
     async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// One page of a full listing: sorted, after `after`, at most `limit`.
+pub(crate) fn page_of(mut keys: Vec<String>, after: &str, limit: usize) -> Vec<String> {
+    keys.sort_unstable();
+    keys.into_iter()
+        .filter(|k| after.is_empty() || k.as_str() > after)
+        .take(limit)
+        .collect()
 }
 
 /// Reads a JSON document; `None` when the key does not exist.

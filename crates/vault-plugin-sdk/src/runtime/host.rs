@@ -1,6 +1,7 @@
 //! The host's Storage and SystemView services, dialled through the broker,
 //! behind the framework's traits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,15 +15,20 @@ use crate::proto::pb::system_view_client::SystemViewClient;
 /// The host allows 2 GiB messages; tonic's default is 4 MiB.
 pub(super) const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
-pub(super) struct GrpcStorage(StorageClient<Channel>);
+pub(super) struct GrpcStorage {
+    client: StorageClient<Channel>,
+    /// Set once the server answered that it has no `ListPage` (Vault).
+    no_list_page: AtomicBool,
+}
 
 impl GrpcStorage {
     pub(super) fn new(channel: Channel) -> Self {
-        Self(
-            StorageClient::new(channel)
+        Self {
+            client: StorageClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-        )
+            no_list_page: AtomicBool::new(false),
+        }
     }
 }
 
@@ -47,7 +53,7 @@ impl Storage for GrpcStorage {
             ..Default::default()
         };
         let reply = self
-            .0
+            .client
             .clone()
             .list(args)
             .await
@@ -57,13 +63,38 @@ impl Storage for GrpcStorage {
         Ok(reply.keys)
     }
 
+    async fn list_page(&self, prefix: &str, after: &str, limit: usize) -> Result<Vec<String>> {
+        if !self.no_list_page.load(Ordering::Relaxed) {
+            let args = pb::StorageListPageArgs {
+                prefix: prefix.into(),
+                after: after.into(),
+                // The server takes 0 or less as "no limit".
+                limit: i32::try_from(limit).unwrap_or(i32::MAX).max(1),
+                ..Default::default()
+            };
+            match self.client.clone().list_page(args).await {
+                Ok(reply) => {
+                    let reply = reply.into_inner();
+                    reply_err(reply.err)?;
+                    return Ok(reply.keys);
+                }
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    self.no_list_page.store(true, Ordering::Relaxed);
+                }
+                Err(status) => return Err(transport(status)),
+            }
+        }
+        let all = self.list(prefix).await?;
+        Ok(crate::framework::storage::page_of(all, after, limit))
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let args = pb::StorageGetArgs {
             key: key.into(),
             ..Default::default()
         };
         let reply = self
-            .0
+            .client
             .clone()
             .get(args)
             .await
@@ -83,7 +114,7 @@ impl Storage for GrpcStorage {
             ..Default::default()
         };
         let reply = self
-            .0
+            .client
             .clone()
             .put(args)
             .await
@@ -98,7 +129,7 @@ impl Storage for GrpcStorage {
             ..Default::default()
         };
         let reply = self
-            .0
+            .client
             .clone()
             .delete(args)
             .await

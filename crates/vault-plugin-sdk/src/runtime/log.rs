@@ -139,8 +139,14 @@ pub fn emit(level: &Level, message: &str, fields: &[(&str, &str)]) {
         fields,
         time::OffsetDateTime::now_utc(),
     );
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    write_line(line);
+}
+
+/// One `write` per record (stderr is unbuffered: `writeln!` would make
+/// two), so lines of concurrent tasks never interleave and cost one syscall.
+fn write_line(mut line: String) {
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 #[derive(Default)]
@@ -194,8 +200,7 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
             fields.fields,
             time::OffsetDateTime::now_utc(),
         );
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
+        write_line(line);
     }
 }
 
