@@ -12,6 +12,10 @@
 # Vault and OpenBao register the sha256 of the *binary*: use the .sha256 files with
 # `plugin register -sha256=...` / `sha256sum = "..."`.
 #
+# The binaries are built with `cargo auditable` (pinned below; installed from crates.io when
+# missing), which embeds the dependency list (`cargo audit bin`, `syft`): the GitHub release runs
+# this same script, so its binaries and a local build of the tag are byte for byte the same.
+#
 # Checks: no `ring` in the dependency tree (aws-lc-rs is the only crypto provider); each binary
 # is static (readelf: no INTERP program header, no NEEDED entry) and stripped; each reports
 # `v<VERSION>` for --version (arm64 under qemu-aarch64-static); `sha256sum -c` passes.
@@ -61,6 +65,13 @@ for a in "${ARCHES[@]}"; do
     rustup target add "$target" >&2
   fi
 done
+CARGO_AUDITABLE_VERSION=0.7.7   # = CARGO_AUDITABLE_VERSION in .github/workflows/release.yml
+# (`cargo auditable --version` prints cargo's version: ask cargo what it installed.)
+if ! "$CARGO" install --list | grep -qx "cargo-auditable v$CARGO_AUDITABLE_VERSION:"; then
+  [ "${NO_INSTALL:-0}" = 1 ] && die "cargo-auditable $CARGO_AUDITABLE_VERSION missing (NO_INSTALL=1)"
+  log "cargo install cargo-auditable --locked --version $CARGO_AUDITABLE_VERSION"
+  "$CARGO" install cargo-auditable --locked --version "$CARGO_AUDITABLE_VERSION" >&2
+fi
 log "tools ready ($(elapsed "$t"))"
 
 # ------------------------------------------------------------------------- crypto provider
@@ -88,10 +99,10 @@ REMAP="--remap-path-prefix=$REPO_ROOT=/build/$BIN_NAME --remap-path-prefix=$CARG
 for a in "${ARCHES[@]}"; do
   target=${TARGET_OF_ARCH[$a]}
   t=$SECONDS
-  log "cargo build --release --locked --target $target"
+  log "cargo auditable build --release --locked --target $target"
   # Only this target's rustflags change (build scripts and proc-macros stay shared).
   env "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<< "$target")_RUSTFLAGS=$REMAP" \
-    "$CARGO" build --release --locked --target "$target" --bin "$BIN_NAME"
+    "$CARGO" auditable build --release --locked --target "$target" --bin "$BIN_NAME"
   log "built $target ($(elapsed "$t"))"
 done
 
