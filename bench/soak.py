@@ -162,8 +162,7 @@ class Soak:
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=bench.REPO, check=True)
-    binary = f"{bench.REPO}/target/release/{bench.BIN_NAME}"
+    binary = os.environ.get("BENCH_BINARY") or bench.build()
     bao = bench.Bao(binary)
     try:
         rows = run(bao)

@@ -324,6 +324,8 @@ impl Client {
     /// Several keys by token hash, `PAGE_SIZE` per call. LiteLLM leaves
     /// out keys it does not have and does not echo the hash: match the
     /// answers by `key_alias`.
+    /// LiteLLM's view of these keys (by token), without their metadata,
+    /// in `/v2/key/info` calls of up to [`PAGE_SIZE`] keys.
     pub async fn keys_info(&self, tokens: &[String]) -> Result<Listing, Error> {
         let mut listing = Listing::default();
         for chunk in tokens.chunks(PAGE_SIZE) {
@@ -337,7 +339,12 @@ impl Client {
                 )
                 .await?;
             listing.calls += 1;
-            listing.keys.extend(answer.info);
+            // A live view needs no metadata: dropped per page, so a page
+            // of 1,000 keys is not held with it.
+            listing.keys.extend(answer.info.into_iter().map(|mut view| {
+                view.metadata = serde_json::Map::new();
+                view
+            }));
         }
         Ok(listing)
     }

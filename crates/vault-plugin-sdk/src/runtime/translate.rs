@@ -80,14 +80,21 @@ pub(super) fn secret_to_wire(s: &Secret) -> pb::Secret {
             issue_time: Some(timestamp(s.issue_time.unwrap_or_else(SystemTime::now))),
             max_ttl: duration_ns(s.max_ttl),
         }),
-        internal_data: Value::Object(s.internal.clone()).to_string(),
+        internal_data: json_text(&s.internal),
         lease_id: s.lease_id.clone(),
     }
 }
 
+/// A JSON object's text, written from the map in place (no copy of a
+/// large listing's tree on its way out).
+fn json_text(object: &Map<String, Value>) -> String {
+    // A map of JSON values with string keys always serializes.
+    serde_json::to_string(object).unwrap_or_else(|_| "{}".to_string())
+}
+
 pub(super) fn response_to_wire(r: &Response) -> pb::Response {
     pb::Response {
-        data: Value::Object(r.data.clone()).to_string(),
+        data: json_text(&r.data),
         secret: r.secret.as_ref().map(secret_to_wire),
         warnings: r.warnings.clone(),
         ..Default::default()
