@@ -53,6 +53,7 @@ LITELLM = os.environ["LITELLM_URL"].rstrip("/")
 MASTER = os.environ["LITELLM_MASTER_KEY"]
 BAO = os.environ["BAO_BIN"]
 MODEL = "gpt-3.5-turbo"
+T0 = time.monotonic()
 
 
 def log(msg):
