@@ -89,7 +89,7 @@ def pct(samples, p):
 
 
 class Bao:
-    def __init__(self, binary):
+    def __init__(self, binary, log_level="info"):
         self.dir = tempfile.mkdtemp(prefix="bench-bao-")
         os.makedirs(f"{self.dir}/plugins")
         self.plugin = f"{self.dir}/plugins/{BIN_NAME}"
@@ -101,6 +101,7 @@ class Bao:
         self.log = open(f"{self.dir}/server.log", "w")
         self.proc = subprocess.Popen(
             [BAO, "server", "-dev", "-dev-root-token-id=root", f"-dev-listen-address=127.0.0.1:{port}",
+             f"-log-level={log_level}",
              f"-config={self.dir}/config.hcl"],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "HOME": self.dir})
@@ -296,8 +297,46 @@ def main():
         run(bao, row)
     finally:
         bao.stop()
+    host_calls(binary, row)
 
     write_results(rows)
+
+
+def host_calls(binary, row, pairs=20):
+    """Calls to the server per issue and per revoke, as the plugin counts them (its debug log line
+    "request handled" carries host_calls), on a server of its own that logs at debug level."""
+    bao = Bao(binary, log_level="debug")
+    try:
+        sha = subprocess.run(["sha256sum", bao.plugin], capture_output=True, text=True).stdout.split()[0]
+        version = subprocess.run([bao.plugin, "--version"], capture_output=True, text=True).stdout.split()[1]
+        bao.ok("PUT", "sys/plugins/catalog/secret/litellm",
+               {"sha256": sha, "command": BIN_NAME, "version": version, "env": ["PLUGIN_LOG_LEVEL=debug"]})
+        bao.ok("POST", "sys/mounts/litellm", {"type": "litellm", "plugin_version": version})
+        bao.ok("PUT", "litellm/config", {"base_url": LITELLM, "master_key": MASTER})
+        bao.ok("PUT", "litellm/roles/calls", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": f"calls{os.getpid()}"})
+        for _ in range(pairs):
+            lease = bao.ok("GET", "litellm/creds/calls")["lease_id"]
+            bao.ok("PUT", "sys/leases/revoke", {"lease_id": lease})
+        time.sleep(1)
+        issue, revoke = [], []
+        with open(f"{bao.dir}/server.log") as f:
+            for line in f:
+                if "request handled" not in line or "host_calls=" not in line:
+                    continue
+                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+                calls = int(fields["host_calls"])
+                if fields.get("operation") == "read" and fields.get("path") == "creds/calls":
+                    issue.append(calls)
+                elif fields.get("operation") == "revoke":
+                    revoke.append(calls)
+    finally:
+        bao.stop()
+    if not issue or not revoke:
+        row("overhead", "server calls per issue / per revoke (the plugin's count)", "not found in the debug log",
+            "", "")
+        return
+    row("overhead", f"server calls per issue / per revoke (the plugin's count, median of {len(issue)} / {len(revoke)})",
+        f"{statistics.median(issue):g} / {statistics.median(revoke):g}", "", "")
 
 
 def run(bao, row):

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use super::broker::{self, Broker, CONN_INFO_TIMEOUT};
-use super::host::{GrpcStorage, GrpcSystemView};
+use super::host::{self, GrpcStorage, GrpcSystemView};
 use super::translate;
 use crate::framework::{Backend, Error, Operation, Request, Storage, SystemView};
 use crate::proto::pb;
@@ -79,9 +79,9 @@ impl BackendService {
     }
 }
 
-fn log_outcome(op: &str, path: &str, result: &Result<impl Sized, Error>) {
+fn log_outcome(op: &str, path: &str, host_calls: u32, result: &Result<impl Sized, Error>) {
     match result {
-        Ok(_) => tracing::debug!(operation = op, path, "request handled"),
+        Ok(_) => tracing::debug!(operation = op, path, host_calls, "request handled"),
         Err(e) if e.status() >= 500 => {
             tracing::error!(operation = op, path, error = %e, "request failed")
         }
@@ -171,11 +171,11 @@ impl BackendRpc for BackendService {
             .as_ref()
             .map(|r| (r.operation.clone(), r.path.clone()))
             .unwrap_or_default();
-        let result = match self.prepare(wire) {
-            Ok((mount, req)) => mount.backend.handle(req).await,
-            Err(e) => Err(e),
+        let (result, host_calls) = match self.prepare(wire) {
+            Ok((mount, req)) => host::count_host_calls(mount.backend.handle(req)).await,
+            Err(e) => (Err(e), 0),
         };
-        log_outcome(&op, &path, &result);
+        log_outcome(&op, &path, host_calls, &result);
         let reply = match result {
             Ok(response) => pb::HandleRequestReply {
                 response: response.as_ref().map(translate::response_to_wire),

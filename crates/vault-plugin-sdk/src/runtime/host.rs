@@ -1,6 +1,8 @@
 //! The host's Storage and SystemView services, dialled through the broker,
 //! behind the framework's traits.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -12,6 +14,27 @@ use crate::proto::pb;
 use crate::proto::pb::storage_client::StorageClient;
 use crate::proto::pb::system_view_client::SystemViewClient;
 
+tokio::task_local! {
+    /// Calls to the host made by the request being handled on this task.
+    static HOST_CALLS: Cell<u32>;
+}
+
+/// Runs one request's handler and counts its calls to the host (storage and
+/// system view): what a request costs in round trips, for the debug log.
+/// Calls from tasks the handler spawns are not counted.
+pub(super) async fn count_host_calls<F: Future>(handler: F) -> (F::Output, u32) {
+    HOST_CALLS
+        .scope(Cell::new(0), async {
+            let output = handler.await;
+            (output, HOST_CALLS.with(Cell::get))
+        })
+        .await
+}
+
+fn count_call() {
+    let _ = HOST_CALLS.try_with(|calls| calls.set(calls.get() + 1));
+}
+
 /// The host allows 2 GiB messages; tonic's default is 4 MiB.
 pub(super) const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
@@ -22,6 +45,12 @@ pub(super) struct GrpcStorage {
 }
 
 impl GrpcStorage {
+    /// The client for one call, counted (see [`count_host_calls`]).
+    fn rpc(&self) -> StorageClient<Channel> {
+        count_call();
+        self.client.clone()
+    }
+
     pub(super) fn new(channel: Channel) -> Self {
         Self {
             client: StorageClient::new(channel)
@@ -52,13 +81,7 @@ impl Storage for GrpcStorage {
             prefix: prefix.into(),
             ..Default::default()
         };
-        let reply = self
-            .client
-            .clone()
-            .list(args)
-            .await
-            .map_err(transport)?
-            .into_inner();
+        let reply = self.rpc().list(args).await.map_err(transport)?.into_inner();
         reply_err(reply.err)?;
         Ok(reply.keys)
     }
@@ -72,7 +95,7 @@ impl Storage for GrpcStorage {
                 limit: i32::try_from(limit).unwrap_or(i32::MAX).max(1),
                 ..Default::default()
             };
-            match self.client.clone().list_page(args).await {
+            match self.rpc().list_page(args).await {
                 Ok(reply) => {
                     let reply = reply.into_inner();
                     reply_err(reply.err)?;
@@ -93,13 +116,7 @@ impl Storage for GrpcStorage {
             key: key.into(),
             ..Default::default()
         };
-        let reply = self
-            .client
-            .clone()
-            .get(args)
-            .await
-            .map_err(transport)?
-            .into_inner();
+        let reply = self.rpc().get(args).await.map_err(transport)?.into_inner();
         reply_err(reply.err)?;
         Ok(reply.entry.map(|e| e.value))
     }
@@ -113,13 +130,7 @@ impl Storage for GrpcStorage {
             }),
             ..Default::default()
         };
-        let reply = self
-            .client
-            .clone()
-            .put(args)
-            .await
-            .map_err(transport)?
-            .into_inner();
+        let reply = self.rpc().put(args).await.map_err(transport)?.into_inner();
         reply_err(reply.err)
     }
 
@@ -129,8 +140,7 @@ impl Storage for GrpcStorage {
             ..Default::default()
         };
         let reply = self
-            .client
-            .clone()
+            .rpc()
             .delete(args)
             .await
             .map_err(transport)?
@@ -142,6 +152,12 @@ impl Storage for GrpcStorage {
 pub(super) struct GrpcSystemView(SystemViewClient<Channel>);
 
 impl GrpcSystemView {
+    /// The client for one call, counted (see [`count_host_calls`]).
+    fn rpc(&self) -> SystemViewClient<Channel> {
+        count_call();
+        self.0.clone()
+    }
+
     pub(super) fn new(channel: Channel) -> Self {
         Self(
             SystemViewClient::new(channel)
@@ -159,8 +175,7 @@ fn nanos(ns: i64) -> Duration {
 impl SystemView for GrpcSystemView {
     async fn default_lease_ttl(&self) -> Result<Duration> {
         let reply = self
-            .0
-            .clone()
+            .rpc()
             .default_lease_ttl(pb::Empty {})
             .await
             .map_err(transport)?;
@@ -169,8 +184,7 @@ impl SystemView for GrpcSystemView {
 
     async fn max_lease_ttl(&self) -> Result<Duration> {
         let reply = self
-            .0
-            .clone()
+            .rpc()
             .max_lease_ttl(pb::Empty {})
             .await
             .map_err(transport)?;
@@ -178,19 +192,13 @@ impl SystemView for GrpcSystemView {
     }
 
     async fn tainted(&self) -> Result<bool> {
-        let reply = self
-            .0
-            .clone()
-            .tainted(pb::Empty {})
-            .await
-            .map_err(transport)?;
+        let reply = self.rpc().tainted(pb::Empty {}).await.map_err(transport)?;
         Ok(reply.into_inner().tainted)
     }
 
     async fn replication_state(&self) -> Result<u32> {
         let reply = self
-            .0
-            .clone()
+            .rpc()
             .replication_state(pb::Empty {})
             .await
             .map_err(transport)?;
@@ -199,8 +207,7 @@ impl SystemView for GrpcSystemView {
 
     async fn local_mount(&self) -> Result<bool> {
         let reply = self
-            .0
-            .clone()
+            .rpc()
             .local_mount(pb::Empty {})
             .await
             .map_err(transport)?;
@@ -209,8 +216,7 @@ impl SystemView for GrpcSystemView {
 
     async fn entity_info(&self, entity_id: &str) -> Result<Option<Entity>> {
         let reply = self
-            .0
-            .clone()
+            .rpc()
             .entity_info(pb::EntityInfoArgs {
                 entity_id: entity_id.into(),
             })
@@ -239,8 +245,7 @@ impl SystemView for GrpcSystemView {
 
     async fn groups_for_entity(&self, entity_id: &str) -> Result<Vec<Group>> {
         let reply = self
-            .0
-            .clone()
+            .rpc()
             .groups_for_entity(pb::EntityInfoArgs {
                 entity_id: entity_id.into(),
             })
@@ -258,5 +263,25 @@ impl SystemView for GrpcSystemView {
                 namespace_id: g.namespace_id,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn host_calls_are_counted_per_request_task() {
+        let ((), calls) = count_host_calls(async {
+            count_call();
+            // Joined futures run on the request's task: counted.
+            tokio::join!(async { count_call() }, async { count_call() });
+        })
+        .await;
+        assert_eq!(calls, 3);
+        // Outside a request nothing is counted, and nothing fails.
+        count_call();
+        let ((), calls) = count_host_calls(async {}).await;
+        assert_eq!(calls, 0);
     }
 }
