@@ -39,6 +39,7 @@ SHORT_TTL = 20  # seconds: the leases left to expire
 LAB = os.environ.get("LITELLM_LAB", "/tmp/vault-plugin-litellm-lab")
 HARNESS = f"{bench.REPO}/e2e/litellm/harness.sh"
 MARK_START, MARK_END = "<!-- soak:start -->", "<!-- soak:end -->"
+WARMUP = 10 if QUICK else 30  # seconds of a plugin process's life before its first sample
 
 
 def log(msg):
@@ -74,6 +75,9 @@ class Soak:
         self.renewed = 0
         self.revoked = 0
         self.max_rss = 0
+        # Per plugin process: (first seen, RSS and fds of its first sample after the warm-up,
+        # of its last sample): a leak shows within one process, whose life faults end.
+        self.processes = {}
         self.max_fds = 0
         self.proxy_restart = None
 
@@ -114,8 +118,13 @@ class Soak:
         pid = self.pid()
         if pid:
             try:
-                self.max_rss = max(self.max_rss, bench.rss_kb(pid)["VmRSS"])
-                self.max_fds = max(self.max_fds, fd_count(pid))
+                rss, fds = bench.rss_kb(pid)["VmRSS"], fd_count(pid)
+                self.max_rss = max(self.max_rss, rss)
+                self.max_fds = max(self.max_fds, fds)
+                seen = self.processes.setdefault(pid, {"since": now, "first": None, "last": None})
+                if now - seen["since"] >= WARMUP:
+                    seen["first"] = seen["first"] or (now, rss, fds)
+                    seen["last"] = (now, rss, fds)
             except OSError:
                 pass
 
@@ -185,7 +194,7 @@ def run(bao):
     faults = ["plugin reload", "LiteLLM restart" if harness_env() else "plugin kill", "plugin kill"]
     if not harness_env():
         log("LiteLLM is not run by the project's harness here: its restart is replaced by a plugin kill")
-    warmup = 30 if not QUICK else 10
+    warmup = WARMUP
     log(f"{MINUTES:g} min at {RATE:g} issues/s, a fault every {FAULT_EVERY:g}s: {', '.join(faults)}")
     start = time.monotonic()
     end = start + MINUTES * 60
@@ -259,6 +268,15 @@ def run(bao):
                      "flat: met" if last_sample[2] <= first[2] + 3 else "NOT met: flat"))
     else:
         rows.append(("soak", "plugin RSS and fds", "no sample", "NOT met: no plugin process to sample"))
+    sampled = [p for p in soak.processes.values() if p["first"] and p["last"]]
+    if sampled:
+        longest = max(sampled, key=lambda p: p["last"][0] - p["first"][0])
+        (t0, rss0, fds0), (t1, rss1, fds1) = longest["first"], longest["last"]
+        grew = rss1 / rss0
+        rows.append(("soak", f"longest-lived plugin process ({(t1 - t0) / 60:.1f} min between samples, "
+                     f"{len(soak.processes)} processes in all): RSS, fds first -> last",
+                     f"{rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MB, {fds0} -> {fds1}",
+                     "flat: met" if grew < 1.25 and fds1 <= fds0 + 3 else f"NOT met: flat ({grew:.2f}x)"))
     rows.append(("soak", "failed calls inside fault windows (by fault)",
                  ", ".join(f"{k}: {v}" for k, v in by_fault.items()) or "0", "expected"))
     rows.append(("soak", "failed calls outside any fault window", str(len(engine_errors)),
