@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::clock::unix_now;
@@ -117,6 +118,21 @@ pub(super) async fn get(storage: &dyn Storage, alias: &str) -> Result<Option<Key
 
 pub(super) async fn delete(storage: &dyn Storage, alias: &str) -> Result<()> {
     storage.delete(&record_key(alias)).await
+}
+
+/// Storage reads in flight at once when records are read in bulk.
+const RECORD_READS_IN_FLIGHT: usize = 16;
+
+/// The records of `aliases`, in their order, read a few at a time (one
+/// round trip each); aliases without a record are skipped.
+pub(super) fn records<'a>(
+    storage: &'a dyn Storage,
+    aliases: Vec<String>,
+) -> impl Stream<Item = Result<KeyRecord>> + 'a {
+    futures_util::stream::iter(aliases)
+        .map(move |alias| async move { get(storage, &alias).await })
+        .buffered(RECORD_READS_IN_FLIGHT)
+        .try_filter_map(|record| async move { Ok(record) })
 }
 
 /// Aliases of every record, sorted.

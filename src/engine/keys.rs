@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -23,8 +23,6 @@ use crate::litellm::{Client, KeyView};
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
-/// Storage reads of one page in flight at once.
-const RECORD_READS_IN_FLIGHT: usize = 16;
 
 pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
     Path::new("keys/")
@@ -149,15 +147,7 @@ async fn list(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let page =
         inventory::aliases_page(storage, after, usize::try_from(limit).unwrap_or(usize::MAX))
             .await?;
-    // The records of a page are read a few at a time: one round trip each.
-    let records: Vec<KeyRecord> = futures_util::stream::iter(page)
-        .map(|alias| async move { inventory::get(storage, &alias).await })
-        .buffered(RECORD_READS_IN_FLIGHT)
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let records: Vec<KeyRecord> = inventory::records(storage, page).try_collect().await?;
     // One /v2/key/info per proxy (and 100 keys).
     let mut by_proxy: BTreeMap<String, Vec<&KeyRecord>> = BTreeMap::new();
     for r in &records {
@@ -240,11 +230,11 @@ async fn find_by_token(
             }
         }
     }
-    for alias in inventory::aliases(storage).await? {
-        if let Some(r) = inventory::get(storage, &alias).await? {
-            if r.token == token {
-                return Ok(Some(r));
-            }
+    let records = inventory::records(storage, inventory::aliases(storage).await?);
+    let mut records = std::pin::pin!(records);
+    while let Some(r) = records.try_next().await? {
+        if r.token == token {
+            return Ok(Some(r));
         }
     }
     Ok(None)

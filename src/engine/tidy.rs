@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -525,10 +526,9 @@ async fn tidy_expired(
 ) -> Result<()> {
     let cutoff = report.started_at.saturating_sub(buffer);
     let mut by_proxy: BTreeMap<String, Vec<KeyRecord>> = BTreeMap::new();
-    for alias in inventory::aliases(storage).await? {
-        let Some(record) = inventory::get(storage, &alias).await? else {
-            continue;
-        };
+    let records = inventory::records(storage, inventory::aliases(storage).await?);
+    let mut records = std::pin::pin!(records);
+    while let Some(record) = records.try_next().await? {
         report.records_checked += 1;
         if record.ended_at() > cutoff {
             continue;

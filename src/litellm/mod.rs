@@ -321,11 +321,10 @@ impl Client {
         }
     }
 
-    /// Several keys by token hash, `PAGE_SIZE` per call. LiteLLM leaves
-    /// out keys it does not have and does not echo the hash: match the
-    /// answers by `key_alias`.
-    /// LiteLLM's view of these keys (by token), without their metadata,
-    /// in `/v2/key/info` calls of up to [`PAGE_SIZE`] keys.
+    /// LiteLLM's view of several keys by token hash, without their
+    /// metadata, in `/v2/key/info` calls of [`PAGE_SIZE`] keys. LiteLLM
+    /// leaves out keys it does not have and does not echo the hash: match
+    /// the answers by `key_alias`.
     pub async fn keys_info(&self, tokens: &[String]) -> Result<Listing, Error> {
         let mut listing = Listing::default();
         for chunk in tokens.chunks(PAGE_SIZE) {
