@@ -114,6 +114,14 @@ class Bao:
             time.sleep(0.1)
         raise SystemExit("OpenBao dev server did not start")
 
+    def register(self, env=()):
+        """Registers the plugin binary by sha256 as `litellm`; returns the version it reports."""
+        sha = subprocess.run(["sha256sum", self.plugin], capture_output=True, text=True).stdout.split()[0]
+        version = subprocess.run([self.plugin, "--version"], capture_output=True, text=True).stdout.split()[1]
+        self.ok("PUT", "sys/plugins/catalog/secret/litellm",
+                {"sha256": sha, "command": BIN_NAME, "version": version, "env": list(env)})
+        return version
+
     def call(self, method, path, body=None, timeout=60):
         return http(method, f"{self.addr}/v1/{path}", body, {"X-Vault-Token": "root"}, timeout)
 
@@ -307,10 +315,7 @@ def host_calls(binary, row, pairs=20):
     "request handled" carries host_calls), on a server of its own that logs at debug level."""
     bao = Bao(binary, log_level="debug")
     try:
-        sha = subprocess.run(["sha256sum", bao.plugin], capture_output=True, text=True).stdout.split()[0]
-        version = subprocess.run([bao.plugin, "--version"], capture_output=True, text=True).stdout.split()[1]
-        bao.ok("PUT", "sys/plugins/catalog/secret/litellm",
-               {"sha256": sha, "command": BIN_NAME, "version": version, "env": ["PLUGIN_LOG_LEVEL=debug"]})
+        version = bao.register(env=["PLUGIN_LOG_LEVEL=debug"])
         bao.ok("POST", "sys/mounts/litellm", {"type": "litellm", "plugin_version": version})
         bao.ok("PUT", "litellm/config", {"base_url": LITELLM, "master_key": MASTER})
         bao.ok("PUT", "litellm/roles/calls", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": f"calls{os.getpid()}"})
@@ -340,9 +345,7 @@ def host_calls(binary, row, pairs=20):
 
 
 def run(bao, row):
-    sha = subprocess.run(["sha256sum", bao.plugin], capture_output=True, text=True).stdout.split()[0]
-    version = subprocess.run([bao.plugin, "--version"], capture_output=True, text=True).stdout.split()[1]
-    bao.ok("PUT", "sys/plugins/catalog/secret/litellm", {"sha256": sha, "command": BIN_NAME, "version": version})
+    version = bao.register()
     t = time.perf_counter()
     bao.ok("POST", "sys/mounts/litellm", {"type": "litellm", "plugin_version": version})
     mount = time.perf_counter() - t

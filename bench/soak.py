@@ -123,7 +123,9 @@ class Soak:
                 self.max_fds = max(self.max_fds, fds)
                 seen = self.processes.setdefault(pid, {"since": now, "first": None, "last": None})
                 if now - seen["since"] >= WARMUP:
-                    seen["first"] = seen["first"] or (now, rss, fds)
+                    if seen["first"] is None:
+                        seen["first"] = (now, rss, fds)
+                        log(f"plugin pid {pid}: RSS {rss / 1024:.1f} MB, {fds} fds")
                     seen["last"] = (now, rss, fds)
             except OSError:
                 pass
@@ -180,13 +182,11 @@ def main():
     write(rows)
     failed = [r for r in rows if r[3].startswith("NOT met")]
     if failed:
-        sys.exit("soak: " + "; ".join(r[0] for r in failed))
+        sys.exit("soak: NOT met: " + "; ".join(r[1] for r in failed))
 
 
 def run(bao):
-    sha = subprocess.run(["sha256sum", bao.plugin], capture_output=True, text=True).stdout.split()[0]
-    version = subprocess.run([bao.plugin, "--version"], capture_output=True, text=True).stdout.split()[1]
-    bao.ok("PUT", "sys/plugins/catalog/secret/litellm", {"sha256": sha, "command": bench.BIN_NAME, "version": version})
+    version = bao.register()
     bao.ok("POST", "sys/mounts/litellm", {"type": "litellm", "plugin_version": version})
     bao.ok("PUT", "litellm/config", {"base_url": bench.LITELLM, "master_key": bench.MASTER, "request_timeout": "10s"})
     soak = Soak(bao)
@@ -194,28 +194,15 @@ def run(bao):
     faults = ["plugin reload", "LiteLLM restart" if harness_env() else "plugin kill", "plugin kill"]
     if not harness_env():
         log("LiteLLM is not run by the project's harness here: its restart is replaced by a plugin kill")
-    warmup = WARMUP
     log(f"{MINUTES:g} min at {RATE:g} issues/s, a fault every {FAULT_EVERY:g}s: {', '.join(faults)}")
     start = time.monotonic()
     end = start + MINUTES * 60
     next_fault = start + FAULT_EVERY
     fault_index = 0
-    first = None
-    last_sample = None
     while time.monotonic() < end:
         now = time.monotonic()
         soak.step(now)
         soak.settle_windows()
-        pid = soak.pid()
-        if pid and first is None and now - start >= warmup:
-            first = (pid, bench.rss_kb(pid)["VmRSS"], fd_count(pid))
-            log(f"start: plugin pid {pid}, RSS {first[1] / 1024:.1f} MB, {first[2]} fds")
-        # The end sample: the process alive at the end, as long after its own start as the first.
-        if pid and now >= end - 5 and soak.fault_of(now) is None:
-            try:
-                last_sample = (pid, bench.rss_kb(pid)["VmRSS"], fd_count(pid))
-            except OSError:
-                pass
         if now >= next_fault and now < end - 2 * GRACE:
             soak.inject(faults[fault_index % len(faults)])
             fault_index += 1
@@ -258,6 +245,11 @@ def run(bao):
                  f"{soak.revoked} revoked, the rest expired; {len(soak.windows)} faults "
                  f"({', '.join(w[0] for w in soak.windows)})",
                  f"{soak.calls} calls", ""))
+    # Start: the first process's first sample; end: the last process's last one (each taken once
+    # the process is WARMUP old, so both after the same warm-up).
+    sampled = [p for p in soak.processes.values() if p["first"] and p["last"]]
+    first = min((p["first"] for p in sampled), default=None)
+    last_sample = max((p["last"] for p in sampled), default=None)
     if first and last_sample:
         rss_ratio = last_sample[1] / first[1]
         rows.append(("soak", "plugin RSS, start -> end (after the same warm-up; pid changes with reloads)",
@@ -268,7 +260,6 @@ def run(bao):
                      "flat: met" if last_sample[2] <= first[2] + 3 else "NOT met: flat"))
     else:
         rows.append(("soak", "plugin RSS and fds", "no sample", "NOT met: no plugin process to sample"))
-    sampled = [p for p in soak.processes.values() if p["first"] and p["last"]]
     if sampled:
         longest = max(sampled, key=lambda p: p["last"][0] - p["first"][0])
         (t0, rss0, fds0), (t1, rss1, fds1) = longest["first"], longest["last"]
