@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use support::{
     configured_server, error_text, eventually, per_server, plugin_version, unique_prefix, Cable,
     DevServer, Engine, LiteLlm, Steps, MOUNT,
@@ -209,6 +210,9 @@ fn scenario(steps: &Steps, engine: Engine, litellm: &LiteLlm, prefix: &str) {
         "{by_alias}"
     );
     let token0 = by_alias["data"]["token_hash"].as_str().unwrap().to_string();
+    // The engine chose the key material and recorded its hash before the
+    // key existed: it must be the hash of the key LiteLLM handed out.
+    assert_eq!(token0, hex::encode(Sha256::digest(key0.as_bytes())));
     let by_hash = ok("keys/<hash>", server.get(&format!("{MOUNT}/keys/{token0}")));
     assert_eq!(by_hash["data"]["key_alias"], alias0.as_str());
     assert_eq!(by_hash["data"]["spend"].as_f64(), Some(spend));

@@ -3,15 +3,16 @@
 //! The order of steps is what makes orphaned keys impossible:
 //! 1. refuse on a standby (the lease could not be stored there);
 //! 2. write a WAL entry naming the alias the key will have;
-//! 3. ask LiteLLM for the key, with a `duration` of the lease TTL plus a
-//!    small grace (it must not die before its lease);
-//! 4. record the key in the inventory, delete the WAL entry and return the
-//!    lease.
+//! 3. ask LiteLLM for the key (key material chosen here, with a `duration`
+//!    of the lease TTL plus a small grace: it must not die before its
+//!    lease) while its inventory record is written;
+//! 4. once both are done, delete the WAL entry and return the lease.
 //!
-//! A crash after 3 leaves the WAL entry; the rollback deletes the key by its
-//! alias (and its record, if 4 got that far). The record exists before the
-//! WAL entry goes, so no live key is ever in neither. If the host fails to store the lease it revokes it at once. And a
-//! key nobody revokes still dies in LiteLLM when its duration runs out.
+//! A crash after 2 leaves the WAL entry; the rollback deletes the key by its
+//! alias and its record. The record exists before the WAL entry goes, so no
+//! live key is ever in neither. If the host fails to store the lease it
+//! revokes it at once. And a key nobody revokes still dies in LiteLLM when
+//! its duration runs out.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -153,10 +154,38 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     if narrowing.max_budget.is_some() {
         request.max_budget = narrowing.max_budget;
     }
-    let key = match proxy.client.generate_key(&request).await {
+    // The engine chooses the key, so its record can be stored while LiteLLM
+    // mints it: the write costs no time of its own.
+    let chosen = litellm::new_key();
+    request.key = Some(chosen.clone());
+    let issued_at = clock::unix(now);
+    let mut record = KeyRecord {
+        alias: alias.clone(),
+        token: litellm::key_token(&chosen),
+        role: role_name.clone(),
+        issued_at,
+        lease_expires: issued_at + grant.ttl.as_secs(),
+        proxy_id: proxy.home.proxy_id.clone(),
+        proxy_url: proxy.home.base_url.clone(),
+        display_name: req.display_name.clone(),
+        entity_id: req.entity_id.clone(),
+        revoke_failed_at: None,
+        revoke_error: None,
+    };
+    let (generated, recorded) = tokio::join!(
+        proxy.client.generate_key(&request),
+        inventory::put(storage, &record)
+    );
+    let key = match generated {
         Ok(key) => key,
         Err(e) => {
-            settle_failed_generate(&proxy.client, storage, &wal_id, &alias, &e).await;
+            // No key, no record: the record goes before the WAL entry. If
+            // it cannot, the entry stays and the rollback removes both.
+            match inventory::delete(storage, &alias).await {
+                Ok(()) => settle_failed_generate(&proxy.client, storage, &wal_id, &alias, &e).await,
+                Err(de) => tracing::warn!(key_alias = %alias, error = %de,
+                    "cannot delete the record of a failed issue; the rollback will"),
+            }
             return Err(e.into());
         }
     };
@@ -167,26 +196,17 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         std::process::abort();
     }
 
-    // The record before the WAL entry goes: a crash in between leaves both
-    // (the rollback deletes the key and the record), never neither.
-    let issued_at = clock::unix(now);
-    inventory::put(
-        storage,
-        &KeyRecord {
-            alias: alias.clone(),
-            token: key.token.clone(),
-            role: role_name.clone(),
-            issued_at,
-            lease_expires: issued_at + grant.ttl.as_secs(),
-            proxy_id: proxy.home.proxy_id.clone(),
-            proxy_url: proxy.home.base_url.clone(),
-            display_name: req.display_name.clone(),
-            entity_id: req.entity_id.clone(),
-            revoke_failed_at: None,
-            revoke_error: None,
-        },
-    )
-    .await?;
+    // The key exists: its record must be stored before the WAL entry goes
+    // (a failure here leaves the entry, and the rollback deletes the key and
+    // any record), never neither.
+    recorded?;
+    if key.token != record.token {
+        // A LiteLLM that made a key of its own (a custom key hook): record
+        // the key it returned.
+        tracing::warn!(key_alias = %alias, "LiteLLM did not keep the engine's key material; recording its own");
+        record.token = key.token.clone();
+        inventory::put(storage, &record).await?;
+    }
     #[cfg(feature = "fault-injection")]
     if std::env::var_os("LITELLM_PLUGIN_CRASH_AFTER_RECORD").is_some() {
         tracing::warn!(key_alias = %alias, "fault injection: dying between the record and the WAL delete");

@@ -19,7 +19,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -34,7 +33,7 @@ use crate::framework::wal::{self, WalEntry};
 use crate::framework::{
     callback, Error, Operation, Path, PeriodicTask, Request, Response, Result, Storage,
 };
-use crate::litellm::{key_token, Client};
+use crate::litellm::{key_token, new_key, Client};
 
 /// WAL kind of an admin key rotation; data `{"old_token", "new_token",
 /// "successor_alias", "proxy_id", "proxy_url"}` (hashes, never keys).
@@ -269,7 +268,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
         ));
     }
     let now = unix_now();
-    let new_key = format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
+    let new_key = new_key();
     let old_token = key_token(&config.master_key);
     let new_token = key_token(&new_key);
     // Milliseconds: two rotations in one second must not collide (LiteLLM

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -29,7 +28,7 @@ use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, PeriodicTask, Request, Response, Result,
     Storage,
 };
-use crate::litellm::key_token;
+use crate::litellm::{key_token, new_key};
 
 pub(super) const ROLE_PREFIX: &str = "static-roles/";
 /// The keys themselves; seal-wrapped.
@@ -361,7 +360,7 @@ async fn rotate(
     let now = unix_now();
     let generation = old.as_ref().map_or(1, |k| k.generation + 1);
     let alias = format!("{}-{name}-{generation}", role.scope.key_alias_prefix);
-    let new_key = format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
+    let new_key = new_key();
     let mut wal_data = Map::new();
     wal_data.insert("role".into(), json!(name));
     wal_data.insert("new_token".into(), json!(key_token(&new_key)));

@@ -251,6 +251,8 @@ async fn a_refused_generate_leaves_nothing_behind() {
     assert_eq!(err.status(), 400);
     assert!(err.to_string().contains("Key with alias exists"), "{err}");
     assert_eq!(m.wal_entries(), 0);
+    let records = inventory::aliases(m.storage.as_ref()).await.unwrap();
+    assert!(records.is_empty(), "{records:?}");
 }
 
 #[tokio::test]
@@ -462,6 +464,9 @@ fn bad_mount_options_fail_the_mount() {
 async fn failed_generate(generate: Route, delete: Route) -> (usize, usize) {
     let (stub, m) = stubbed(vec![generate, delete]).await;
     assert!(m.creds().await.is_err());
+    // The record written alongside the generate never outlives a failure.
+    let records = inventory::aliases(m.storage.as_ref()).await.unwrap();
+    assert!(records.is_empty(), "{records:?}");
     (m.wal_entries(), stub.count("POST /key/delete"))
 }
 
@@ -827,6 +832,10 @@ async fn an_issue_records_the_key_and_marks_it_with_the_mount_id() {
     let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
     let alias = resp.data["key_alias"].as_str().unwrap().to_string();
     let r = record(&m, &alias).await.expect("a record");
+    // The engine sent key material of its own; this stub answers with
+    // another key, and the record follows what LiteLLM returned.
+    let sent = stub.requests().concat();
+    assert!(sent.contains(r#""key":"sk-"#), "{sent}");
     assert_eq!(r.token, "abc123hash");
     assert_eq!(r.role, "dev");
     assert_eq!(r.lease_expires - r.issued_at, 3600);

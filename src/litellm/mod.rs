@@ -147,6 +147,14 @@ pub fn key_token(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Fresh key material for `/key/generate`'s `key`, chosen by the engine so
+/// that its hash is known before the key exists: `sk-` and 32 characters
+/// from the OS-seeded CSPRNG (190 bits; LiteLLM's own keys carry 128).
+pub fn new_key() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32))
+}
+
 /// LiteLLM's words when none of the keys of a delete exist (inside a 404).
 const NO_KEYS_FOUND: &str = "No keys found";
 /// LiteLLM's words for a `/key/info` of a key it never had (inside a 404).
