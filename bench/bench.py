@@ -30,6 +30,7 @@ import glob
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -177,7 +178,7 @@ def cpu_seconds(pid):
 
 def direct_generate(alias):
     # The same body the engine sends, so LiteLLM does the same work.
-    body = {"key_alias": alias, "duration": "3630s", "models": [MODEL], "key_type": "llm_api",
+    body = {"key": f"sk-{secrets.token_hex(16)}", "key_alias": alias, "duration": "3630s", "models": [MODEL], "key_type": "llm_api",
             "metadata": {"vault_role": "bench", "vault_request_id": "00000000-0000-0000-0000-000000000000",
                          "vault_mount": "litellm/", "vault_display_name": "token",
                          "vault_mount_id": "0123456789abcdef0123456789abcdef",
@@ -305,14 +306,15 @@ def main():
         run(bao, row)
     finally:
         bao.stop()
-    host_calls(binary, row)
+    plugin_time(binary, row)
 
     write_results(rows)
 
 
-def host_calls(binary, row, pairs=20):
-    """Calls to the server per issue and per revoke, as the plugin counts them (its debug log line
-    "request handled" carries host_calls), on a server of its own that logs at debug level."""
+def plugin_time(binary, row, pairs=20):
+    """Calls to the server and time inside the plugin per issue and per revoke, from the plugin's
+    debug log on a server of its own: "request handled" carries host_calls and elapsed_us (the
+    handler's time), "LiteLLM answered" the elapsed_us of each LiteLLM call made meanwhile."""
     bao = Bao(binary, log_level="debug")
     try:
         version = bao.register(env=["PLUGIN_LOG_LEVEL=debug"])
@@ -324,24 +326,34 @@ def host_calls(binary, row, pairs=20):
             bao.ok("PUT", "sys/leases/revoke", {"lease_id": lease})
         time.sleep(1)
         issue, revoke = [], []
+        litellm_us = 0
         with open(f"{bao.dir}/server.log") as f:
             for line in f:
-                if "request handled" not in line or "host_calls=" not in line:
-                    continue
                 fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-                calls = int(fields["host_calls"])
+                if "LiteLLM answered" in line and "elapsed_us" in fields:
+                    litellm_us += int(fields["elapsed_us"])
+                    continue
+                if "request handled" not in line or "host_calls" not in fields:
+                    continue
+                sample = (int(fields["host_calls"]), int(fields.get("elapsed_us", 0)) / 1000, litellm_us / 1000)
+                litellm_us = 0
                 if fields.get("operation") == "read" and fields.get("path") == "creds/calls":
-                    issue.append(calls)
+                    issue.append(sample)
                 elif fields.get("operation") == "revoke":
-                    revoke.append(calls)
+                    revoke.append(sample)
     finally:
         bao.stop()
     if not issue or not revoke:
         row("overhead", "server calls per issue / per revoke (the plugin's count)", "not found in the debug log",
             "", "")
         return
+    med = lambda samples, i: statistics.median(s[i] for s in samples)
     row("overhead", f"server calls per issue / per revoke (the plugin's count, median of {len(issue)} / {len(revoke)})",
-        f"{statistics.median(issue):g} / {statistics.median(revoke):g}", "", "")
+        f"{med(issue, 0):g} / {med(revoke, 0):g}", "", "")
+    own = statistics.median(s[1] - s[2] for s in issue)
+    row("overhead", f"inside the plugin per issue (median of {len(issue)}): handler, of which LiteLLM's "
+        "/key/generate; the rest is the engine's own (its server calls)",
+        f"{med(issue, 1):.2f} ms, LiteLLM {med(issue, 2):.2f} ms", f"engine's own {own:.2f} ms", "")
 
 
 def run(bao, row):
@@ -384,18 +396,33 @@ def run(bao, row):
     row("overhead", "plugin round trip: read roles/<name> (median / p95)",
         f"{med['read']:.2f} / {pct(plugin_read, 95) * 1000:.2f} ms", f"KV read {med['floor']:.2f} ms",
         f"+{med['read'] - med['floor']:.2f} ms")
-    # Paired per sample (the three calls of one iteration run back to back), so
-    # drift in LiteLLM's latency cancels out. It still counts the server's own
-    # lease bookkeeping, so it is an upper bound on the engine's cost.
-    added = statistics.median(c - g - f for c, g, f in zip(creds, generate, floor)) * 1000
-    row("overhead", "engine's added latency (median of creds - generate - floor, paired)", f"{added:.2f} ms",
-        "target < 3 ms", "met" if added < 3 else "NOT met")
+    # Paired per sample (the calls of one iteration run back to back), so drift in
+    # LiteLLM's latency cancels out. The issue's method subtracts the server's floor for a
+    # plugin-served read (HTTP, routing, one gRPC call to the plugin and one storage read);
+    # against the KV floor instead it also counts that gRPC call: an upper bound. Both still
+    # count the server's own lease bookkeeping for creds.
+    added = statistics.median(c - g - r for c, g, r in zip(creds, generate, plugin_read)) * 1000
+    row("overhead", "engine's added latency (median of creds - generate - plugin read, paired)", f"{added:.2f} ms",
+        "target < 1 ms", "met" if added < 1 else "NOT met")
+    upper = statistics.median(c - g - f for c, g, f in zip(creds, generate, floor)) * 1000
+    row("overhead", "the same against the KV floor (creds - generate - KV read, paired: upper bound)",
+        f"{upper:.2f} ms")
 
     for c in (1, 8, 32):
-        count = {1: 50, 8: 160, 32: 320}[c]
-        direct_wall, results = timed_parallel(lambda i: direct_generate(f"bench-tp{c}-{os.getpid()}-{i}"), count, c)
-        tokens += [tok for _, tok in results]
-        bao_wall, _ = timed_parallel(lambda i: bao.ok("GET", "litellm/creds/bench"), count, c)
+        count = {1: 48, 8: 160, 32: 320}[c]
+        # Four alternating rounds (direct, engine, engine, direct, ...): LiteLLM's rate drifts
+        # over a run (its caches, its spend-log flushes), and both sides see the same drift.
+        direct_wall = bao_wall = 0.0
+        for r in range(4):
+            direct = lambda i, r=r: direct_generate(f"bench-tp{c}-{os.getpid()}-{r}-{i}")
+            sides = [("direct", direct), ("bao", lambda i: bao.ok("GET", "litellm/creds/bench"))]
+            for side, fn in (sides if r % 2 == 0 else sides[::-1]):
+                wall, results = timed_parallel(fn, count // 4, c)
+                if side == "direct":
+                    direct_wall += wall
+                    tokens += [tok for _, tok in results]
+                else:
+                    bao_wall += wall
         row("throughput", f"keys/s at concurrency {c} ({count} keys)", f"{count / bao_wall:.1f}/s",
             f"direct generate {count / direct_wall:.1f}/s", f"{direct_wall / bao_wall:.2f}x")
 
@@ -411,8 +438,17 @@ def run(bao, row):
     before = cpu_seconds(pid)
     issue_revoke_latency(bao, "bench", pairs)
     per_pair = (cpu_seconds(pid) - before) / pairs * 1000
+    # The transport's floor in the same run: one request from the server and one storage
+    # read back, the least any plugin call costs. A pair is 2 requests, 8 storage/system
+    # calls and 2 LiteLLM calls.
+    before = cpu_seconds(pid)
+    for _ in range(pairs):
+        bao.ok("GET", "litellm/roles/bench")
+    per_read = (cpu_seconds(pid) - before) / pairs * 1000
     row("footprint", f"plugin CPU per issue + revoke pair (utime+stime over {pairs} pairs)",
-        f"{per_pair:.2f} ms", "target < 0.5 ms", "met" if per_pair < 0.5 else "NOT met")
+        f"{per_pair:.2f} ms", f"plugin CPU per read of roles/<name> {per_read:.2f} ms",
+        f"{per_pair / per_read:.1f}x; target < 0.5 ms: " + ("met" if per_pair < 0.5 else "NOT met")
+        if per_read else "target < 0.5 ms: " + ("met" if per_pair < 0.5 else "NOT met"))
 
     log("clean the keys issued so far (revoke-prefix, not timed)")
     bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/bench", timeout=1800)

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
@@ -79,9 +80,21 @@ impl BackendService {
     }
 }
 
-fn log_outcome(op: &str, path: &str, host_calls: u32, result: &Result<impl Sized, Error>) {
+fn log_outcome(
+    op: &str,
+    path: &str,
+    host_calls: u32,
+    started: Instant,
+    result: &Result<impl Sized, Error>,
+) {
     match result {
-        Ok(_) => tracing::debug!(operation = op, path, host_calls, "request handled"),
+        Ok(_) => tracing::debug!(
+            operation = op,
+            path,
+            host_calls,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request handled"
+        ),
         Err(e) if e.status() >= 500 => {
             tracing::error!(operation = op, path, error = %e, "request failed")
         }
@@ -166,6 +179,7 @@ impl BackendRpc for BackendService {
         &self,
         request: GrpcRequest<pb::HandleRequestArgs>,
     ) -> Result<GrpcResponse<pb::HandleRequestReply>, Status> {
+        let started = Instant::now();
         let wire = request.into_inner().request;
         let (op, path) = wire
             .as_ref()
@@ -175,7 +189,7 @@ impl BackendRpc for BackendService {
             Ok((mount, req)) => host::count_host_calls(mount.backend.handle(req)).await,
             Err(e) => (Err(e), 0),
         };
-        log_outcome(&op, &path, host_calls, &result);
+        log_outcome(&op, &path, host_calls, started, &result);
         let reply = match result {
             Ok(response) => pb::HandleRequestReply {
                 response: response.as_ref().map(translate::response_to_wire),
