@@ -157,7 +157,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     // The engine chooses the key, so its record can be stored while LiteLLM
     // mints it: the write costs no time of its own.
     let chosen = litellm::new_key();
-    request.key = Some(chosen.clone());
+    request.key = Some(litellm::KeyMaterial(chosen.clone()));
     let issued_at = clock::unix(now);
     let mut record = KeyRecord {
         alias: alias.clone(),

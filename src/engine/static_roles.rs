@@ -28,7 +28,7 @@ use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, PeriodicTask, Request, Response, Result,
     Storage,
 };
-use crate::litellm::{key_token, new_key};
+use crate::litellm::{key_token, new_key, KeyMaterial};
 
 pub(super) const ROLE_PREFIX: &str = "static-roles/";
 /// The keys themselves; seal-wrapped.
@@ -390,7 +390,7 @@ async fn rotate(
         role.scope.user_id.clone(),
         role.scope.team_id.clone(),
     );
-    request.key = Some(new_key.clone());
+    request.key = Some(KeyMaterial(new_key.clone()));
     if let Err(e) = current.client.generate_key(&request).await {
         super::creds::settle_failed_generate(&current.client, storage, &wal_id, &alias, &e).await;
         return Err(e.into());

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-pub use types::{GenerateKeyRequest, GeneratedKey, KeyView, UpdatedKey};
+pub use types::{GenerateKeyRequest, GeneratedKey, KeyMaterial, KeyView, UpdatedKey};
 use types::{KeyPage, KeysInfo};
 
 /// What can go wrong talking to LiteLLM. Messages never contain the master

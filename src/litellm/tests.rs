@@ -343,3 +343,18 @@ async fn a_refused_batch_falls_back_to_one_delete_per_key() {
         stub.requests()
     );
 }
+
+#[test]
+fn chosen_key_material_is_sent_but_never_shown() {
+    let key = new_key();
+    assert!(key.starts_with("sk-") && key.len() == 35, "{key}");
+    assert_ne!(key, new_key());
+    let request = GenerateKeyRequest {
+        key: Some(KeyMaterial(key.clone())),
+        ..GenerateKeyRequest::default()
+    };
+    let body = serde_json::to_value(&request).unwrap();
+    assert_eq!(body["key"], key.as_str());
+    let shown = format!("{request:?}");
+    assert!(!shown.contains(&key), "{shown}");
+}

@@ -4,13 +4,25 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A key the engine chose, on its way to `/key/generate`: sent as the plain
+/// string, never shown by `Debug` (requests may end up in error messages).
+#[derive(Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct KeyMaterial(pub String);
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyMaterial(<redacted>)")
+    }
+}
+
 /// `POST /key/generate`; unset fields are left out so LiteLLM's defaults apply.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct GenerateKeyRequest {
-    /// The key itself when the engine chooses it (so that a WAL entry can
-    /// name it by hash before it exists); unset = LiteLLM makes one.
+    /// The key itself when the engine chooses it (so that its hash is known
+    /// before it exists); unset = LiteLLM makes one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<KeyMaterial>,
     pub key_alias: String,
     /// `"<seconds>s"`: the key dies by itself when the lease would. Unset:
     /// no expiry (static role keys, deleted by the engine).
