@@ -179,6 +179,61 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy():
+    """Busy CPU seconds of the whole machine so far, all cores (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """Where the machine's CPU went during some calls: the plugin, the server, this script
+    (the load generator) and the rest (LiteLLM, its database, anything else running)."""
+
+    def __init__(self, server_pid, plugin_pid):
+        self.pids = {"server": server_pid, "plugin": plugin_pid}
+        self.total = {"server": 0.0, "plugin": 0.0, "client": 0.0, "machine": 0.0}
+
+    def measure(self, fn):
+        def snap():
+            t = os.times()
+            return {**{k: cpu_seconds(p) for k, p in self.pids.items()},
+                    "client": t.user + t.system, "machine": machine_busy()}
+        before = snap()
+        result = fn()
+        after = snap()
+        for k in self.total:
+            self.total[k] += after[k] - before[k]
+        return result
+
+    def per_item_ms(self, count):
+        rest = self.total["machine"] - self.total["server"] - self.total["plugin"] - self.total["client"]
+        return {**{k: v / count * 1000 for k, v in self.total.items()}, "rest": max(rest, 0) / count * 1000}
+
+
+def listening_pid(port):
+    """The local process listening on TCP `port` (LiteLLM, when it runs here), else None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{parts[9]}]")
+        except OSError:
+            pass
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return int(pid)
+        except OSError:
+            pass
+    return None
+
+
 def direct_generate(alias):
     # The same body the engine sends, so LiteLLM does the same work.
     body = {"key": f"sk-{secrets.token_hex(16)}", "key_alias": alias, "duration": "3630s", "models": [MODEL], "key_type": "llm_api",
@@ -416,11 +471,12 @@ def run(bao, row):
         # Four alternating rounds (direct, engine, engine, direct, ...): LiteLLM's rate drifts
         # over a run (its caches, its spend-log flushes), and both sides see the same drift.
         direct_wall = bao_wall = 0.0
+        split = {"direct": CpuSplit(bao.proc.pid, pid), "bao": CpuSplit(bao.proc.pid, pid)}
         for r in range(4):
             direct = lambda i, r=r: direct_generate(f"bench-tp{c}-{os.getpid()}-{r}-{i}")
             sides = [("direct", direct), ("bao", lambda i: bao.ok("GET", "litellm/creds/bench"))]
             for side, fn in (sides if r % 2 == 0 else sides[::-1]):
-                wall, results = timed_parallel(fn, count // 4, c)
+                wall, results = split[side].measure(lambda: timed_parallel(fn, count // 4, c))
                 if side == "direct":
                     direct_wall += wall
                     tokens += [tok for _, tok in results]
@@ -428,6 +484,19 @@ def run(bao, row):
                     bao_wall += wall
         row("throughput", f"keys/s at concurrency {c} ({count} keys)", f"{count / bao_wall:.1f}/s",
             f"direct generate {count / direct_wall:.1f}/s", f"{direct_wall / bao_wall:.2f}x")
+        # Where the CPU went: with every core busy, the server's and the plugin's CPU is taken
+        # from LiteLLM, so the engine side can only reach rest / (rest + server + plugin) of
+        # the direct rate; the plugin's part of that is the engine's own.
+        eng, dirc = split["bao"].per_item_ms(count), split["direct"].per_item_ms(count)
+        cores = os.cpu_count()
+        row("throughput", f"CPU per key at concurrency {c}: plugin / server / LiteLLM and the rest "
+            f"(machine busy, of {cores} cores)",
+            f"{eng['plugin']:.2f} / {eng['server']:.2f} / {eng['rest']:.1f} ms "
+            f"({split['bao'].total['machine'] / bao_wall / cores:.0%})",
+            f"direct: LiteLLM and the rest {dirc['rest']:.1f} ms "
+            f"({split['direct'].total['machine'] / direct_wall / cores:.0%})",
+            f"plugin {eng['plugin'] / (eng['plugin'] + eng['server'] + eng['rest']):.0%}, "
+            f"server {eng['server'] / (eng['plugin'] + eng['server'] + eng['rest']):.0%} of the CPU")
         if c == 1:
             # One at a time, each creds call also pays the server's floor for any plugin call.
             ceiling = med["gen"] / (med["gen"] + med["read"])
@@ -447,7 +516,7 @@ def run(bao, row):
     issue_revoke_latency(bao, "bench", pairs)
     per_pair = (cpu_seconds(pid) - before) / pairs * 1000
     # The transport's floor in the same run: one request from the server and one storage
-    # read back, the least any plugin call costs. A pair is 2 requests, 8 storage/system
+    # read back, the least any plugin call costs. A pair is 2 requests, 7 storage/system
     # calls and 2 LiteLLM calls.
     before = cpu_seconds(pid)
     for _ in range(pairs):
@@ -470,9 +539,11 @@ def run(bao, row):
         direct_delete(tok)
     direct_wall = time.perf_counter() - t
     direct_rate = len(direct_tokens) / direct_wall
+    litellm_pid = listening_pid(urllib.parse.urlsplit(LITELLM).port or 80)
     for queued in (True, False):
         log(f"{REVOKES} leases to revoke ({'queued' if queued else 'sync'})")
         timed_parallel(lambda i: bao.ok("GET", "litellm/creds/rev"), REVOKES, 8)
+        litellm_cpu = cpu_seconds(litellm_pid) if litellm_pid else 0.0
         t = time.perf_counter()
         bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/rev", {"sync": not queued}, timeout=1800)
         # Queued: the call returns at once; done when the last lease (removed
@@ -480,6 +551,7 @@ def run(bao, row):
         while queued and bao.lease_count("litellm/creds/rev/") > 0:
             time.sleep(0.02)
         revoke_wall = time.perf_counter() - t
+        litellm_busy = (cpu_seconds(litellm_pid) - litellm_cpu) / revoke_wall if litellm_pid else None
         left = live_keys_with_alias(f"benchrev{os.getpid()}-")
         how = "queued, the CLI's default" if queued else "sync=true: one lease at a time"
         row("throughput", f"revoke-prefix of {REVOKES} leases ({how}); {left} keys left; "
@@ -487,6 +559,10 @@ def run(bao, row):
             f"{REVOKES / revoke_wall:.1f} leases/s",
             f"direct /key/delete {direct_rate:.1f}/s (sequential)",
             f"{(REVOKES / revoke_wall) / direct_rate:.2f}x" + (" (target >= 3x)" if queued else ""))
+        if litellm_busy is not None:
+            # LiteLLM serves from one Python process: near 100% of a core, it is the limit.
+            row("throughput", f"LiteLLM's process during that revoke-prefix ({'queued' if queued else 'sync'})",
+                f"{litellm_busy:.0%} of one core busy")
     for tok in tokens[REVOKES:]:
         direct_delete(tok)
     inventory_cost(bao, row)

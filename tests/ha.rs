@@ -362,6 +362,10 @@ fn three_node_raft_cluster_failover(engine: Engine) {
             .is_some_and(|l| l.starts_with("litellm/creds/r/")));
         early.push(body);
     }
+    // One live key per lease: nothing left over by the standbys (the unit
+    // test creds_on_a_standby_are_forwarded_before_any_side_effect shows
+    // LiteLLM is not even called there).
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&prefix), 2);
 
     steps.step("a role written on the leader is read back on every node");
     cluster.ok(0, &format!("{MOUNT}/roles/r"), json!({"rpm_limit": 77}));

@@ -1,8 +1,12 @@
 //! `creds/<name>`: mint a key for a role, as a lease.
 //!
 //! The order of steps is what makes orphaned keys impossible:
-//! 1. refuse on a standby (the lease could not be stored there);
-//! 2. write a WAL entry naming the alias the key will have;
+//! 1. read the role, the mount's TTLs and the config;
+//! 2. write a WAL entry naming the alias the key will have. On a standby
+//!    the first write (this one; on a mount's first issue, its id) fails
+//!    with the read-only error on which the server forwards the request to
+//!    the active node: nothing has happened outside the server yet, so no
+//!    separate check of the node's state (a call of its own) is needed;
 //! 3. ask LiteLLM for the key (key material chosen here, with a `duration`
 //!    of the lease TTL plus a small grace: it must not die before its
 //!    lease) while its inventory record is written;
@@ -24,7 +28,6 @@ use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::narrowing::Narrowing;
 use super::{attribution, key_secret, roles, rollback, Engine, EXPIRY_GRACE, ISSUE_MARGIN};
-use crate::framework::storage::PERFORMANCE_STANDBY;
 use crate::framework::{
     calculate_ttl, callback, wal, Error, Field, FieldType, Operation, Path, Request, Response,
     Result, Secret, Storage, TtlRequest,
@@ -75,20 +78,12 @@ fn key_alias(prefix: &str, role: &str) -> String {
 async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let role_name = req.fields.str("name").unwrap_or_default().to_string();
     let storage = req.storage.as_ref();
-    // Independent reads from the server: one round trip instead of four.
-    let (replication, role, mount_default_ttl, mount_max_ttl) = tokio::try_join!(
-        req.system.replication_state(),
+    // Independent reads from the server: one round trip instead of three.
+    let (role, mount_default_ttl, mount_max_ttl) = tokio::try_join!(
         roles::load(storage, &role_name),
         req.system.default_lease_ttl(),
         req.system.max_lease_ttl(),
     )?;
-    // A key is minted before anything is stored: on a performance standby
-    // the request goes to the active node. Checked here rather than with
-    // the framework's forward_performance_standby property, which would
-    // cost a round trip of its own before these reads.
-    if replication & PERFORMANCE_STANDBY != 0 {
-        return Err(Error::ReadOnly);
-    }
     let role = role.ok_or_else(|| Error::invalid(format!("unknown role {role_name:?}")))?;
     let (user_id, team_id) = attribution::resolve(&role, &req).await?;
     let proxy = engine.clients.current(storage).await?;
