@@ -1,12 +1,13 @@
 //! `creds/<name>`: mint a key for a role, as a lease.
 //!
 //! The order of steps is what makes orphaned keys impossible:
-//! 1. read the role, the mount's TTLs and the config;
-//! 2. write a WAL entry naming the alias the key will have. On a standby
-//!    the first write (this one; on a mount's first issue, its id) fails
-//!    with the read-only error on which the server forwards the request to
-//!    the active node: nothing has happened outside the server yet, so no
-//!    separate check of the node's state (a call of its own) is needed;
+//! 1. take the role (cached) and the config, and draw the key's alias;
+//! 2. write a WAL entry naming that alias, together with the last reads
+//!    (the mount's TTLs, the caller's entity: a request they refuse removes
+//!    its entry). On a standby this first write (on a mount's first issue,
+//!    its id) fails with the read-only error on which the server forwards
+//!    the request to the active node: nothing has happened outside the
+//!    server yet, so no separate check of the node's state is needed;
 //! 3. ask LiteLLM for the key (key material chosen here, with a `duration`
 //!    of the lease TTL plus a small grace: it must not die before its
 //!    lease) while its inventory record is written;
@@ -27,7 +28,7 @@ use serde_json::{json, Map, Value};
 use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::narrowing::Narrowing;
-use super::{attribution, key_secret, roles, rollback, Engine, EXPIRY_GRACE, ISSUE_MARGIN};
+use super::{attribution, key_secret, rollback, Engine, EXPIRY_GRACE, ISSUE_MARGIN};
 use crate::framework::{
     calculate_ttl, callback, wal, Error, Field, FieldType, Operation, Path, Request, Response,
     Result, Secret, Storage, TtlRequest,
@@ -78,56 +79,75 @@ fn key_alias(prefix: &str, role: &str) -> String {
 async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let role_name = req.fields.str("name").unwrap_or_default().to_string();
     let storage = req.storage.as_ref();
-    // Independent reads from the server: one round trip instead of three.
-    let (role, mount_default_ttl, mount_max_ttl) = tokio::try_join!(
-        roles::load(storage, &role_name),
-        req.system.default_lease_ttl(),
-        req.system.max_lease_ttl(),
-    )?;
-    let role = role.ok_or_else(|| Error::invalid(format!("unknown role {role_name:?}")))?;
-    let (user_id, team_id) = attribution::resolve(&role, &req).await?;
+    // From the cache: roles change only through this mount.
+    let role = engine
+        .roles
+        .get(storage, &role_name)
+        .await?
+        .ok_or_else(|| Error::invalid(format!("unknown role {role_name:?}")))?;
     let proxy = engine.clients.current(storage).await?;
     // One storage read on the first issue of a process, then cached.
     let mount_id = inventory::ensure_mount_id(&engine, storage).await?;
+    let narrowing = req.fields.decode_given::<Narrowing>()?;
 
-    let role_ttl = if role.ttl().is_zero() {
-        mount_default_ttl
-    } else {
-        role.ttl()
-    };
-    let narrowing = req
-        .fields
-        .decode_given::<Narrowing>()?
-        .check(&role, role_ttl)?;
-    let now = SystemTime::now();
-    let grant = calculate_ttl(&TtlRequest {
-        increment: std::time::Duration::ZERO,
-        backend_ttl: narrowing.ttl.unwrap_or(role.ttl()),
-        backend_max_ttl: role.max_ttl(),
-        mount_default_ttl,
-        mount_max_ttl,
-        issue_time: now,
-        now,
-    })?;
-    // The key outlives its lease by the grace, never the other way round.
-    let key_lifetime = grant.ttl + EXPIRY_GRACE;
-
+    // The WAL entry travels with the reads that remain (the mount's TTLs,
+    // the caller's entity): one round trip to the server before LiteLLM,
+    // not two. A request those reads refuse removes its entry again.
     let alias = key_alias(&role.key_alias_prefix, &role_name);
     let mut wal_data = Map::new();
     wal_data.insert("key_alias".into(), json!(alias));
     proxy.home.record(&mut wal_data);
     let timeout = proxy.config.request_timeout();
-    let wal_id = wal::put(
-        storage,
-        rollback::KIND,
-        Value::Object(wal_data),
-        wal::Schedule {
-            // generate, then possibly a clean-up delete, each up to the timeout
-            hold_for: 2 * timeout + ISSUE_MARGIN,
-            give_up_after: Some(key_lifetime),
-        },
-    )
-    .await?;
+    let schedule = wal::Schedule {
+        // generate, then possibly a clean-up delete, each up to the timeout
+        hold_for: 2 * timeout + ISSUE_MARGIN,
+        // The lease is not granted yet: the role's max_ttl bounds it (and
+        // a role without one, the rollback's own limit).
+        give_up_after: (!role.max_ttl().is_zero()).then(|| role.max_ttl() + EXPIRY_GRACE),
+    };
+    let checks = async {
+        let (mount_default_ttl, mount_max_ttl, attributed) = tokio::try_join!(
+            req.system.default_lease_ttl(),
+            req.system.max_lease_ttl(),
+            attribution::resolve(&role, &req),
+        )?;
+        let role_ttl = if role.ttl().is_zero() {
+            mount_default_ttl
+        } else {
+            role.ttl()
+        };
+        let narrowing = narrowing.check(&role, role_ttl)?;
+        let now = SystemTime::now();
+        let grant = calculate_ttl(&TtlRequest {
+            increment: std::time::Duration::ZERO,
+            backend_ttl: narrowing.ttl.unwrap_or(role.ttl()),
+            backend_max_ttl: role.max_ttl(),
+            mount_default_ttl,
+            mount_max_ttl,
+            issue_time: now,
+            now,
+        })?;
+        Ok::<_, Error>((narrowing, grant, now, attributed))
+    };
+    let (wal_id, checked) = tokio::join!(
+        wal::put(storage, rollback::KIND, Value::Object(wal_data), schedule),
+        checks
+    );
+    // On a standby the entry cannot be written, and that error is the one
+    // on which the server forwards the request to the active node.
+    let wal_id = wal_id?;
+    let (narrowing, grant, now, (user_id, team_id)) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            if let Err(de) = wal::delete(storage, &wal_id).await {
+                tracing::warn!(wal_id = %wal_id, error = %de,
+                    "cannot delete the WAL entry of a refused issue; the rollback will");
+            }
+            return Err(e);
+        }
+    };
+    // The key outlives its lease by the grace, never the other way round.
+    let key_lifetime = grant.ttl + EXPIRY_GRACE;
 
     let mut metadata = role.metadata.clone();
     metadata.extend(narrowing.metadata.clone());

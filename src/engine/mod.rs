@@ -66,14 +66,16 @@ pub const ISSUE_MARGIN: Duration = Duration::from_secs(15);
 /// moment later, and the two clocks may differ a little. The key must never
 /// expire before the lease that promises it.
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(30);
-/// Rollback entries written before entries recorded their key's expiry are
-/// given up after this long: longer than the longest lease a mount allows
-/// by default (32 days), so no live key is abandoned.
+/// Rollback entries that do not say when their key expires at the latest
+/// (an issue for a role without max_ttl, or entries written before entries
+/// said it) are given up after this long: longer than the longest lease a
+/// mount allows by default (32 days).
 const LEGACY_ROLLBACK_MAX_AGE: Duration = Duration::from_secs(33 * 24 * 3600);
 
 /// The state shared by all handlers of one mount.
 pub struct Engine {
     clients: proxy::Clients,
+    roles: roles::RoleCache,
     /// Serialises read-modify-write of `config` and roles.
     writes: tokio::sync::Mutex<()>,
     /// The mount's id, once known (it never changes).
@@ -88,6 +90,7 @@ impl Engine {
     fn new() -> Self {
         Self {
             clients: proxy::Clients::default(),
+            roles: roles::RoleCache::default(),
             writes: tokio::sync::Mutex::new(()),
             mount_id: std::sync::OnceLock::new(),
             mount_id_lock: tokio::sync::Mutex::new(()),
@@ -161,9 +164,15 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         if key == config::STORAGE_KEY || key.starts_with(proxy::RETIRED_PREFIX) {
             on_invalidate.clients.forget();
         }
+        if roles::is_role_key(key) {
+            on_invalidate.roles.forget();
+        }
     }));
     let on_cleanup = Arc::clone(&engine);
-    backend.cleanup = Some(Arc::new(move || on_cleanup.clients.forget()));
+    backend.cleanup = Some(Arc::new(move || {
+        on_cleanup.clients.forget();
+        on_cleanup.roles.forget();
+    }));
     Ok(backend)
 }
 

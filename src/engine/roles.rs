@@ -3,8 +3,8 @@
 //! Writes are partial: fields not given keep their stored values (or the
 //! defaults on create). Every rule failure is a 400 naming the field.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -677,6 +677,56 @@ pub(super) async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Rol
     get_json(storage, &format!("{PREFIX}{name}")).await
 }
 
+/// Whether a storage key the server invalidates is a role's.
+pub(super) fn is_role_key(key: &str) -> bool {
+    key.starts_with(PREFIX)
+}
+
+/// The roles `creds` issued from, as last read. Every change to a role
+/// passes through this mount (a write or delete here, or the server's
+/// invalidation of replicated storage), and each one empties the cache, so
+/// an issue skips one storage read without ever using an outdated role.
+#[derive(Default)]
+pub(super) struct RoleCache {
+    inner: Mutex<CachedRoles>,
+}
+
+#[derive(Default)]
+struct CachedRoles {
+    /// Moves on every change: a read that began before a change does not
+    /// put what it read into the cache after it.
+    generation: u64,
+    roles: HashMap<String, Arc<Role>>,
+}
+
+impl RoleCache {
+    /// The role, from the cache or else from storage; `None`: no such role.
+    pub(super) async fn get(&self, storage: &dyn Storage, name: &str) -> Result<Option<Arc<Role>>> {
+        let generation = {
+            let cached = self.inner.lock().unwrap();
+            if let Some(role) = cached.roles.get(name) {
+                return Ok(Some(Arc::clone(role)));
+            }
+            cached.generation
+        };
+        let Some(role) = load(storage, name).await?.map(Arc::new) else {
+            return Ok(None);
+        };
+        let mut cached = self.inner.lock().unwrap();
+        if cached.generation == generation {
+            cached.roles.insert(name.to_string(), Arc::clone(&role));
+        }
+        Ok(Some(role))
+    }
+
+    /// Drops every cached role (a role changed).
+    pub(super) fn forget(&self) {
+        let mut cached = self.inner.lock().unwrap();
+        cached.generation += 1;
+        cached.roles.clear();
+    }
+}
+
 pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
     Path::new("roles/")
         .on(Operation::List, callback(engine, list))
@@ -866,14 +916,19 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let _writing = engine.writes.lock().await;
     let existing = load(req.storage.as_ref(), name).await?.unwrap_or_default();
     let role = existing.apply(&req.fields)?;
-    put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
+    let stored = put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await;
+    // Even after a failed write: storage may hold either version now.
+    engine.roles.forget();
+    stored?;
     Ok(Response::warnings_only(role.warnings()))
 }
 
 async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let name = req.fields.str("name").unwrap_or_default();
     let _writing = engine.writes.lock().await;
-    req.storage.delete(&format!("{PREFIX}{name}")).await?;
+    let deleted = req.storage.delete(&format!("{PREFIX}{name}")).await;
+    engine.roles.forget();
+    deleted?;
     Ok(None)
 }
 

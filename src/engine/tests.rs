@@ -226,6 +226,55 @@ async fn creds_on_a_standby_are_forwarded_before_any_side_effect() {
 }
 
 #[tokio::test]
+async fn issues_follow_every_change_to_their_role() {
+    let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
+    let alias = |r: crate::framework::Response| r.data["key_alias"].as_str().unwrap().to_string();
+    assert!(alias(m.creds().await.unwrap().unwrap()).starts_with("vault-dev-"));
+
+    // A write through the mount.
+    m.call(
+        Operation::Update,
+        "roles/dev",
+        json!({"key_alias_prefix": "team"}),
+    )
+    .await
+    .unwrap();
+    assert!(alias(m.creds().await.unwrap().unwrap()).starts_with("team-dev-"));
+
+    // A change the server announces (replicated storage): the role as stored now.
+    let mut stored: Value =
+        serde_json::from_slice(&m.storage.get("roles/dev").await.unwrap().unwrap()).unwrap();
+    stored["key_alias_prefix"] = json!("ops");
+    m.storage
+        .put("roles/dev", serde_json::to_vec(&stored).unwrap())
+        .await
+        .unwrap();
+    (m.backend.invalidate.as_ref().unwrap())("roles/dev");
+    assert!(alias(m.creds().await.unwrap().unwrap()).starts_with("ops-dev-"));
+
+    // A delete.
+    m.call(Operation::Delete, "roles/dev", json!(null))
+        .await
+        .unwrap();
+    let err = m.creds().await.unwrap_err();
+    assert!(err.to_string().contains("unknown role"), "{err}");
+    assert_eq!(stub.count("POST /key/generate"), 3);
+    assert_eq!(m.wal_entries(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_narrowing_leaves_no_wal_entry() {
+    let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
+    let err = m
+        .call(Operation::Update, "creds/dev", json!({"ttl": "5h"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400, "{err}");
+    assert_eq!(stub.count("POST /key/generate"), 0);
+    assert_eq!(m.wal_entries(), 0);
+}
+
+#[tokio::test]
 async fn a_refused_generate_leaves_nothing_behind() {
     let (_stub, m) = stubbed(vec![
         route(
@@ -666,6 +715,17 @@ async fn wal_entries_record_their_hold_expiry_and_proxy() {
         route("POST /key/delete", 404, NO_KEYS),
     ])
     .await;
+    // Without max_ttl the entry cannot say when the key expires at the
+    // latest (it is written before the mount's TTLs are read).
+    assert!(m.creds().await.is_err());
+    let id = wal::list(m.storage.as_ref()).await.unwrap().remove(0);
+    let entry = wal::get(m.storage.as_ref(), &id).await.unwrap().unwrap();
+    assert_eq!(entry.give_up_after, None);
+    wal::delete(m.storage.as_ref(), &id).await.unwrap();
+
+    m.call(Operation::Update, "roles/dev", json!({"max_ttl": "2h"}))
+        .await
+        .unwrap();
     assert!(m.creds().await.is_err());
     let id = wal::list(m.storage.as_ref()).await.unwrap().remove(0);
     let entry = wal::get(m.storage.as_ref(), &id).await.unwrap().unwrap();
@@ -673,7 +733,7 @@ async fn wal_entries_record_their_hold_expiry_and_proxy() {
     let hold = entry.hold_until.unwrap() - entry.created_at;
     assert_eq!(hold, 2 * 2 + ISSUE_MARGIN.as_secs() + 1);
     let lifetime = entry.give_up_after.unwrap() - entry.created_at;
-    assert_eq!(lifetime, 3600 + EXPIRY_GRACE.as_secs() + 1);
+    assert_eq!(lifetime, 7200 + EXPIRY_GRACE.as_secs() + 1);
     assert_eq!(entry.data["proxy_id"], json!(m.home().await.proxy_id));
     // Within its hold, even a zero minimum age leaves it alone.
     tick(&m).await;
