@@ -79,7 +79,7 @@ fn key_alias(prefix: &str, role: &str) -> String {
 async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let role_name = req.fields.str("name").unwrap_or_default().to_string();
     let storage = req.storage.as_ref();
-    // From the cache: roles change only through this mount.
+    // From the cache (see `roles::RoleCache`: every change empties it).
     let role = engine
         .roles
         .get(storage, &role_name)
