@@ -499,6 +499,7 @@ def run(bao, row):
         # from LiteLLM, so the engine side can only reach rest / (rest + server + plugin) of
         # the direct rate; the plugin's part of that is the engine's own.
         eng, dirc = split["bao"].per_item_ms(count), split["direct"].per_item_ms(count)
+        eng_total = eng["plugin"] + eng["server"] + eng["rest"]
         cores = os.cpu_count()
         row("throughput", f"CPU per key at concurrency {c}: plugin / server / LiteLLM and the rest "
             f"(machine busy, of {cores} cores)",
@@ -506,8 +507,7 @@ def run(bao, row):
             f"({split['bao'].total['machine'] / bao_wall / cores:.0%})",
             f"direct: LiteLLM and the rest {dirc['rest']:.1f} ms "
             f"({split['direct'].total['machine'] / direct_wall / cores:.0%})",
-            f"plugin {eng['plugin'] / (eng['plugin'] + eng['server'] + eng['rest']):.0%}, "
-            f"server {eng['server'] / (eng['plugin'] + eng['server'] + eng['rest']):.0%} of the CPU")
+            f"plugin {eng['plugin'] / eng_total:.0%}, server {eng['server'] / eng_total:.0%} of the CPU")
         if c == 1:
             # One at a time, each creds call also pays the server's floor for any plugin call.
             ceiling = med["gen"] / (med["gen"] + med["read"])
@@ -527,7 +527,7 @@ def run(bao, row):
     issue_revoke_latency(bao, "bench", pairs)
     per_pair = (cpu_seconds(pid) - before) / pairs * 1000
     # The transport's floor in the same run: one request from the server and one storage
-    # read back, the least any plugin call costs. A pair is 2 requests, 7 storage/system
+    # read back, the least any plugin call costs. A pair is 2 requests, 6 storage/system
     # calls and 2 LiteLLM calls.
     before = cpu_seconds(pid)
     for _ in range(pairs):

@@ -488,16 +488,16 @@ fn three_node_raft_cluster_failover(engine: Engine) {
             (created - killed_wall).abs() < 10.0,
             "an orphan not made at the kill: {orphan}"
         );
-        if unseen_key_has_lease {
-            steps.step(format!(
-                "one key minted as the leader died, its answer lost, its lease stored: {}",
-                orphan["key_alias"]
-            ));
+        let fate = if unseen_key_has_lease {
+            "its answer lost, its lease stored"
         } else {
-            steps.step(format!(
-                "one key minted as the leader died, never handed out: {}",
-                orphan["key_alias"]
-            ));
+            "never handed out"
+        };
+        steps.step(format!(
+            "one key minted as the leader died, {fate}: {}",
+            orphan["key_alias"]
+        ));
+        if !unseen_key_has_lease {
             litellm.delete_key(orphan["token"].as_str().unwrap_or_default());
         }
     }
