@@ -26,6 +26,7 @@ and only prints the table. Knobs: BENCH_N (latency samples, default 200; quick 5
 
 import base64
 import concurrent.futures as cf
+import contextlib
 import glob
 import json
 import os
@@ -243,6 +244,65 @@ def listening_pid(port):
         except OSError:
             pass
     return None
+
+
+def descendants(pid):
+    """`pid` and every process below it."""
+    children = {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(p))
+        except OSError:
+            pass
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        found.add(p)
+        todo += children.get(p, [])
+    return found
+
+
+def litellm_side(litellm_pid):
+    """LiteLLM's processes on this machine: the proxy with its children (the Prisma query
+    engine) and the Postgres server of its DATABASE_URL with its backends."""
+    pids = descendants(litellm_pid)
+    try:
+        with open(f"/proc/{litellm_pid}/environ", "rb") as f:
+            env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        db = listening_pid(urllib.parse.urlsplit(env[b"DATABASE_URL"].decode()).port or 5432)
+        if db:
+            pids |= descendants(db)
+    except (OSError, KeyError, ValueError):
+        pass
+    return pids
+
+
+@contextlib.contextmanager
+def cores_apart(litellm_pids, own_pids):
+    """LiteLLM's side on CPU 0, ours (this script, OpenBao, the plugin) on the other CPUs,
+    every thread of each; the threads' affinities are restored afterwards."""
+    saved = {}
+
+    def place(pids, cpus):
+        for pid in pids:
+            try:
+                for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+                    saved.setdefault(tid, os.sched_getaffinity(tid))
+                    os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass  # a backend or thread that ended meanwhile
+
+    place(litellm_pids, {0})
+    place(own_pids, set(range(1, os.cpu_count())))
+    try:
+        yield
+    finally:
+        for tid, cpus in saved.items():
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
 
 
 def direct_generate(alias):
@@ -521,14 +581,16 @@ def run(bao, row):
         f"{after['VmRSS'] / 1024:.1f} MB ({after['VmHWM'] / 1024:.1f} MB)", "target < 15 MB",
         "met" if after["VmHWM"] < 15 * 1024 else "NOT met")
 
+    throughput_apart(bao, row, tokens)
+
     pairs = 100 if QUICK else 300
     log(f"plugin CPU: {pairs} issue + revoke pairs")
     before = cpu_seconds(pid)
     issue_revoke_latency(bao, "bench", pairs)
     per_pair = (cpu_seconds(pid) - before) / pairs * 1000
-    # The transport's floor in the same run: one request from the server and one storage
-    # read back, the least any plugin call costs. A pair is 2 requests, 6 storage/system
-    # calls and 2 LiteLLM calls.
+    # The transport's floor in the same run: the least any API request to the plugin costs
+    # (the server's resolve-path request, then the read, which reads storage once). A pair
+    # is 3 requests (resolve-path, read, revoke), 6 storage/system calls and 2 LiteLLM calls.
     before = cpu_seconds(pid)
     for _ in range(pairs):
         bao.ok("GET", "litellm/roles/bench")
@@ -579,6 +641,35 @@ def run(bao, row):
         direct_delete(tok)
     inventory_cost(bao, row)
     scale(bao, row, pid)
+
+
+def throughput_apart(bao, row, tokens):
+    """The throughput rows again with LiteLLM's side on a core of its own: on a shared machine
+    the server's and the plugin's CPU is taken from LiteLLM, so the rows above also measure
+    that competition; here each side has its own core and the ratio shows whether the engine
+    itself slows LiteLLM down."""
+    litellm_pid = listening_pid(urllib.parse.urlsplit(LITELLM).port or 80)
+    if not litellm_pid or os.cpu_count() < 2:
+        row("throughput", "keys/s with LiteLLM on a core of its own",
+            "not measured (needs LiteLLM on this machine and 2 cores)", "", "")
+        return
+    lite = litellm_side(litellm_pid)
+    with cores_apart(lite, descendants(os.getpid()) - lite):
+        for c in (1, 8, 32):
+            count = THROUGHPUT_KEYS[c]
+            walls = {"direct": 0.0, "bao": 0.0}
+            for r in range(4):
+                direct = lambda i, r=r: direct_generate(f"bench-apart{c}-{os.getpid()}-{r}-{i}")
+                sides = [("direct", direct), ("bao", lambda i: bao.ok("GET", "litellm/creds/bench"))]
+                for side, fn in (sides if r % 2 == 0 else sides[::-1]):
+                    wall, results = timed_parallel(fn, count // 4, c)
+                    walls[side] += wall
+                    if side == "direct":
+                        tokens += [tok for _, tok in results]
+            row("throughput", f"keys/s at concurrency {c}, LiteLLM ({len(lite)} processes: proxy, query "
+                "engine, Postgres) on CPU 0, OpenBao + plugin + load generator on the other",
+                f"{count / walls['bao']:.1f}/s", f"direct generate {count / walls['direct']:.1f}/s",
+                f"{walls['direct'] / walls['bao']:.2f}x")
 
 
 def issue_revoke_latency(bao, role, samples=50, direct=False):
