@@ -7,8 +7,7 @@
 //! revoke *there*, never on a proxy that never had them. A proxy that only
 //! moved to a new URL keeps its id (`config` write with `proxy_moved=true`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::config::{self, Config};
 use crate::framework::storage::{get_json, put_json};
-use crate::framework::{Error, Result, Storage};
+use crate::framework::{Error, Result, Storage, StorageCache};
 use crate::litellm::Client;
 
 pub(super) const RETIRED_PREFIX: &str = "proxies/";
@@ -112,19 +111,14 @@ pub(super) struct Current {
     pub config: Arc<Config>,
 }
 
-/// Clients built from stored settings, built once and reused. The
-/// generation makes sure a client built from settings that changed
-/// meanwhile is never cached.
+/// Clients built from stored settings, built once and reused until the
+/// settings change (see [`StorageCache`]).
 #[derive(Default)]
 pub(super) struct Clients {
-    cache: Mutex<Cache>,
-}
-
-#[derive(Default)]
-struct Cache {
-    generation: u64,
-    current: Option<(Arc<Config>, Arc<Client>)>,
-    retired: HashMap<String, Arc<Client>>,
+    /// The configured proxy: its settings and client (the one key is `()`).
+    current: StorageCache<(), (Arc<Config>, Arc<Client>)>,
+    /// Retired proxies that may still hold keys, by proxy id.
+    retired: StorageCache<String, Arc<Client>>,
 }
 
 impl Clients {
@@ -136,23 +130,15 @@ impl Clients {
     }
 
     async fn try_current(&self, storage: &dyn Storage) -> Result<Option<Current>> {
-        let generation = {
-            let cache = self.cache.lock().unwrap();
-            if let Some((config, client)) = &cache.current {
-                return Ok(Some(current(config, client)));
-            }
-            cache.generation
+        let load = || async {
+            let Some(config) = config::load(storage).await? else {
+                return Ok(None);
+            };
+            let client = Client::new(&config.settings()?).map_err(Error::from)?;
+            Ok(Some((Arc::new(config), Arc::new(client))))
         };
-        let Some(config) = config::load(storage).await? else {
-            return Ok(None);
-        };
-        let config = Arc::new(config);
-        let client = Arc::new(Client::new(&config.settings()?).map_err(Error::from)?);
-        let mut cache = self.cache.lock().unwrap();
-        if cache.generation == generation {
-            cache.current = Some((Arc::clone(&config), Arc::clone(&client)));
-        }
-        Ok(Some(current(&config, &client)))
+        let loaded = self.current.get_or_load(&(), load).await?;
+        Ok(loaded.map(|(config, client)| current(&config, &client)))
     }
 
     /// The client of the proxy a key lives on.
@@ -170,14 +156,15 @@ impl Clients {
                 return Ok(c.client);
             }
         }
-        let generation = {
-            let cache = self.cache.lock().unwrap();
-            if let Some(client) = cache.retired.get(&home.proxy_id) {
-                return Ok(Arc::clone(client));
-            }
-            cache.generation
+        let load = || async {
+            let Some(config) = load_retired(storage, &home.proxy_id).await? else {
+                return Ok(None);
+            };
+            let client = Client::new(&config.settings()?).map_err(Error::from)?;
+            Ok(Some(Arc::new(client)))
         };
-        let config = load_retired(storage, &home.proxy_id)
+        self.retired
+            .get_or_load(&home.proxy_id, load)
             .await?
             .ok_or_else(|| {
                 Error::Internal(format!(
@@ -186,23 +173,13 @@ impl Clients {
                  base_url, write config with base_url and proxy_moved=true",
                 home.base_url, home.proxy_id
             ))
-            })?;
-        let client = Arc::new(Client::new(&config.settings()?).map_err(Error::from)?);
-        let mut cache = self.cache.lock().unwrap();
-        if cache.generation == generation {
-            cache
-                .retired
-                .insert(home.proxy_id.clone(), Arc::clone(&client));
-        }
-        Ok(client)
+            })
     }
 
     /// Drops every cached client: settings changed (here or on another node).
     pub(super) fn forget(&self) {
-        let mut cache = self.cache.lock().unwrap();
-        cache.generation += 1;
-        cache.current = None;
-        cache.retired.clear();
+        self.current.forget();
+        self.retired.forget();
     }
 }
 

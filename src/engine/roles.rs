@@ -3,8 +3,8 @@
 //! Writes are partial: fields not given keep their stored values (or the
 //! defaults on create). Every rule failure is a 400 naming the field.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use crate::framework::field::FieldData;
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, Request, Response, Result, Storage,
-    Template,
+    StorageCache, Template,
 };
 use crate::litellm::GenerateKeyRequest;
 
@@ -687,43 +687,18 @@ pub(super) fn is_role_key(key: &str) -> bool {
 /// invalidation of replicated storage), and each one empties the cache, so
 /// an issue skips one storage read without ever using an outdated role.
 #[derive(Default)]
-pub(super) struct RoleCache {
-    inner: Mutex<CachedRoles>,
-}
-
-#[derive(Default)]
-struct CachedRoles {
-    /// Moves on every change: a read that began before a change does not
-    /// put what it read into the cache after it.
-    generation: u64,
-    roles: HashMap<String, Arc<Role>>,
-}
+pub(super) struct RoleCache(StorageCache<String, Arc<Role>>);
 
 impl RoleCache {
     /// The role, from the cache or else from storage; `None`: no such role.
     pub(super) async fn get(&self, storage: &dyn Storage, name: &str) -> Result<Option<Arc<Role>>> {
-        let generation = {
-            let cached = self.inner.lock().unwrap();
-            if let Some(role) = cached.roles.get(name) {
-                return Ok(Some(Arc::clone(role)));
-            }
-            cached.generation
-        };
-        let Some(role) = load(storage, name).await?.map(Arc::new) else {
-            return Ok(None);
-        };
-        let mut cached = self.inner.lock().unwrap();
-        if cached.generation == generation {
-            cached.roles.insert(name.to_string(), Arc::clone(&role));
-        }
-        Ok(Some(role))
+        let load = || async { Ok(load(storage, name).await?.map(Arc::new)) };
+        self.0.get_or_load(&name.to_string(), load).await
     }
 
     /// Drops every cached role (a role changed).
     pub(super) fn forget(&self) {
-        let mut cached = self.inner.lock().unwrap();
-        cached.generation += 1;
-        cached.roles.clear();
+        self.0.forget();
     }
 }
 

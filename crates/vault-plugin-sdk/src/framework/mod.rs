@@ -1,8 +1,10 @@
 //! What an engine is written against: typed requests and responses, paths
-//! with field schemas, leased secrets, storage and the WAL. Nothing here
-//! knows about the wire protocol or about any particular engine.
+//! with field schemas, leased secrets, storage (and values cached from it)
+//! and the WAL. Nothing here knows about the wire protocol or about any
+//! particular engine.
 
 pub mod backend;
+pub mod cache;
 pub mod error;
 pub mod field;
 pub mod identity;
@@ -15,6 +17,7 @@ pub mod storage;
 pub mod wal;
 
 pub use backend::{Backend, PeriodicTask, SecretType, SpecialPaths, WalRollback};
+pub use cache::StorageCache;
 pub use error::{BoxError, Error, Result};
 pub use field::{Field, FieldData, FieldType};
 pub use identity::{Entity, EntityAlias, Group, Template};
