@@ -164,7 +164,7 @@ impl Clients {
             Ok(Some(Arc::new(client)))
         };
         self.retired
-            .get_or_load(&home.proxy_id, load)
+            .get_or_load(home.proxy_id.as_str(), load)
             .await?
             .ok_or_else(|| {
                 Error::Internal(format!(

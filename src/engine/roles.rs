@@ -693,7 +693,7 @@ impl RoleCache {
     /// The role, from the cache or else from storage; `None`: no such role.
     pub(super) async fn get(&self, storage: &dyn Storage, name: &str) -> Result<Option<Arc<Role>>> {
         let load = || async { Ok(load(storage, name).await?.map(Arc::new)) };
-        self.0.get_or_load(&name.to_string(), load).await
+        self.0.get_or_load(name, load).await
     }
 
     /// Drops every cached role (a role changed).

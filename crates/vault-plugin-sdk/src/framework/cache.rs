@@ -7,6 +7,7 @@
 //! every `forget`, keeps such a stale value out of the cache (the request
 //! that read it still gets it, as it would without a cache).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -37,11 +38,14 @@ impl<K, V> Default for StorageCache<K, V> {
     }
 }
 
-impl<K: Eq + Hash + Clone, V: Clone> StorageCache<K, V> {
+impl<K: Eq + Hash, V: Clone> StorageCache<K, V> {
     /// The cached value of `key`, or else what `load` returns (`None`, not
-    /// found, is not cached: the next call loads again).
-    pub async fn get_or_load<F, Fut>(&self, key: &K, load: F) -> Result<Option<V>>
+    /// found, is not cached: the next call loads again). The key is looked
+    /// up borrowed (a `&str` for `String` keys) and owned only when cached.
+    pub async fn get_or_load<Q, F, Fut>(&self, key: &Q, load: F) -> Result<Option<V>>
     where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ToOwned<Owned = K> + ?Sized,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>>>,
     {
@@ -57,7 +61,7 @@ impl<K: Eq + Hash + Clone, V: Clone> StorageCache<K, V> {
         };
         let mut inner = self.inner.lock().unwrap();
         if inner.number == generation {
-            inner.values.insert(key.clone(), value.clone());
+            inner.values.insert(key.to_owned(), value.clone());
         }
         Ok(Some(value))
     }
@@ -76,11 +80,11 @@ mod tests {
     use super::*;
     use crate::framework::Error;
 
-    type Cache = StorageCache<&'static str, u32>;
+    type Cache = StorageCache<String, u32>;
 
     async fn get(cache: &Cache, stored: u32) -> Option<u32> {
         cache
-            .get_or_load(&"k", || async move { Ok(Some(stored)) })
+            .get_or_load("k", || async move { Ok(Some(stored)) })
             .await
             .unwrap()
     }
@@ -97,10 +101,7 @@ mod tests {
     #[tokio::test]
     async fn not_found_is_not_cached() {
         let cache = Cache::default();
-        let none = cache
-            .get_or_load(&"k", || async { Ok(None) })
-            .await
-            .unwrap();
+        let none = cache.get_or_load("k", || async { Ok(None) }).await.unwrap();
         assert_eq!(none, None);
         assert_eq!(get(&cache, 3).await, Some(3));
     }
@@ -109,7 +110,7 @@ mod tests {
     async fn a_load_that_raced_a_change_is_not_cached() {
         let cache = Cache::default();
         let raced = cache
-            .get_or_load(&"k", || async {
+            .get_or_load("k", || async {
                 cache.forget(); // the change lands while the old value is read
                 Ok(Some(1))
             })
@@ -127,7 +128,7 @@ mod tests {
     async fn a_failed_load_caches_nothing() {
         let cache = Cache::default();
         let failed = cache
-            .get_or_load(&"k", || async {
+            .get_or_load("k", || async {
                 Err(Error::Internal("storage down".into()))
             })
             .await;
