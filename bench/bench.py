@@ -539,20 +539,9 @@ def run(bao, row):
 
     for c in (1, 8, 32):
         count = THROUGHPUT_KEYS[c]
-        # Four alternating rounds (direct, engine, engine, direct, ...): LiteLLM's rate drifts
-        # over a run (its caches, its spend-log flushes), and both sides see the same drift.
-        direct_wall = bao_wall = 0.0
         split = {"direct": CpuSplit(bao.proc.pid, pid), "bao": CpuSplit(bao.proc.pid, pid)}
-        for r in range(4):
-            direct = lambda i, r=r: direct_generate(f"bench-tp{c}-{os.getpid()}-{r}-{i}")
-            sides = [("direct", direct), ("bao", lambda i: bao.ok("GET", "litellm/creds/bench"))]
-            for side, fn in (sides if r % 2 == 0 else sides[::-1]):
-                wall, results = split[side].measure(lambda: timed_parallel(fn, count // 4, c))
-                if side == "direct":
-                    direct_wall += wall
-                    tokens += [tok for _, tok in results]
-                else:
-                    bao_wall += wall
+        walls = alternating_rounds(bao, c, count, "tp", tokens, lambda side, fn: split[side].measure(fn))
+        direct_wall, bao_wall = walls["direct"], walls["bao"]
         row("throughput", f"keys/s at concurrency {c} ({count} keys)", f"{count / bao_wall:.1f}/s",
             f"direct generate {count / direct_wall:.1f}/s", f"{direct_wall / bao_wall:.2f}x")
         # Where the CPU went: with every core busy, the server's and the plugin's CPU is taken
@@ -581,7 +570,8 @@ def run(bao, row):
         f"{after['VmRSS'] / 1024:.1f} MB ({after['VmHWM'] / 1024:.1f} MB)", "target < 15 MB",
         "met" if after["VmHWM"] < 15 * 1024 else "NOT met")
 
-    throughput_apart(bao, row, tokens)
+    litellm_pid = listening_pid(urllib.parse.urlsplit(LITELLM).port or 80)
+    throughput_apart(bao, row, tokens, litellm_pid)
 
     pairs = 100 if QUICK else 300
     log(f"plugin CPU: {pairs} issue + revoke pairs")
@@ -612,7 +602,6 @@ def run(bao, row):
         direct_delete(tok)
     direct_wall = time.perf_counter() - t
     direct_rate = len(direct_tokens) / direct_wall
-    litellm_pid = listening_pid(urllib.parse.urlsplit(LITELLM).port or 80)
     for queued in (True, False):
         log(f"{REVOKES} leases to revoke ({'queued' if queued else 'sync'})")
         timed_parallel(lambda i: bao.ok("GET", "litellm/creds/rev"), REVOKES, 8)
@@ -643,12 +632,28 @@ def run(bao, row):
     scale(bao, row, pid)
 
 
-def throughput_apart(bao, row, tokens):
+def alternating_rounds(bao, c, count, tag, tokens, measure=lambda side, fn: fn()):
+    """`count` direct generates and as many creds reads at concurrency `c`, in four alternating
+    rounds (direct, engine, engine, direct, ...): LiteLLM's rate drifts over a run (its caches,
+    its spend-log flushes), and both sides see the same drift. Each round runs through
+    `measure(side, fn)`; the direct keys' tokens go to `tokens`. Returns each side's wall time."""
+    walls = {"direct": 0.0, "bao": 0.0}
+    for r in range(4):
+        calls = {"direct": lambda i, r=r: direct_generate(f"bench-{tag}{c}-{os.getpid()}-{r}-{i}"),
+                 "bao": lambda i: bao.ok("GET", "litellm/creds/bench")}
+        for side in (("direct", "bao") if r % 2 == 0 else ("bao", "direct")):
+            wall, results = measure(side, lambda: timed_parallel(calls[side], count // 4, c))
+            walls[side] += wall
+            if side == "direct":
+                tokens += [tok for _, tok in results]
+    return walls
+
+
+def throughput_apart(bao, row, tokens, litellm_pid):
     """The throughput rows again with LiteLLM's side on a core of its own: on a shared machine
     the server's and the plugin's CPU is taken from LiteLLM, so the rows above also measure
     that competition; here each side has its own core and the ratio shows whether the engine
     itself slows LiteLLM down."""
-    litellm_pid = listening_pid(urllib.parse.urlsplit(LITELLM).port or 80)
     if not litellm_pid or os.cpu_count() < 2:
         row("throughput", "keys/s with LiteLLM on a core of its own",
             "not measured (needs LiteLLM on this machine and 2 cores)", "", "")
@@ -657,15 +662,7 @@ def throughput_apart(bao, row, tokens):
     with cores_apart(lite, descendants(os.getpid()) - lite):
         for c in (1, 8, 32):
             count = THROUGHPUT_KEYS[c]
-            walls = {"direct": 0.0, "bao": 0.0}
-            for r in range(4):
-                direct = lambda i, r=r: direct_generate(f"bench-apart{c}-{os.getpid()}-{r}-{i}")
-                sides = [("direct", direct), ("bao", lambda i: bao.ok("GET", "litellm/creds/bench"))]
-                for side, fn in (sides if r % 2 == 0 else sides[::-1]):
-                    wall, results = timed_parallel(fn, count // 4, c)
-                    walls[side] += wall
-                    if side == "direct":
-                        tokens += [tok for _, tok in results]
+            walls = alternating_rounds(bao, c, count, "apart", tokens)
             row("throughput", f"keys/s at concurrency {c}, LiteLLM ({len(lite)} processes: proxy, query "
                 "engine, Postgres) on CPU 0, OpenBao + plugin + load generator on the other",
                 f"{count / walls['bao']:.1f}/s", f"direct generate {count / walls['direct']:.1f}/s",
