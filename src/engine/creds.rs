@@ -69,7 +69,7 @@ pub(super) fn path(engine: &Arc<Engine>) -> Path {
 
 /// `<prefix>-<role>-<12 random characters>`: unique, and readable in the
 /// LiteLLM UI as coming from this engine.
-fn key_alias(prefix: &str, role: &str) -> String {
+pub(super) fn key_alias(prefix: &str, role: &str) -> String {
     let suffix = Alphanumeric
         .sample_string(&mut rand::rng(), 12)
         .to_ascii_lowercase();

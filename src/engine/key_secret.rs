@@ -66,13 +66,29 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         Error::Internal("the server sent no issue time with the renewal; refusing to guess".into())
     })?;
     let now = SystemTime::now();
+    // A narrowed lease keeps its TTL as a ceiling: neither an increment nor
+    // the role's (possibly later) TTL takes it past what its issue asked
+    // for, and a role tightened since then tightens it too.
+    let narrowed = secret
+        .internal
+        .get(REQUESTED_TTL)
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+        .map(|requested| {
+            let role_ttl = if role.ttl().is_zero() {
+                mount_default_ttl
+            } else {
+                role.ttl()
+            };
+            requested.min(role_ttl)
+        });
+    let increment = match narrowed {
+        Some(ceiling) if !secret.increment.is_zero() => secret.increment.min(ceiling),
+        _ => secret.increment,
+    };
     let grant = calculate_ttl(&TtlRequest {
-        increment: secret.increment,
-        backend_ttl: secret
-            .internal
-            .get(REQUESTED_TTL)
-            .and_then(Value::as_u64)
-            .map_or(role.ttl(), Duration::from_secs),
+        increment,
+        backend_ttl: narrowed.unwrap_or(role.ttl()),
         backend_max_ttl: role.max_ttl(),
         mount_default_ttl,
         mount_max_ttl,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::roles::{Role, RESERVED_METADATA};
+use super::roles::{distinct, Role, RESERVED_METADATA};
 use crate::framework::{Error, Result};
 
 /// What the request asked for (the `creds/<role>` write's input), checked
@@ -25,7 +25,8 @@ pub(super) struct Narrowing {
 impl Narrowing {
     /// `role_ttl` is the TTL a plain read would get (the role's, else the
     /// mount's default).
-    pub(super) fn check(self, role: &Role, role_ttl: Duration) -> Result<Self> {
+    pub(super) fn check(mut self, role: &Role, role_ttl: Duration) -> Result<Self> {
+        self.models = self.models.as_deref().map(distinct);
         if let Some(ttl) = self.ttl {
             if ttl.is_zero() || ttl > role_ttl {
                 return Err(Error::invalid(format!(

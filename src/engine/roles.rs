@@ -499,7 +499,7 @@ impl Role {
                     "field \"models\" names no model; {MODELS_HINT}"
                 )));
             }
-            self.models = models.to_vec();
+            self.models = distinct(models);
         }
         match f.bool("allow_all_models") {
             Some(true) if models.is_some() => {
@@ -662,6 +662,13 @@ impl Role {
         }
         Ok(self)
     }
+}
+
+/// The names once each, in their first order (a list given twice over is
+/// still the same scope).
+pub(super) fn distinct(names: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    names.iter().filter(|n| seen.insert(*n)).cloned().collect()
 }
 
 const MODELS_HINT: &str = "list the models keys may call (models=gpt-4o,claude-3-haiku), or set \

@@ -2,7 +2,7 @@
 //! engine and rotated on a period; `static-creds/<name>` reads it (no
 //! lease), `rotate-role/<name>` rotates it now.
 //!
-//! A rotation mints the next generation (alias `<prefix>-<name>-<n>`, its
+//! A rotation mints the next generation (alias `<prefix>-<name>-<n>-<random>`, its
 //! material chosen here so that a WAL entry names it by hash first), stores
 //! it, and either deletes the predecessor or, with a `grace_period`, keeps it
 //! as the previous generation until the grace ends (the periodic tick deletes
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::clock::{rfc3339, unix_now};
+use super::creds::key_alias;
 use super::proxy::Home;
 use super::roles::{self, KeyType, Role};
 use super::rotation::crash_point;
@@ -82,17 +83,31 @@ async fn store_key(storage: &dyn Storage, name: &str, key: &StaticKey) -> Result
     put_json(storage, &format!("{KEY_PREFIX}{name}"), key).await
 }
 
-/// Aliases of every key the static roles hold (current and previous), for
-/// tidy: these are known keys, not orphans.
-pub(super) async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
+/// A key a static role holds: `(alias, token hash, proxy)`.
+pub(super) type HeldKey = (String, String, Home);
+
+/// Every key the static roles hold, current and previous generations.
+pub(super) async fn held_keys(storage: &dyn Storage) -> Result<Vec<HeldKey>> {
     let mut out = Vec::new();
     for name in storage.list(KEY_PREFIX).await? {
         if let Some(k) = load_key(storage, &name).await? {
-            out.extend(k.previous.map(|p| p.key_alias));
-            out.push(k.key_alias);
+            if let Some(p) = k.previous {
+                out.push((p.key_alias, p.token, p.home));
+            }
+            out.push((k.key_alias, key_token(&k.key), k.home));
         }
     }
     Ok(out)
+}
+
+/// Aliases of every key the static roles hold, for tidy: these are known
+/// keys, not orphans.
+pub(super) async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
+    Ok(held_keys(storage)
+        .await?
+        .into_iter()
+        .map(|(alias, _, _)| alias)
+        .collect())
 }
 
 pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
@@ -249,10 +264,23 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response
             role.grace_period_secs, role.rotation_period_secs
         )));
     }
-    put_json(storage, &format!("{ROLE_PREFIX}{name}"), &role).await?;
+    let role_key = format!("{ROLE_PREFIX}{name}");
+    put_json(storage, &role_key, &role).await?;
     // A new role gets its key now; a changed one on its next rotation.
     if load_key(storage, &name).await?.is_none() {
-        rotate(&engine, storage, &name, &role, None).await?;
+        if let Err(e) = rotate(&engine, storage, &name, &role, None).await {
+            // A refused write leaves nothing behind: no role that the next
+            // tick would mint a key for after all.
+            let undone = match &existing {
+                Some(old) => put_json(storage, &role_key, old).await,
+                None => storage.delete(&role_key).await,
+            };
+            if let Err(ue) = undone {
+                tracing::warn!(role = %name, error = %ue,
+                    "cannot undo the write of a static role whose key was refused");
+            }
+            return Err(e);
+        }
     }
     Ok(Response::warnings_only(role.scope.warnings()))
 }
@@ -359,7 +387,12 @@ async fn rotate(
     let mount_id = inventory::ensure_mount_id(engine, storage).await?;
     let now = unix_now();
     let generation = old.as_ref().map_or(1, |k| k.generation + 1);
-    let alias = format!("{}-{name}-{generation}", role.scope.key_alias_prefix);
+    // Random like a dynamic key's: mounts sharing a proxy may have static
+    // roles of the same name, and LiteLLM wants aliases unique.
+    let alias = key_alias(
+        &role.scope.key_alias_prefix,
+        &format!("{name}-{generation}"),
+    );
     let new_key = new_key();
     let mut wal_data = Map::new();
     wal_data.insert("role".into(), json!(name));

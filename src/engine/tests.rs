@@ -1310,10 +1310,10 @@ async fn the_static_rollback_keeps_the_previous_generation_in_its_grace() {
     assert!(rotated.data["key_alias"]
         .as_str()
         .unwrap()
-        .ends_with("-g-2"));
+        .contains("-g-2-"));
     let key = static_key(&m, "g").await;
     let previous = key.previous.clone().expect("a previous generation");
-    assert!(previous.key_alias.ends_with("-g-1"));
+    assert!(previous.key_alias.contains("-g-1-"));
     let current = crate::litellm::key_token(&key.key);
     let deletes = || {
         stub.requests()
@@ -1345,4 +1345,155 @@ async fn the_static_rollback_keeps_the_previous_generation_in_its_grace() {
     m.ok(Operation::Update, "rotate-role/g", json!({})).await;
     let last = deletes().pop().unwrap();
     assert!(last.contains(&previous.token), "{last}");
+}
+
+#[tokio::test]
+async fn a_refused_static_role_write_stores_no_role() {
+    let (_stub, m) = stubbed(vec![route(
+        "POST /key/generate",
+        403,
+        r#"{"error":{"message":"tags are an enterprise feature"}}"#,
+    )])
+    .await;
+    let err = m
+        .call(
+            Operation::Update,
+            "static-roles/s",
+            json!({"models": ["m"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400, "{err}");
+    let listed = m.ok(Operation::List, "static-roles/", json!(null)).await;
+    assert_eq!(listed.data["keys"], json!([]), "{:?}", listed.data);
+    assert!(m
+        .call(Operation::Read, "static-roles/s", json!(null))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn static_aliases_differ_between_mounts() {
+    let (_a, first) = with_static_role("s", json!({"models": ["m"]})).await;
+    let (_b, second) = with_static_role("s", json!({"models": ["m"]})).await;
+    let (a, b) = (
+        static_key(&first, "s").await.key_alias,
+        static_key(&second, "s").await.key_alias,
+    );
+    assert!(a.starts_with("vault-static-s-1-"), "{a}");
+    assert_ne!(a, b);
+}
+
+/// Renews a lease issued with `creds` narrowed to `requested` seconds, asking
+/// for `increment` seconds; the TTL granted.
+async fn renew_narrowed(m: &Mount, requested: u64, increment: u64) -> Duration {
+    let mut secret = lease("abc", &m.home().await);
+    secret
+        .internal
+        .insert(key_secret::REQUESTED_TTL.into(), json!(requested));
+    secret.increment = Duration::from_secs(increment);
+    let mut req = m.request(Operation::Renew, "creds/dev", json!({}));
+    req.secret = Some(secret);
+    m.backend
+        .handle(req)
+        .await
+        .unwrap()
+        .unwrap()
+        .secret
+        .unwrap()
+        .ttl
+}
+
+#[tokio::test]
+async fn a_narrowed_ttl_stays_the_ceiling_of_every_renewal() {
+    let (_stub, m) = stubbed(vec![route(
+        "POST /key/update",
+        200,
+        r#"{"expires":"2030-01-01T00:00:00Z"}"#,
+    )])
+    .await;
+    // Role TTL 1h, narrowed to 2m: an increment of 1h gets 2m, a smaller one
+    // what it asks.
+    assert_eq!(
+        renew_narrowed(&m, 120, 3600).await,
+        Duration::from_secs(120)
+    );
+    assert_eq!(renew_narrowed(&m, 120, 60).await, Duration::from_secs(60));
+    assert_eq!(renew_narrowed(&m, 120, 0).await, Duration::from_secs(120));
+    // The role tightened below the narrowed TTL: the role wins.
+    m.call(Operation::Update, "roles/dev", json!({"ttl": "1m"}))
+        .await
+        .unwrap();
+    assert_eq!(renew_narrowed(&m, 120, 0).await, Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn renewing_a_key_deleted_in_litellm_says_so() {
+    let (_stub, m) = stubbed(vec![route(
+        "POST /key/update",
+        404,
+        r#"{"detail":{"error":"Key not found."}}"#,
+    )])
+    .await;
+    let mut req = m.request(Operation::Renew, "creds/dev", json!({}));
+    req.secret = Some(lease("abc", &m.home().await));
+    let err = m.backend.handle(req).await.unwrap_err();
+    assert_eq!(err.status(), 400, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("no longer exists in LiteLLM") && !text.contains("base_url"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn disabling_the_mount_deletes_the_keys_no_lease_covers() {
+    let (stub, m) = with_static_role("s", json!({"models": ["m"], "grace_period": "10m"})).await;
+    m.ok(Operation::Update, "rotate-role/s", json!({})).await;
+    let key = static_key(&m, "s").await;
+    let previous = key.previous.clone().unwrap();
+    // A dynamic key whose revocation failed, and one being minted.
+    let mut record = inventory::KeyRecord {
+        alias: "vault-dev-failed".into(),
+        token: "failedtoken".into(),
+        role: "dev".into(),
+        issued_at: 0,
+        lease_expires: 0,
+        proxy_id: m.home().await.proxy_id,
+        proxy_url: m.home().await.base_url,
+        display_name: String::new(),
+        entity_id: String::new(),
+        revoke_failed_at: Some(1),
+        revoke_error: None,
+    };
+    inventory::put(m.storage.as_ref(), &record).await.unwrap();
+    put_rollback_entry(&m).await;
+    let deletes = || {
+        stub.requests()
+            .into_iter()
+            .filter(|r| r.starts_with("POST /key/delete"))
+            .collect::<Vec<_>>()
+            .concat()
+    };
+    let storage: Arc<dyn Storage> = m.storage.clone();
+    // A reload or seal: nothing is deleted.
+    m.backend
+        .clean_up(Arc::clone(&storage), Arc::new(StaticSystemView::default()))
+        .await;
+    assert_eq!(deletes(), "");
+    let tainted = StaticSystemView {
+        tainted: true,
+        ..StaticSystemView::default()
+    };
+    m.backend.clean_up(storage, Arc::new(tainted)).await;
+    let sent = deletes();
+    for token in [
+        crate::litellm::key_token(&key.key),
+        previous.token,
+        std::mem::take(&mut record.token),
+    ] {
+        assert!(sent.contains(&token), "{token} not in {sent}");
+    }
+    assert!(sent.contains("vault-dev-x"), "the interrupted mint: {sent}");
 }

@@ -48,6 +48,9 @@ pub enum Error {
     /// mean that a key is gone.
     #[error("HTTP 404 from {url}: {message} (is base_url the LiteLLM proxy itself?)")]
     NotFound { url: String, message: String },
+    /// LiteLLM has no such key: deleted there by hand, or expired.
+    #[error("the key no longer exists in LiteLLM (deleted there, or expired)")]
+    KeyGone,
     #[error("LiteLLM refused the request (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
     #[error("LiteLLM failed (HTTP {status}): {message}")]
@@ -88,7 +91,9 @@ impl From<Error> for crate::framework::Error {
     fn from(e: Error) -> Self {
         use crate::framework::Error as E;
         let status = match &e {
-            Error::Config(_) | Error::Rejected { .. } => return E::invalid(e.to_string()),
+            Error::Config(_) | Error::Rejected { .. } | Error::KeyGone => {
+                return E::invalid(e.to_string())
+            }
             Error::Unreachable { .. } => 503,
             Error::Timeout(_) => 504,
             Error::Interrupted { .. }
@@ -247,7 +252,12 @@ impl Client {
     pub async fn extend_key(&self, token: &str, duration: Duration) -> Result<UpdatedKey, Error> {
         let body =
             serde_json::json!({"key": token, "duration": format!("{}s", duration.as_secs())});
-        self.call(Method::POST, "key/update", Some(&body)).await
+        match self.call(Method::POST, "key/update", Some(&body)).await {
+            Err(Error::NotFound { message, .. }) if message.contains(KEY_NOT_FOUND) => {
+                Err(Error::KeyGone)
+            }
+            other => other,
+        }
     }
 
     /// Deletes keys by their token hash. A key that is already gone is not

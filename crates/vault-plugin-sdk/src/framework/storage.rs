@@ -66,7 +66,7 @@ pub trait SystemView: Send + Sync {
     async fn default_lease_ttl(&self) -> Result<Duration>;
     /// The mount's maximum lease TTL.
     async fn max_lease_ttl(&self) -> Result<Duration>;
-    /// True while the mount is being torn down.
+    /// True while the mount is being disabled or moved (`sys/remount`).
     async fn tainted(&self) -> Result<bool>;
     /// Bit set of replication/HA states ([`PERFORMANCE_STANDBY`],
     /// [`PERFORMANCE_SECONDARY`], ...), the Go SDK's
@@ -172,6 +172,8 @@ pub struct StaticSystemView {
     pub replication_state: u32,
     /// Answer to [`SystemView::local_mount`].
     pub local_mount: bool,
+    /// Answer to [`SystemView::tainted`]: set it to test an unmount.
+    pub tainted: bool,
     /// What [`SystemView::entity_info`] finds (by id).
     pub entities: Vec<Entity>,
     /// `(entity id, its groups)`.
@@ -185,6 +187,7 @@ impl Default for StaticSystemView {
             max_ttl: Duration::from_secs(768 * 3600),
             replication_state: 0,
             local_mount: false,
+            tainted: false,
             entities: Vec::new(),
             groups: Vec::new(),
         }
@@ -200,7 +203,7 @@ impl SystemView for StaticSystemView {
         Ok(self.max_ttl)
     }
     async fn tainted(&self) -> Result<bool> {
-        Ok(false)
+        Ok(self.tainted)
     }
     async fn replication_state(&self) -> Result<u32> {
         Ok(self.replication_state)
