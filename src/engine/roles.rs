@@ -420,6 +420,13 @@ impl Role {
                     .to_string(),
             );
         }
+        if self.key_settings.contains_key("enforced_params") {
+            out.push(
+                "enforced_params is a LiteLLM Enterprise feature that LiteLLM checks when the key \
+                 is used, not when it is minted: without a licence every call with these keys fails"
+                    .to_string(),
+            );
+        }
         if self.allow_all_models.is_none() && self.models.is_empty() {
             out.push(
                 "this role predates allow_all_models: its keys may call every model; name them with \
@@ -677,7 +684,10 @@ const MODELS_HINT: &str = "list the models keys may call (models=gpt-4o,claude-3
 /// LiteLLM's duration syntax: a count and one unit.
 fn is_litellm_duration(s: &str) -> bool {
     let digits = s.chars().take_while(char::is_ascii_digit).count();
-    digits > 0 && matches!(&s[digits..], "s" | "m" | "h" | "d" | "w" | "mo")
+    // LiteLLM refuses a count of 0 when the key is minted.
+    digits > 0
+        && s[..digits].chars().any(|c| c != '0')
+        && matches!(&s[digits..], "s" | "m" | "h" | "d" | "w" | "mo")
 }
 
 pub(super) async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Role>> {
@@ -1171,7 +1181,7 @@ mod tests {
         for ok in ["30s", "10m", "24h", "30d", "1mo", "2w"] {
             assert!(is_litellm_duration(ok), "{ok}");
         }
-        for bad in ["", "d", "1y", "1.5h", "1h30m"] {
+        for bad in ["", "d", "1y", "1.5h", "1h30m", "0d", "00h"] {
             assert!(!is_litellm_duration(bad), "{bad}");
         }
     }

@@ -140,17 +140,23 @@ impl Policy {
         if let Some(d) = change.disable {
             p.disabled = d;
         }
-        p.next_rotation = p.next_after(now);
+        // Writing the same settings again (config as code, applied often)
+        // must not push the next rotation back.
+        let timing = |p: &Policy| (p.period_secs, p.schedule.clone(), p.disabled);
+        if timing(&p) != timing(self) || self.next_rotation.is_none() {
+            p.next_rotation = p.next_after(now);
+        }
         Ok(p)
     }
 
-    /// When the next rotation is due, counted from `now`.
+    /// When the next rotation is due: a period counts from the last
+    /// rotation (from `now` if there was none), a schedule from `now`.
     fn next_after(&self, now: u64) -> Option<u64> {
         if self.disabled {
             return None;
         }
         if let Some(period) = self.period_secs {
-            return Some(now + period);
+            return Some(self.last_rotated.unwrap_or(now) + period);
         }
         let schedule = cron::Schedule::parse(self.schedule.as_deref()?).ok()?;
         schedule.next_after(now)
@@ -513,6 +519,18 @@ mod tests {
         assert_eq!(p.period_secs, Some(7200));
         assert_eq!(p.next_rotation, Some(8200));
         assert!(p.is_automated());
+        // The same period written again later does not push it back.
+        let again = p.apply(&change(Some(7200), None, None), H, 5000).unwrap();
+        assert_eq!(again.next_rotation, Some(8200));
+        // A new period counts from the last rotation.
+        let rotated = Policy {
+            last_rotated: Some(2000),
+            ..p.clone()
+        };
+        let shorter = rotated
+            .apply(&change(Some(3600), None, None), H, 5000)
+            .unwrap();
+        assert_eq!(shorter.next_rotation, Some(5600));
         // A schedule replaces the period.
         let s = p
             .apply(&change(None, Some("0 3 * * *"), Some(3600)), H, 1000)

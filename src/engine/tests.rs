@@ -392,7 +392,7 @@ async fn config_is_verified_before_it_is_stored() {
         .await
         .unwrap_err();
     assert_eq!(err.status(), 400);
-    assert!(err.to_string().contains("rejected the master key"), "{err}");
+    assert!(err.to_string().contains("rejected the admin key"), "{err}");
     assert!(m.storage.keys().is_empty(), "nothing stored");
     let err = m
         .call(

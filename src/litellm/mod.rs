@@ -40,7 +40,7 @@ pub enum Error {
     #[error("LiteLLM did not answer within {}s", .0.as_secs())]
     Timeout(Duration),
     #[error(
-        "LiteLLM rejected the master key (HTTP {status}): {message}; update admin_key at config"
+        "LiteLLM rejected the admin key (HTTP {status}): {message}; update admin_key at config"
     )]
     Unauthorized { status: u16, message: String },
     /// A 404 that is not LiteLLM's own "No keys found": a wrong path
@@ -469,14 +469,33 @@ impl Client {
         }
     }
 
-    /// Belt and braces: never let the master key into an error message.
+    /// Belt and braces: never let the admin key, or a part of it, into an
+    /// error message.
     fn scrub(&self, text: &str) -> String {
+        let text = hide_masked_keys(text);
         if self.master_key.len() < 4 {
-            return text.to_string();
+            return text;
         }
         text.replace(&self.master_key, "<master key>")
             .replace(&self.master_key_hash, "<master key hash>")
     }
+}
+
+/// LiteLLM echoes a refused key with its ends showing (`Received=Secr****w0rd`,
+/// `sk-...2345`): characters of what may be a mistyped admin key. Those words
+/// become `<redacted>`.
+fn hide_masked_keys(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let core = word.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == '.');
+            if !(core.contains("****") || core.contains("sk-...")) {
+                return word.to_string();
+            }
+            // Keep a label glued to it (`Received=`).
+            let label = core.find('=').map_or("", |i| &core[..=i]);
+            format!("{label}<redacted>{}", &word[core.len()..])
+        })
+        .collect()
 }
 
 /// The URL without any query (it never carries credentials: `base_url` has

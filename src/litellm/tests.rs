@@ -358,3 +358,26 @@ fn chosen_key_material_is_sent_but_never_shown() {
     let shown = format!("{request:?}");
     assert!(!shown.contains(&key), "{shown}");
 }
+
+#[test]
+fn litellms_masked_echo_of_a_refused_key_is_hidden() {
+    for (echo, kept) in [
+        (
+            "LiteLLM Virtual Key expected. Received=Secr****w0rd, expected to start with 'sk-'.",
+            "Received=<redacted>, expected",
+        ),
+        (
+            "Invalid proxy server token passed. Received API Key = sk-...2345, Key Hash",
+            "Received API Key = <redacted>, Key Hash",
+        ),
+    ] {
+        let shown = hide_masked_keys(echo);
+        assert!(shown.contains(kept), "{shown}");
+        assert!(
+            !shown.contains("w0rd") && !shown.contains("2345"),
+            "{shown}"
+        );
+    }
+    let plain = "Key not found. Try again";
+    assert_eq!(hide_masked_keys(plain), plain);
+}
