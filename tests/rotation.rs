@@ -139,6 +139,31 @@ fn rotate_root_replaces_a_virtual_admin_key(engine: Engine, steps: &Steps, litel
     assert_eq!(status, 200, "second rotate-root: {body}");
     assert_eq!(admin.live_keys().len(), 1);
     engine_issues_and_revokes(&server, MOUNT, litellm);
+
+    steps.step("another admin key written in its place: the minted one is deleted");
+    let (status, second) = litellm.admin(
+        Method::POST,
+        "/key/generate",
+        &json!({"user_id": admin.user_id, "key_alias": format!("{}-2", admin.alias_prefix)}),
+    );
+    assert_eq!(status, 200, "{second}");
+    let (status, body) = server.put(
+        &format!("{MOUNT}/config"),
+        &json!({"admin_key": second["key"]}),
+    );
+    assert_eq!(status, 204, "config: {body}");
+    let live = admin.live_keys();
+    assert_eq!(live.len(), 1, "admin keys alive: {live:?}");
+    assert_eq!(live[0]["key_alias"], format!("{}-2", admin.alias_prefix));
+    engine_issues_and_revokes(&server, MOUNT, litellm);
+
+    steps.step("disabling the mount deletes the admin key rotate-root minted");
+    let (status, body) = server.post(&format!("{MOUNT}/rotate-root"), &json!({}));
+    assert_eq!(status, 200, "third rotate-root: {body}");
+    assert_eq!(admin.live_keys().len(), 1);
+    server.disable(MOUNT);
+    let live = admin.live_keys();
+    assert!(live.is_empty(), "admin keys alive: {live:?}");
 }
 per_server!(rotate_root_replaces_a_virtual_admin_key, with_steps);
 
@@ -187,6 +212,31 @@ fn the_master_key_is_refused_and_bad_input_names_the_field(
     let (_, config) = server.get(&format!("{MOUNT}/config"));
     assert_eq!(config["data"]["rotation_period"], 0, "{config}");
     assert!(config["data"]["next_rotation"].is_null(), "{config}");
+
+    steps.step("a key of a user who is not a proxy admin: saved, with a warning");
+    let user_id = format!("{}-internal", unique_prefix("u"));
+    let (status, user) = litellm.admin(
+        Method::POST,
+        "/user/new",
+        &json!({"user_id": user_id, "user_role": "internal_user", "key_alias": user_id}),
+    );
+    assert_eq!(status, 200, "/user/new: {user}");
+    let (status, body) = server.put(
+        &format!("{MOUNT}/config"),
+        &json!({"base_url": litellm.url, "admin_key": user["key"]}),
+    );
+    let _ = litellm.admin(
+        Method::POST,
+        "/user/delete",
+        &json!({"user_ids": [user_id]}),
+    );
+    let _ = litellm.delete_keys_with_alias_prefix(&user_id);
+    assert_eq!(status, 200, "{body}");
+    let warnings = body["warnings"].to_string();
+    assert!(
+        warnings.contains("internal_user") && warnings.contains("proxy_admin"),
+        "{body}"
+    );
 }
 per_server!(
     the_master_key_is_refused_and_bad_input_names_the_field,

@@ -45,6 +45,11 @@ pub(super) struct Config {
     /// Scheduled rotation of the admin key; empty in older configs.
     #[serde(default)]
     pub rotation: rotation::Policy,
+    /// The admin key was minted by `rotate-root`: nobody else knows it, so
+    /// the engine deletes it once no setting holds it any more (another
+    /// key written in its place, the mount disabled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_minted_here: bool,
 }
 
 impl Config {
@@ -310,6 +315,9 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             .or(defaults.request_timeout)
             .unwrap_or_default(),
     };
+    let key_minted_here = existing
+        .as_ref()
+        .is_some_and(|c| c.key_minted_here && c.master_key == master_key);
     let mut config = Config {
         base_url,
         master_key,
@@ -326,6 +334,7 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         request_timeout_secs: timeout.as_secs(),
         proxy_id: String::new(),
         rotation: policy,
+        key_minted_here,
     };
     let moved = given
         .proxy_moved
@@ -382,6 +391,9 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         let key_changed = existing
             .as_ref()
             .is_none_or(|c| c.master_key != config.master_key);
+        if key_changed {
+            warnings.extend(rotation::admin_standing(&client).await);
+        }
         if config.rotation.is_automated() && (!change.is_empty() || key_changed) {
             rotation::check_rotatable(&client).await.map_err(|e| {
                 Error::invalid(format!(
@@ -389,6 +401,12 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
                 ))
             })?;
         }
+    } else if config.rotation.is_automated() && !change.is_empty() {
+        warnings.push(
+            "automated rotation was not checked against LiteLLM (verify_connection=false): if \
+             admin_key is LiteLLM's master key, every scheduled rotation will fail"
+                .to_string(),
+        );
     }
     // Retire before replacing, so the old keys never lose their proxy.
     if let Some(old) = existing.as_ref().filter(|o| o.proxy_id != config.proxy_id) {
@@ -399,8 +417,43 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         proxy::forget_retired(storage, &id).await?;
     }
     engine.clients.forget();
+    if let Some(old) = existing.as_ref().filter(|o| {
+        o.key_minted_here && o.proxy_id == config.proxy_id && o.master_key != config.master_key
+    }) {
+        warnings.extend(delete_replaced_key(storage, old, &client).await?);
+    }
     tracing::info!(base_url = %config.base_url, proxy_id = %config.proxy_id, "LiteLLM connection configured");
     Ok(Response::warnings_only(warnings))
+}
+
+/// Deletes an admin key that `rotate-root` minted and that another key has
+/// just replaced on the same proxy: nobody else knows it. A retired setting
+/// still holding it (the same proxy under an older URL) keeps it alive.
+async fn delete_replaced_key(
+    storage: &dyn Storage,
+    old: &Config,
+    client: &litellm::Client,
+) -> Result<Option<String>> {
+    if proxy::list_retired(storage)
+        .await?
+        .iter()
+        .any(|r| r.master_key == old.master_key)
+    {
+        return Ok(None);
+    }
+    let token = litellm::key_token(&old.master_key);
+    Ok(
+        match client.delete_keys(std::slice::from_ref(&token)).await {
+            Ok(_) => {
+                tracing::info!("the replaced admin key minted by rotate-root was deleted");
+                None
+            }
+            Err(e) => Some(format!(
+            "the admin key this one replaced was minted by rotate-root and only this mount knew \
+             it; deleting it failed ({e}): delete the key with token hash {token} in LiteLLM"
+        )),
+        },
+    )
 }
 
 /// Removes the config, keeping its connection settings for the keys

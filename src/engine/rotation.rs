@@ -311,6 +311,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
 
     let mut rotated = config.clone();
     rotated.master_key = new_key;
+    rotated.key_minted_here = true;
     rotated.rotation.last_rotated = Some(now);
     rotated.rotation.next_rotation = rotated.rotation.next_after(now);
     if let Err(e) = put_json(storage, config::STORAGE_KEY, &rotated).await {
@@ -321,7 +322,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
         }
         return Err(e);
     }
-    follow_in_retired(storage, &old_token, &new_token, &rotated.master_key).await?;
+    follow_in_retired(storage, &old_token, &new_token, &rotated).await?;
     engine.clients.forget();
     tracing::info!(key_alias = %alias, proxy_id = %rotated.proxy_id, "admin key rotated; deleting the old one");
     crash_point("after_store");
@@ -355,13 +356,14 @@ async fn follow_in_retired(
     storage: &dyn Storage,
     old_token: &str,
     new_token: &str,
-    survivor: &str,
+    survivor: &Config,
 ) -> Result<()> {
-    let survivor_token = key_token(survivor);
+    let survivor_token = key_token(&survivor.master_key);
     for mut r in proxy::list_retired(storage).await? {
         let t = key_token(&r.master_key);
         if t != survivor_token && (t == old_token || t == new_token) {
-            r.master_key = survivor.to_string();
+            r.master_key = survivor.master_key.clone();
+            r.key_minted_here = survivor.key_minted_here;
             proxy::retire(storage, &r).await?;
             tracing::info!(proxy_id = %r.proxy_id, "retired proxy settings follow the rotated admin key");
         }
@@ -415,7 +417,7 @@ pub(super) async fn roll_back(
     let client = Client::new(&stored.settings()?).map_err(Error::from)?;
     let stored_token = key_token(&stored.master_key);
     // Keys stored elsewhere for this key store follow the survivor.
-    follow_in_retired(storage, &old_token, &new_token, &stored.master_key).await?;
+    follow_in_retired(storage, &old_token, &new_token, &stored).await?;
     engine.clients.forget();
     let (delete, which) = if stored_token == new_token {
         (vec![old_token], "old admin key")
@@ -489,6 +491,24 @@ pub(super) async fn check_rotatable(client: &Client) -> std::result::Result<(), 
         Ok(None) => Err(MASTER_KEY_REFUSAL.to_string()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A warning when the key belongs to a LiteLLM user who is not a proxy
+/// admin: LiteLLM then makes every key it mints that user's and refuses
+/// keys for other users (a team admin's key may still be intended). Best
+/// effort: no warning when LiteLLM does not say.
+pub(super) async fn admin_standing(client: &Client) -> Option<String> {
+    let info = client.own_key_info().await.ok()??;
+    let user = info["user_id"].as_str()?;
+    let role = client.user_role(user).await.ok()??;
+    (role != "proxy_admin").then(|| {
+        format!(
+            "admin_key is a key of LiteLLM user {user:?}, whose role is {role:?}, not \
+             proxy_admin: LiteLLM makes every key minted with it that user's, and refuses roles \
+             with another user_id (or a team the user does not administer); see the README's \
+             \"An admin key for the engine\""
+        )
+    })
 }
 
 #[cfg(test)]

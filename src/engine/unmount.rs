@@ -5,8 +5,9 @@
 //! roles' keys (current and previous generation), keys whose revocation
 //! failed and that tidy would have finished (their records), and keys whose
 //! minting was cut short (their WAL entries). Once the server clears the
-//! mount's storage nothing could find them again, so they go now. A failure
-//! is logged with the aliases left: nothing retries an unmount.
+//! mount's storage nothing could find them again, so they go now; last go
+//! the admin keys `rotate-root` minted, which only this mount knew. A
+//! failure is logged with the aliases left: nothing retries an unmount.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,10 +15,11 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use serde_json::Value;
 
-use super::proxy::Home;
+use super::config::{self, Config};
+use super::proxy::{self, Home};
 use super::{inventory, rollback, static_roles, Engine};
 use crate::framework::{wal, Error, Request, Result, Storage};
-use crate::litellm::PAGE_SIZE;
+use crate::litellm::{key_token, Client, PAGE_SIZE};
 
 /// The keys to delete on one proxy (`home`; `None`: the configured one).
 #[derive(Default)]
@@ -84,6 +86,10 @@ pub(super) async fn delete_leftovers(engine: Arc<Engine>, req: Request) -> Resul
             }
         }
     }
+    // Last: the engine's own admin keys, which the deletes above used.
+    let (admin_deleted, admin_left) = delete_minted_admin_keys(storage).await?;
+    deleted += admin_deleted;
+    left.extend(admin_left);
     if left.is_empty() {
         tracing::info!(
             keys = deleted,
@@ -96,6 +102,35 @@ pub(super) async fn delete_leftovers(engine: Arc<Engine>, req: Request) -> Resul
         left.len(),
         left.join(", ")
     )))
+}
+
+/// Admin keys `rotate-root` minted (the current one, and any a retired
+/// setting holds): nobody but this mount knows them. Each deletes itself.
+async fn delete_minted_admin_keys(storage: &dyn Storage) -> Result<(usize, Vec<String>)> {
+    let mut configs: Vec<Config> = config::load(storage).await?.into_iter().collect();
+    configs.extend(proxy::list_retired(storage).await?);
+    configs.retain(|c| c.key_minted_here);
+    configs.sort_by(|a, b| a.master_key.cmp(&b.master_key));
+    configs.dedup_by(|a, b| a.master_key == b.master_key);
+    let (mut deleted, mut left) = (0, Vec::new());
+    for c in configs {
+        let token = key_token(&c.master_key);
+        let outcome = match Client::new(&c.settings()?) {
+            Ok(client) => client.delete_keys(std::slice::from_ref(&token)).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(_) => deleted += 1,
+            Err(e) => {
+                tracing::error!(error = %e, proxy = %c.base_url, "unmount: the admin key minted by rotate-root could not be deleted");
+                left.push(format!(
+                    "the admin key with token hash {token} on {}",
+                    c.base_url
+                ));
+            }
+        }
+    }
+    Ok((deleted, left))
 }
 
 async fn collect(storage: &dyn Storage) -> Result<Leftovers> {

@@ -237,6 +237,19 @@ impl Client {
         }
     }
 
+    /// The role of a LiteLLM user (`proxy_admin`, `internal_user`, ...);
+    /// `None` when LiteLLM does not say.
+    pub async fn user_role(&self, user_id: &str) -> Result<Option<String>, Error> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("user_id", user_id)
+            .finish();
+        let path = format!("user/info?{query}");
+        let answer: Value = self.call(Method::GET, &path, None::<&()>).await?;
+        Ok(answer["user_info"]["user_role"]
+            .as_str()
+            .map(str::to_string))
+    }
+
     /// `/key/generate` with a body built by the caller (the admin key
     /// rotation copies fields of an existing key).
     pub async fn generate_key_json(&self, body: &Value) -> Result<(), Error> {
