@@ -78,6 +78,21 @@ impl PolicyChange<'_> {
     }
 }
 
+/// The shortest time between two of the schedule's next 64 times: enough
+/// to see the pattern of any minute, hour or day list in a week.
+fn shortest_gap(schedule: &cron::Schedule, now: u64) -> Option<u64> {
+    let mut at = schedule.next_after(now)?;
+    let mut shortest: Option<u64> = None;
+    for _ in 0..64 {
+        let Some(next) = schedule.next_after(at) else {
+            break;
+        };
+        shortest = Some(shortest.map_or(next - at, |s| s.min(next - at)));
+        at = next;
+    }
+    shortest
+}
+
 impl Policy {
     pub(super) fn is_automated(&self) -> bool {
         !self.disabled && (self.period_secs.is_some() || self.schedule.is_some())
@@ -118,8 +133,16 @@ impl Policy {
         }
         if change.schedule.is_some() {
             if let Some(s) = schedule {
-                cron::Schedule::parse(s)
+                let parsed = cron::Schedule::parse(s)
                     .map_err(|e| Error::invalid(format!("field \"rotation_schedule\": {e}")))?;
+                if let Some(gap) = shortest_gap(&parsed, now).filter(|g| *g < min_period.as_secs())
+                {
+                    return Err(Error::invalid(format!(
+                        "field \"rotation_schedule\" fires {gap}s apart; rotations must be at \
+                         least {}s apart, as for rotation_period",
+                        min_period.as_secs()
+                    )));
+                }
                 p.period_secs = None;
             }
             p.schedule = schedule.map(str::to_string);
@@ -592,7 +615,12 @@ mod tests {
                 "rotation_schedule",
             ),
             (change(Some(7200), None, Some(3600)), "rotation_window"),
-            (change(None, Some("* * * * *"), Some(5)), "rotation_window"),
+            (change(None, Some("* * * * *"), None), "rotation_schedule"),
+            (
+                change(None, Some("0,30 * * * *"), None),
+                "rotation_schedule",
+            ),
+            (change(None, Some("0 * * * *"), Some(5)), "rotation_window"),
         ];
         for (c, field) in cases {
             let e = p.apply(&c, H, 0).unwrap_err();
