@@ -493,6 +493,8 @@ impl Role {
         );
         put("team_id", self.team_id.clone().map(Value::from));
         put("user_id", self.user_id.clone().map(Value::from));
+        // The typed limits (tpd_limit, soft_budget, per-model limits, ...).
+        out.extend(self.key_settings.clone());
         out
     }
 
