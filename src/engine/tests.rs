@@ -348,14 +348,19 @@ async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     assert_eq!(err.status(), 502, "an error makes the server retry: {err}");
 }
 
-#[tokio::test]
-async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
-    let (stub, m) = stubbed(vec![route(
+/// A mount against a stub that extends keys (`/key/update`).
+async fn extending() -> (Stub, Mount) {
+    stubbed(vec![route(
         "POST /key/update",
         200,
         r#"{"expires":"2030-01-01T00:00:00Z"}"#,
     )])
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
+    let (stub, m) = extending().await;
     let mut req = m.request(
         Operation::Renew,
         "creds/dev",
@@ -1407,12 +1412,7 @@ async fn renew_narrowed(m: &Mount, requested: u64, increment: u64) -> Duration {
 
 #[tokio::test]
 async fn a_narrowed_ttl_stays_the_ceiling_of_every_renewal() {
-    let (_stub, m) = stubbed(vec![route(
-        "POST /key/update",
-        200,
-        r#"{"expires":"2030-01-01T00:00:00Z"}"#,
-    )])
-    .await;
+    let (_stub, m) = extending().await;
     // Role TTL 1h, narrowed to 2m: an increment of 1h gets 2m, a smaller one
     // what it asks.
     assert_eq!(
