@@ -455,16 +455,21 @@ fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
         &body,
         "consumer renews through sys/leases/renew/<lease_id>",
     );
+    // The CLI's `lease revoke <lease_id>` names the lease in the URL.
     let (status, body) = d.call(
         &consumer,
         None,
         Method::PUT,
-        "sys/leases/revoke",
-        Some(json!({"lease_id": lease})),
+        &format!("sys/leases/revoke/{lease}"),
+        Some(json!({})),
     );
-    assert_ok(status, &body, "consumer revokes its lease");
+    assert_ok(
+        status,
+        &body,
+        "consumer revokes its lease (the CLI's URL form)",
+    );
     d.wait_refused(&key, "consumer revoked its lease");
-    d.step("consumer: renew 200 (body form; URL form 403), revoke 204, key refused by LiteLLM");
+    d.step("consumer: renew 200 (body form; URL form 403), revoke 204 (the CLI's URL form), key refused by LiteLLM");
 
     // Admin: the mount's leases.
     let (admin_lease, admin_key) = d.issue(&admin, None, "prod");
@@ -506,9 +511,9 @@ fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
         &admin,
         None,
         Method::PUT,
-        "sys/leases/revoke",
-        Some(json!({"lease_id": admin_lease})),
-        "admin revokes a lease",
+        &format!("sys/leases/revoke/{admin_lease}"),
+        Some(json!({})),
+        "admin revokes a lease (the CLI's URL form)",
     );
     d.wait_refused(&admin_key, "admin revoked the lease");
     d.step("admin: creds/prod issued, its lease listed, looked up and revoked");
@@ -867,6 +872,14 @@ fn agent_renders_a_working_key_with_the_docs_template(engine: Engine) {
     // Past the role's 20 s ttl the key still works: the agent renewed the lease.
     sleep(Duration::from_secs(26).saturating_sub(issued_at.elapsed()));
     d.assert_works(&key1, "the first key 26 s after issue (ttl 20 s)");
+    // A renewal brings no data, so whenever the agent renders again it
+    // still has the key (a renewal with data replaces what it rendered).
+    let renewed = fs::read_to_string(&rendered).expect("litellm.env");
+    assert_eq!(
+        env_value(&renewed, "LITELLM_API_KEY"),
+        Some(key1.clone()),
+        "the file after a renewal: {renewed}"
+    );
     d.step("26 s after issue (ttl 20 s) the first key still works: the agent renewed its lease");
 
     let key2 = eventually(

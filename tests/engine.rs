@@ -71,6 +71,12 @@ fn two_roles_role_deletion_and_lease_contents(engine: Engine, steps: &Steps, lit
         !renewed.to_string().contains(&chat_key),
         "renew must not reveal the key"
     );
+    // No data at all, as the database engine renews: an agent keeps the data
+    // it rendered only when a renewal brings none.
+    assert!(
+        renewed["data"].as_object().is_none_or(|d| d.is_empty()),
+        "renew returns data: {renewed}"
+    );
     let expires = litellm.key_expires(&chat_key).unwrap();
     assert!(
         (expires - unix_now() - 3630.0).abs() < 20.0,

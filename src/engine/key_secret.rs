@@ -127,12 +127,12 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     }
     secret.ttl = grant.ttl;
     secret.max_ttl = role.max_ttl();
-    // The host shows this data to whoever renews and stores it with the
-    // lease in place of the original: drop the key itself from both.
-    let mut data = req.data.clone();
-    data.remove("key");
-    data.insert("expires".into(), json!(updated.expires));
-    let mut response = Response::with_data(data);
+    tracing::debug!(key_alias = %secret.internal_str("key_alias").unwrap_or("?"), expires = ?updated.expires, "LiteLLM expiry moved");
+    // No data, as the database engine renews: the server stores a renewal's
+    // data with the lease in place of the original (so the key leaves the
+    // lease entry here) and shows it to whoever renews, and agents keep the
+    // data they rendered only when a renewal brings none.
+    let mut response = Response::with_data(Map::new());
     response.secret = Some(secret);
     if let Some(w) = grant.warning {
         response = response.warn(w);

@@ -31,7 +31,6 @@ mod rollback;
 mod rotation;
 mod static_roles;
 mod tidy;
-mod unmount;
 mod usage;
 
 use std::collections::HashMap;
@@ -169,10 +168,6 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
             on_invalidate.roles.forget();
         }
     }));
-    backend.unmount = Some(crate::framework::callback(
-        &engine,
-        unmount::delete_leftovers,
-    ));
     let on_cleanup = Arc::clone(&engine);
     backend.cleanup = Some(Arc::new(move || {
         on_cleanup.clients.forget();

@@ -29,7 +29,7 @@ use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, PeriodicTask, Request, Response, Result,
     Storage,
 };
-use crate::litellm::{key_token, new_key, KeyMaterial};
+use crate::litellm::{self, key_token, new_key, KeyMaterial};
 
 pub(super) const ROLE_PREFIX: &str = "static-roles/";
 /// The keys themselves; seal-wrapped.
@@ -60,6 +60,10 @@ pub(super) struct StaticKey {
     pub generation: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PreviousKey>,
+    /// When LiteLLM expires the key unless the engine pushes it forward
+    /// (unix seconds); `None` for keys minted before keys had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// The generation before the current one, alive until `delete_after`.
@@ -70,6 +74,18 @@ pub(super) struct PreviousKey {
     pub home: Home,
     pub delete_after: u64,
 }
+
+/// How long a static key lives in LiteLLM without the engine: two rotation
+/// periods, the grace and a few ticks. The tick pushes it forward once half
+/// of that has passed, so a key whose mount is gone (or whose server
+/// stopped) dies by itself within that time, and never while the engine runs.
+fn lifetime(role: &StaticRole) -> u64 {
+    2 * role.rotation_period_secs + role.grace_period_secs + TICK_SLACK.as_secs()
+}
+
+/// The server's rollback tick comes about once a minute: a lifetime that
+/// short periods (a test mount's) would leave between two ticks gets five.
+const TICK_SLACK: Duration = Duration::from_secs(300);
 
 async fn load_role(storage: &dyn Storage, name: &str) -> Result<Option<StaticRole>> {
     get_json(storage, &format!("{ROLE_PREFIX}{name}")).await
@@ -83,31 +99,17 @@ async fn store_key(storage: &dyn Storage, name: &str, key: &StaticKey) -> Result
     put_json(storage, &format!("{KEY_PREFIX}{name}"), key).await
 }
 
-/// A key a static role holds: `(alias, token hash, proxy)`.
-pub(super) type HeldKey = (String, String, Home);
-
-/// Every key the static roles hold, current and previous generations.
-pub(super) async fn held_keys(storage: &dyn Storage) -> Result<Vec<HeldKey>> {
+/// Aliases of every key the static roles hold (current and previous), for
+/// tidy: these are known keys, not orphans.
+pub(super) async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for name in storage.list(KEY_PREFIX).await? {
         if let Some(k) = load_key(storage, &name).await? {
-            if let Some(p) = k.previous {
-                out.push((p.key_alias, p.token, p.home));
-            }
-            out.push((k.key_alias, key_token(&k.key), k.home));
+            out.extend(k.previous.map(|p| p.key_alias));
+            out.push(k.key_alias);
         }
     }
     Ok(out)
-}
-
-/// Aliases of every key the static roles hold, for tidy: these are known
-/// keys, not orphans.
-pub(super) async fn known_aliases(storage: &dyn Storage) -> Result<Vec<String>> {
-    Ok(held_keys(storage)
-        .await?
-        .into_iter()
-        .map(|(alias, _, _)| alias)
-        .collect())
 }
 
 pub(super) fn list_path(engine: &Arc<Engine>) -> Path {
@@ -189,6 +191,9 @@ fn key_data(role: &StaticRole, k: &StaticKey, data: &mut Map<String, Value>) {
     data.insert("generation".into(), json!(k.generation));
     data.insert("last_rotated".into(), json!(rfc3339(k.last_rotated)));
     data.insert("next_rotation".into(), json!(rfc3339(next)));
+    if let Some(expires) = k.expires_at {
+        data.insert("key_expires".into(), json!(rfc3339(expires)));
+    }
     if let Some(p) = &k.previous {
         data.insert("previous_key_alias".into(), json!(p.key_alias));
         data.insert(
@@ -424,6 +429,7 @@ async fn rotate(
         role.scope.team_id.clone(),
     );
     request.key = Some(KeyMaterial(new_key.clone()));
+    request.duration = Some(format!("{}s", lifetime(role)));
     if let Err(e) = current.client.generate_key(&request).await {
         super::creds::settle_failed_generate(&current.client, storage, &wal_id, &alias, &e).await;
         return Err(e.into());
@@ -444,6 +450,7 @@ async fn rotate(
             home: o.home.clone(),
             delete_after: now + grace,
         }),
+        expires_at: Some(now + lifetime(role)),
     };
     store_key(storage, name, &stored).await?;
     if old.is_some() {
@@ -544,11 +551,51 @@ async fn rotate_if_due(engine: &Engine, storage: &dyn Storage, name: &str) -> Re
     if let Some(k) = key.as_mut() {
         drop_previous(engine, storage, name, k, |p| now >= p.delete_after).await?;
     }
-    let due = key
+    let mut due = key
         .as_ref()
         .is_none_or(|k| now >= k.last_rotated + role.rotation_period_secs);
+    if let Some(k) = key.as_mut().filter(|_| !due) {
+        due = !keep_alive(engine, storage, name, &role, k, now).await?;
+    }
     if due {
         rotate(engine, storage, name, &role, key).await?;
     }
     Ok(())
+}
+
+/// Pushes the key's expiry forward once half its lifetime has passed (and
+/// gives a key minted before keys had one its expiry). `false`: LiteLLM no
+/// longer has the key (deleted there by hand), so the next generation is
+/// due now.
+async fn keep_alive(
+    engine: &Engine,
+    storage: &dyn Storage,
+    name: &str,
+    role: &StaticRole,
+    key: &mut StaticKey,
+    now: u64,
+) -> Result<bool> {
+    let lifetime = lifetime(role);
+    if key.expires_at.is_some_and(|e| e > now + lifetime / 2) {
+        return Ok(true);
+    }
+    let client = engine.clients.for_key(storage, Some(&key.home)).await?;
+    let token = key_token(&key.key);
+    match client
+        .extend_key(&token, Duration::from_secs(lifetime))
+        .await
+    {
+        Ok(_) => {
+            key.expires_at = Some(now + lifetime);
+            store_key(storage, name, key).await?;
+            tracing::info!(role = %name, key_alias = %key.key_alias, "static key expiry moved forward");
+            Ok(true)
+        }
+        Err(litellm::Error::KeyGone) => {
+            tracing::warn!(role = %name, key_alias = %key.key_alias,
+                "the static key is gone from LiteLLM; minting the next generation now");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -359,7 +359,7 @@ async fn extending() -> (Stub, Mount) {
 }
 
 #[tokio::test]
-async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
+async fn renew_extends_by_the_granted_ttl_and_returns_no_data() {
     let (stub, m) = extending().await;
     let mut req = m.request(
         Operation::Renew,
@@ -371,7 +371,11 @@ async fn renew_extends_by_the_granted_ttl_and_drops_the_key_from_data() {
     req.secret = Some(secret);
     let resp = m.backend.handle(req).await.unwrap().unwrap();
     assert_eq!(resp.secret.unwrap().ttl, Duration::from_secs(600));
-    assert!(resp.data.get("key").is_none());
+    assert!(
+        resp.data.is_empty(),
+        "a renewal brings no data: {:?}",
+        resp.data
+    );
     let sent = stub.requests().concat();
     assert!(
         sent.contains(r#""duration":"630s""#) && sent.contains(r#""key":"abc""#),
@@ -1447,53 +1451,75 @@ async fn renewing_a_key_deleted_in_litellm_says_so() {
     );
 }
 
+/// Moves the stored static key of `name` so it expires `in_secs` from now.
+async fn expire_static_key_in(m: &Mount, name: &str, in_secs: u64) {
+    let mut key = static_key(m, name).await;
+    key.expires_at = Some(super::clock::unix_now() + in_secs);
+    crate::framework::storage::put_json(m.storage.as_ref(), &format!("static-keys/{name}"), &key)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn disabling_the_mount_deletes_the_keys_no_lease_covers() {
-    let (stub, m) = with_static_role("s", json!({"models": ["m"], "grace_period": "10m"})).await;
-    m.ok(Operation::Update, "rotate-role/s", json!({})).await;
+async fn static_keys_expire_unless_the_tick_moves_them_forward() {
+    let (stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        route(
+            "POST /key/update",
+            200,
+            r#"{"expires":"2030-01-01T00:00:00Z"}"#,
+        ),
+    ])
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"], "rotation_period": "2h", "grace_period": "1h"}),
+    )
+    .await
+    .unwrap();
+    // Minted with two periods, the grace and 5 minutes to live.
+    let minted = stub.requests().concat();
+    assert!(minted.contains(r#""duration":"18300s""#), "{minted}");
+    let now = super::clock::unix_now();
     let key = static_key(&m, "s").await;
-    let previous = key.previous.clone().unwrap();
-    // A dynamic key whose revocation failed, and one being minted.
-    let mut record = inventory::KeyRecord {
-        alias: "vault-dev-failed".into(),
-        token: "failedtoken".into(),
-        role: "dev".into(),
-        issued_at: 0,
-        lease_expires: 0,
-        proxy_id: m.home().await.proxy_id,
-        proxy_url: m.home().await.base_url,
-        display_name: String::new(),
-        entity_id: String::new(),
-        revoke_failed_at: Some(1),
-        revoke_error: None,
-    };
-    inventory::put(m.storage.as_ref(), &record).await.unwrap();
-    put_rollback_entry(&m).await;
-    let deletes = || {
+    assert!(key.expires_at.unwrap().abs_diff(now + 18300) < 5);
+    let updates = || {
         stub.requests()
             .into_iter()
-            .filter(|r| r.starts_with("POST /key/delete"))
-            .collect::<Vec<_>>()
-            .concat()
+            .filter(|r| r.starts_with("POST /key/update"))
+            .count()
     };
-    let storage: Arc<dyn Storage> = m.storage.clone();
-    // A reload or seal: nothing is deleted.
-    m.backend
-        .clean_up(Arc::clone(&storage), Arc::new(StaticSystemView::default()))
-        .await;
-    assert_eq!(deletes(), "");
-    let tainted = StaticSystemView {
-        tainted: true,
-        ..StaticSystemView::default()
-    };
-    m.backend.clean_up(storage, Arc::new(tainted)).await;
-    let sent = deletes();
-    for token in [
-        crate::litellm::key_token(&key.key),
-        previous.token,
-        std::mem::take(&mut record.token),
-    ] {
-        assert!(sent.contains(&token), "{token} not in {sent}");
-    }
-    assert!(sent.contains("vault-dev-x"), "the interrupted mint: {sent}");
+    tick(&m).await;
+    assert_eq!(updates(), 0, "more than half its life left");
+    expire_static_key_in(&m, "s", 3600).await;
+    tick(&m).await;
+    assert_eq!(updates(), 1, "less than half left: pushed forward");
+    let moved = static_key(&m, "s").await;
+    assert!(moved.expires_at.unwrap() >= now + 18300);
+    assert_eq!(moved.generation, 1, "no rotation");
+}
+
+#[tokio::test]
+async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
+    let (_stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        route(
+            "POST /key/update",
+            404,
+            r#"{"detail":{"error":"Key not found."}}"#,
+        ),
+        route("POST /key/delete", 404, NO_KEYS),
+    ])
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"]}),
+    )
+    .await
+    .unwrap();
+    expire_static_key_in(&m, "s", 60).await;
+    tick(&m).await;
+    assert_eq!(static_key(&m, "s").await.generation, 2);
 }

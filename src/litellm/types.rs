@@ -24,8 +24,9 @@ pub struct GenerateKeyRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<KeyMaterial>,
     pub key_alias: String,
-    /// `"<seconds>s"`: the key dies by itself when the lease would. Unset:
-    /// no expiry (static role keys, deleted by the engine).
+    /// `"<seconds>s"`: the key dies by itself when its lease would (or, for
+    /// a static role's key, unless the engine pushes it forward). Unset: no
+    /// expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// Empty = every model.

@@ -39,6 +39,11 @@ path "sys/leases/revoke" {
   capabilities = ["update"]
 }
 
+# `bao lease revoke <lease_id>` sends the lease id in the URL.
+path "sys/leases/revoke/litellm/*" {
+  capabilities = ["update"]
+}
+
 # Kill switch: revoke every lease of one role (`bao lease revoke -prefix litellm/creds/<role>`)
 # or of the whole mount (`-prefix litellm/`, which the CLI sends as .../revoke-prefix/litellm
 # without the slash: hence the second block). revoke-prefix always needs sudo.

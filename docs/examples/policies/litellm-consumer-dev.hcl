@@ -8,7 +8,7 @@ path "litellm/creds/dev" {
   capabilities = ["read"]
 }
 
-# Renew and revoke the leases it got (`bao lease renew|revoke <lease_id>`, OpenBao/Vault Agent,
+# Renew and revoke the leases it got (`bao lease renew <lease_id>`, OpenBao/Vault Agent,
 # the Vault Secrets Operator). These endpoints take the lease id in the request body, so ACL
 # paths cannot tell one role's lease from another's: whoever holds a lease id can renew or revoke
 # it. Lease ids are only handed to the token that read the creds.
@@ -17,5 +17,11 @@ path "sys/leases/renew" {
 }
 
 path "sys/leases/revoke" {
+  capabilities = ["update"]
+}
+
+# `bao lease revoke <lease_id>` puts the lease id in the URL instead, which the ACL checks
+# against the lease's path: this role's leases only.
+path "sys/leases/revoke/litellm/creds/dev/*" {
   capabilities = ["update"]
 }

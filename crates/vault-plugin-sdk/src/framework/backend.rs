@@ -12,7 +12,7 @@ use super::field::FieldData;
 use super::path::{Callback, Handler, OperationProperties, Path};
 use super::request::{Operation, Request};
 use super::response::Response;
-use super::storage::{Storage, SystemView, PERFORMANCE_SECONDARY, PERFORMANCE_STANDBY};
+use super::storage::{PERFORMANCE_SECONDARY, PERFORMANCE_STANDBY};
 use super::{openapi, wal};
 
 /// A hook called with a storage key (see [`Backend::invalidate`]).
@@ -94,15 +94,12 @@ pub struct Backend {
     pub wal_rollback: Option<WalRollback>,
     /// Called when a storage key changed under us (another node wrote it).
     pub invalidate: Option<KeyHook>,
-    /// Called before the mount goes away (unmount, reload, seal).
+    /// Called before the mount goes away (unmount, reload, seal). The
+    /// server does not say which: a mount it disables, moves or seals (a
+    /// namespace seal) is tainted alike, and one whose disable failed stays
+    /// tainted through later reloads, so nothing here may destroy what the
+    /// mount still needs.
     pub cleanup: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// Runs before `cleanup` when the mount is being disabled, not merely
-    /// reloaded, sealed or moved: the server has revoked every lease by
-    /// then and clears the mount's storage right after, so this is the last
-    /// chance to remove what the engine made outside the server and no lease
-    /// covers. Storage is still there (see [`Backend::clean_up`]). Errors
-    /// are logged; nothing retries.
-    pub unmount: Option<Callback<Request, ()>>,
     periodic: Vec<(PeriodicTask, Mutex<Option<SystemTime>>)>,
     rollback_running: Mutex<()>,
 }
@@ -120,7 +117,6 @@ impl Backend {
             wal_rollback: None,
             invalidate: None,
             cleanup: None,
-            unmount: None,
             periodic: Vec::new(),
             rollback_running: Mutex::new(()),
         }
@@ -189,25 +185,8 @@ impl Backend {
         }
     }
 
-    /// The mount is going away: runs the [`Backend::unmount`] hook if the
-    /// server is disabling it, then [`Backend::cleanup`]. An unmount is told
-    /// apart by the mount being tainted: the server taints a mount it
-    /// disables or moves, and cleans up only the one it disables (a moved
-    /// mount keeps its backend), while a reload or seal leaves it untainted.
-    pub async fn clean_up(&self, storage: Arc<dyn Storage>, system: Arc<dyn SystemView>) {
-        if let Some(hook) = &self.unmount {
-            match system.tainted().await {
-                Ok(true) => {
-                    let req = Request::new(Operation::Rollback, "", storage, system);
-                    if let Err(e) = hook(req).await {
-                        tracing::error!(error = %e, "unmount: clean-up failed");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e,
-                    "unmount: cannot ask the server whether the mount is being disabled; clean-up skipped"),
-            }
-        }
+    /// Runs the [`Backend::cleanup`] hook: the mount is going away.
+    pub fn clean_up(&self) {
         if let Some(f) = &self.cleanup {
             f();
         }
@@ -667,43 +646,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 4, "skipped on a standby");
-    }
-
-    #[tokio::test]
-    async fn the_unmount_hook_runs_only_when_the_server_disables_the_mount() {
-        let st = state();
-        let unmounts = Arc::new(AtomicUsize::new(0));
-        let cleanups = Arc::new(AtomicUsize::new(0));
-        let mut b = backend(&st, Duration::ZERO);
-        b.unmount = Some(callback(
-            &unmounts,
-            |n: Arc<AtomicUsize>, req: Request| async move {
-                // Storage is still there for the hook.
-                req.storage.put("left", b"x".to_vec()).await?;
-                n.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            },
-        ));
-        let counted = Arc::clone(&cleanups);
-        b.cleanup = Some(Arc::new(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-        }));
-        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
-        let system = |tainted| -> Arc<dyn SystemView> {
-            Arc::new(StaticSystemView {
-                tainted,
-                ..StaticSystemView::default()
-            })
-        };
-        // A reload or a seal: not tainted.
-        b.clean_up(Arc::clone(&storage), system(false)).await;
-        assert_eq!(unmounts.load(Ordering::SeqCst), 0);
-        assert_eq!(cleanups.load(Ordering::SeqCst), 1);
-        // Disabling the mount.
-        b.clean_up(Arc::clone(&storage), system(true)).await;
-        assert_eq!(unmounts.load(Ordering::SeqCst), 1);
-        assert_eq!(cleanups.load(Ordering::SeqCst), 2);
-        assert!(storage.get("left").await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -231,13 +231,9 @@ impl BackendRpc for BackendService {
     }
 
     async fn cleanup(&self, _: GrpcRequest<pb::Empty>) -> Result<GrpcResponse<pb::Empty>, Status> {
-        // Dropping the mount closes the brokered connection; the clean-up
-        // may still use it (the server clears storage only afterwards).
-        let mount = self.mount.write().unwrap().take();
-        if let Some(mount) = mount {
-            let storage = Arc::clone(&mount.storage);
-            let system = Arc::clone(&mount.system);
-            mount.backend.clean_up(storage, system).await;
+        // Dropping the mount closes the brokered connection.
+        if let Some(mount) = self.mount.write().unwrap().take() {
+            mount.backend.clean_up();
         }
         tracing::debug!("backend cleaned up");
         Ok(GrpcResponse::new(pb::Empty {}))
