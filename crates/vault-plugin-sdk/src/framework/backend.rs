@@ -333,7 +333,7 @@ impl Backend {
         } else {
             let (path, _) = self.find(request_path).ok_or(Error::UnsupportedPath)?;
             (
-                format!("{}\n\n{}", path.synopsis, path.description),
+                path_help(path),
                 openapi::document(
                     self.title,
                     self.version,
@@ -356,6 +356,31 @@ impl Backend {
         }
         text
     }
+}
+
+/// `path-help <path>`: synopsis, description and the fields, laid out as
+/// the servers' own engines show them.
+fn path_help(path: &Path) -> String {
+    let mut text = format!("{}\n\n{}", path.synopsis.trim(), path.description.trim());
+    if !path.fields.is_empty() {
+        text.push_str("\n\n## PARAMETERS\n");
+        for f in &path.fields {
+            let (ty, format) = f.ty.openapi();
+            let default = f
+                .default
+                .as_ref()
+                .map(|d| format!(" (default: {d})"))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "\n    {} ({}){}\n\n        {}\n",
+                f.name,
+                format.unwrap_or(ty),
+                default,
+                f.description
+            ));
+        }
+    }
+    text
 }
 
 /// Whether `req` must not run on this node (see
@@ -668,6 +693,12 @@ mod tests {
         assert!(doc["paths"]["/things/{name}"]["post"].is_object());
         let resp = help(&b, &s, "things/x").await;
         assert!(help_text(&resp).contains("Things are things."));
+        assert!(
+            help_text(&resp).contains("## PARAMETERS\n")
+                && help_text(&resp).contains("\n    n (integer)\n\n        a number\n"),
+            "{}",
+            help_text(&resp)
+        );
     }
 
     /// A backend whose `jobs/{name}` read runs anywhere and whose update
