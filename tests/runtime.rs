@@ -100,6 +100,15 @@ fn plugin_lifecycle_on_a_real_server(engine: Engine) {
             "{path} missing from the OpenAPI document"
         );
     }
+    // The request body's fields survive the server's merge (inline, no $ref),
+    // and a path with an existence check says it tells create from update.
+    let roles = &body["paths"]["/litellm/roles/{name}"];
+    let schema = &roles["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert!(
+        schema["properties"]["models"].is_object(),
+        "roles/{{name}} body schema: {schema}"
+    );
+    assert_eq!(roles["x-vault-createSupported"], true, "{roles}");
 
     steps.step("write and read through the server's storage");
     let (status, body) = server.put(

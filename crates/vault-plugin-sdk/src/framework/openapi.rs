@@ -50,6 +50,10 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
     if !params.is_empty() {
         item.insert("parameters".into(), Value::Array(params));
     }
+    if path.existence_check.is_some() {
+        // Writes tell create from update: policies may grant either.
+        item.insert("x-vault-createSupported".into(), json!(true));
+    }
     let body_fields: Vec<&Field> = path
         .fields
         .iter()
@@ -73,11 +77,9 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
         } else {
             Operation::Create
         };
-        let body = (!body_fields.is_empty()).then_some(schema_name.as_str());
-        item.insert("post".into(), operation(path, &write, &id, body));
-        if !body_fields.is_empty() {
-            schema = Some((schema_name.clone(), object_schema(&body_fields)));
-        }
+        let body = (!body_fields.is_empty()).then(|| object_schema(&body_fields));
+        item.insert("post".into(), operation(path, &write, &id, body.as_ref()));
+        schema = body.map(|b| (schema_name.clone(), b));
     }
     if ops(&Operation::Delete) {
         item.insert(
@@ -90,7 +92,7 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
 
 /// The OpenAPI operation for `op` on `path`; `id` is the path's part of the
 /// default operation id.
-fn operation(path: &Path, op: &Operation, id: &str, body_schema: Option<&str>) -> Value {
+fn operation(path: &Path, op: &Operation, id: &str, body_schema: Option<&Value>) -> Value {
     let props = path.operation_properties(op);
     let mut out = json!({
         "summary": props.summary.unwrap_or(path.synopsis),
@@ -99,10 +101,13 @@ fn operation(path: &Path, op: &Operation, id: &str, body_schema: Option<&str>) -
         "tags": ["secrets"],
         "responses": {"200": {"description": "OK"}},
     });
-    if let Some(name) = body_schema {
+    if let Some(schema) = body_schema {
+        // Inline, not a `$ref` to the component: the servers drop `$ref`
+        // when they merge a plugin's document into theirs (the body schema
+        // would read `{}`).
         out["requestBody"] = json!({
             "required": true,
-            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}},
+            "content": {"application/json": {"schema": schema}},
         });
     }
     out
