@@ -7,7 +7,8 @@ mod support;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
-    configured_with_prefix, error_text, per_server, DevServer, Engine, LiteLlm, Steps, MOUNT,
+    configured_with_prefix, error_text, per_server, unix_now, DevServer, Engine, LiteLlm, Steps,
+    MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -217,6 +218,18 @@ fn a_creds_write_narrows_the_role_and_never_widens_it(
     let (_, info) = litellm.key_info(key);
     assert_eq!(info["info"]["max_budget"], 1.0, "{info}");
     assert_eq!(info["info"]["metadata"]["ticket"], "T-9", "{info}");
+
+    steps.step("a renewal asking for more keeps the narrowed 10 minutes, lease and key alike");
+    let lease = creds["lease_id"].as_str().unwrap();
+    let (status, renewed) = server.lease_renew(lease, 3000);
+    assert_eq!(status, 200, "{renewed}");
+    let granted = renewed["lease_duration"].as_u64().unwrap();
+    assert!((590..=600).contains(&granted), "{renewed}");
+    let expires = litellm.key_expires(key).expect("the key expires");
+    assert!(
+        (expires - unix_now() - granted as f64 - 30.0).abs() < 20.0,
+        "the key's expiry {expires} is not the lease's end plus the 30 s grace"
+    );
 
     steps.step("the plain read still gets the whole role");
     let (status, creds) = server.get(&format!("{MOUNT}/creds/r"));

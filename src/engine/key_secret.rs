@@ -126,7 +126,18 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         renewed(req.storage.as_ref(), record).await?;
     }
     secret.ttl = grant.ttl;
-    secret.max_ttl = role.max_ttl();
+    secret.max_ttl = match narrowed {
+        // The server gives a renewal the increment it was asked for,
+        // capped only by the max TTL counted from the issue time: a cap
+        // that ends where this grant ends keeps the lease within the
+        // narrowed TTL (and the key's expiry).
+        Some(_) => {
+            // Whole seconds, rounded down: never past the ceiling.
+            let age = now.duration_since(issue_time).unwrap_or_default();
+            Duration::from_secs(age.as_secs()) + grant.ttl
+        }
+        None => role.max_ttl(),
+    };
     tracing::debug!(key_alias = %secret.internal_str("key_alias").unwrap_or("?"), expires = ?updated.expires, "LiteLLM expiry moved");
     // No data, as the database engine renews: the server stores a renewal's
     // data with the lease in place of the original (so the key leaves the

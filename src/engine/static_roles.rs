@@ -558,7 +558,16 @@ async fn rotate_if_due(engine: &Engine, storage: &dyn Storage, name: &str) -> Re
         due = !keep_alive(engine, storage, name, &role, k, now).await?;
     }
     if due {
-        rotate(engine, storage, name, &role, key).await?;
+        if let Err(e) = rotate(engine, storage, name, &role, key).await {
+            // The key in use must not expire while its successor keeps
+            // failing (LiteLLM refusing a changed scope, say).
+            if let Some(mut current) = load_key(storage, name).await? {
+                if let Err(ke) = keep_alive(engine, storage, name, &role, &mut current, now).await {
+                    tracing::warn!(role = %name, error = %ke, "cannot move the static key's expiry forward");
+                }
+            }
+            return Err(e);
+        }
     }
     Ok(())
 }

@@ -1523,3 +1523,44 @@ async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
     tick(&m).await;
     assert_eq!(static_key(&m, "s").await.generation, 2);
 }
+
+#[tokio::test]
+async fn a_failing_rotation_still_keeps_the_current_static_key_alive() {
+    let (first, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        route("POST /key/update", 200, r#"{"expires":"2030-01-01T00:00:00Z"}"#),
+    ])
+    .await;
+    m.call(Operation::Update, "static-roles/s", json!({"models": ["m"]}))
+        .await
+        .unwrap();
+    // Keys are now minted on a proxy that refuses them; the current key
+    // stays on the first one.
+    let refusing = Stub::start(vec![route(
+        "POST /key/generate",
+        403,
+        r#"{"error":{"message":"no"}}"#,
+    )])
+    .await;
+    write_config(&m, json!({"base_url": refusing.url.as_str()}))
+        .await
+        .unwrap();
+    let mut key = static_key(&m, "s").await;
+    key.last_rotated = 0;
+    key.expires_at = Some(super::clock::unix_now() + 60);
+    crate::framework::storage::put_json(m.storage.as_ref(), "static-keys/s", &key)
+        .await
+        .unwrap();
+    tick(&m).await;
+    let key = static_key(&m, "s").await;
+    assert_eq!(key.generation, 1, "the rotation failed");
+    assert!(
+        first
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("POST /key/update")),
+        "the current key's expiry was not moved: {:?}",
+        first.requests()
+    );
+    assert!(key.expires_at.unwrap() > super::clock::unix_now() + 3600);
+}

@@ -243,6 +243,23 @@ impl Backend {
         if self.periodic.is_empty() {
             return;
         }
+        // The server's last tick for a mount it disables, moves or seals
+        // (a namespace seal) comes with the mount tainted: new work then
+        // (a rotation nobody will read) only leaves things behind. The WAL
+        // rollback still runs: it undoes what was cut short.
+        match req.system.tainted().await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::debug!(
+                    "periodic: the mount is tainted (going away or moving); tasks skipped"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "periodic: cannot tell whether the mount is tainted");
+                return;
+            }
+        }
         let standby = match req.system.replication_state().await {
             Ok(state) => state & PERFORMANCE_STANDBY != 0,
             Err(e) => {
@@ -636,7 +653,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn periodic_tasks_run_when_due_and_not_on_standbys() {
+    async fn periodic_tasks_run_when_due_and_not_on_standbys_or_tainted_mounts() {
         let st = state();
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
@@ -671,6 +688,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 4, "skipped on a standby");
+
+        let tainted: Arc<dyn SystemView> = Arc::new(StaticSystemView {
+            tainted: true,
+            ..StaticSystemView::default()
+        });
+        let storage: Arc<dyn Storage> = s.clone();
+        b.handle(Request::new(Operation::Rollback, "", storage, tainted))
+            .await
+            .unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 4, "skipped on a tainted mount");
     }
 
     #[tokio::test]
