@@ -517,6 +517,15 @@ fn policies_from_docs_grant_exactly_what_the_docs_say(engine: Engine) {
     );
     d.wait_refused(&admin_key, "admin revoked the lease");
     d.step("admin: creds/prod issued, its lease listed, looked up and revoked");
+    for (method, path, body) in [
+        (Method::POST, "litellm/tidy", Some(json!({"dry_run": true}))),
+        (Method::GET, "litellm/tidy-status", None),
+        (Method::GET, "litellm/config/auto-tidy", None),
+        (Method::GET, "litellm/usage/prod", None),
+    ] {
+        d.call_ok(&admin, None, method, path, body, path);
+    }
+    d.step("admin: tidy (dry run), tidy-status, auto-tidy settings, usage");
 
     // Rotator: master_key only.
     let (status, body) = d.call(

@@ -1528,12 +1528,20 @@ async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
 async fn a_failing_rotation_still_keeps_the_current_static_key_alive() {
     let (first, m) = stubbed(vec![
         route("POST /key/generate", 200, GENERATED),
-        route("POST /key/update", 200, r#"{"expires":"2030-01-01T00:00:00Z"}"#),
+        route(
+            "POST /key/update",
+            200,
+            r#"{"expires":"2030-01-01T00:00:00Z"}"#,
+        ),
     ])
     .await;
-    m.call(Operation::Update, "static-roles/s", json!({"models": ["m"]}))
-        .await
-        .unwrap();
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"]}),
+    )
+    .await
+    .unwrap();
     // Keys are now minted on a proxy that refuses them; the current key
     // stays on the first one.
     let refusing = Stub::start(vec![route(

@@ -2,11 +2,54 @@
 #
 #   bao policy write litellm-admin litellm-admin.hcl
 #
-# `config` holds the write-only `master_key`: a read returns `master_key_set`, never the key.
-# Still, treat `update` on config like holding the master key: the engine sends the stored
-# master key to whatever `base_url` is configured.
+# `config` holds the write-only admin key (`admin_key`, older name `master_key`): a read returns
+# `admin_key_set`, never the key. Still, treat `update` on config like holding the key: the
+# engine sends it to whatever `base_url` is configured.
 path "litellm/config" {
   capabilities = ["create", "read", "update", "delete"]
+}
+
+# Rotate the admin key now; automatic tidy settings, a tidy run and its status.
+path "litellm/rotate-root" {
+  capabilities = ["update"]
+}
+
+path "litellm/config/auto-tidy" {
+  capabilities = ["read", "update"]
+}
+
+path "litellm/tidy" {
+  capabilities = ["update"]
+}
+
+path "litellm/tidy-status" {
+  capabilities = ["read"]
+}
+
+# What the mount issued, and spend per role.
+path "litellm/keys" {
+  capabilities = ["list"]
+}
+
+path "litellm/keys/*" {
+  capabilities = ["read", "list"]
+}
+
+path "litellm/usage/*" {
+  capabilities = ["read"]
+}
+
+# Static roles (their keys are read at static-creds/<name>: grant that to their consumers).
+path "litellm/static-roles" {
+  capabilities = ["list"]
+}
+
+path "litellm/static-roles/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+path "litellm/rotate-role/*" {
+  capabilities = ["update"]
 }
 
 path "litellm/roles" {
