@@ -1455,13 +1455,18 @@ async fn renewing_a_key_deleted_in_litellm_says_so() {
 async fn expire_static_key_in(m: &Mount, name: &str, in_secs: u64) {
     let mut key = static_key(m, name).await;
     key.expires_at = Some(super::clock::unix_now() + in_secs);
-    crate::framework::storage::put_json(m.storage.as_ref(), &format!("static-keys/{name}"), &key)
+    store_static_key(m, name, &key).await;
+}
+
+async fn store_static_key(m: &Mount, name: &str, key: &static_roles::StaticKey) {
+    crate::framework::storage::put_json(m.storage.as_ref(), &format!("static-keys/{name}"), key)
         .await
         .unwrap();
 }
 
-#[tokio::test]
-async fn static_keys_expire_unless_the_tick_moves_them_forward() {
+/// A mount against a stub that mints and extends keys, with static role
+/// `s` written from `body`.
+async fn static_role_s(body: Value) -> (Stub, Mount) {
     let (stub, m) = stubbed(vec![
         route("POST /key/generate", 200, GENERATED),
         route(
@@ -1471,13 +1476,17 @@ async fn static_keys_expire_unless_the_tick_moves_them_forward() {
         ),
     ])
     .await;
-    m.call(
-        Operation::Update,
-        "static-roles/s",
-        json!({"models": ["m"], "rotation_period": "2h", "grace_period": "1h"}),
-    )
-    .await
-    .unwrap();
+    m.call(Operation::Update, "static-roles/s", body)
+        .await
+        .unwrap();
+    (stub, m)
+}
+
+#[tokio::test]
+async fn static_keys_expire_unless_the_tick_moves_them_forward() {
+    let (stub, m) =
+        static_role_s(json!({"models": ["m"], "rotation_period": "2h", "grace_period": "1h"}))
+            .await;
     // Minted with two periods, the grace and 5 minutes to live.
     let minted = stub.requests().concat();
     assert!(minted.contains(r#""duration":"18300s""#), "{minted}");
@@ -1526,22 +1535,7 @@ async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
 
 #[tokio::test]
 async fn a_failing_rotation_still_keeps_the_current_static_key_alive() {
-    let (first, m) = stubbed(vec![
-        route("POST /key/generate", 200, GENERATED),
-        route(
-            "POST /key/update",
-            200,
-            r#"{"expires":"2030-01-01T00:00:00Z"}"#,
-        ),
-    ])
-    .await;
-    m.call(
-        Operation::Update,
-        "static-roles/s",
-        json!({"models": ["m"]}),
-    )
-    .await
-    .unwrap();
+    let (first, m) = static_role_s(json!({"models": ["m"]})).await;
     // Keys are now minted on a proxy that refuses them; the current key
     // stays on the first one.
     let refusing = Stub::start(vec![route(
@@ -1556,9 +1550,7 @@ async fn a_failing_rotation_still_keeps_the_current_static_key_alive() {
     let mut key = static_key(&m, "s").await;
     key.last_rotated = 0;
     key.expires_at = Some(super::clock::unix_now() + 60);
-    crate::framework::storage::put_json(m.storage.as_ref(), "static-keys/s", &key)
-        .await
-        .unwrap();
+    store_static_key(&m, "s", &key).await;
     tick(&m).await;
     let key = static_key(&m, "s").await;
     assert_eq!(key.generation, 1, "the rotation failed");
