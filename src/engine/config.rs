@@ -46,8 +46,7 @@ pub(super) struct Config {
     #[serde(default)]
     pub rotation: rotation::Policy,
     /// The admin key was minted by `rotate-root`: nobody else knows it, so
-    /// the engine deletes it once no setting holds it any more (another
-    /// key written in its place, the mount disabled).
+    /// the engine deletes it when another key is written in its place.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub key_minted_here: bool,
 }
