@@ -71,7 +71,7 @@ show bao plugin register -sha256="$SHA" -version="$VERSION" -command="$BIN" secr
 show bao secrets enable -path=litellm -plugin-version="$VERSION" litellm
 
 step "configuring the LiteLLM connection (verified against the proxy) and a role"
-show bao write litellm/config base_url="$LITELLM_URL" master_key="$LITELLM_MASTER_KEY"
+show bao write litellm/config base_url="$LITELLM_URL" admin_key="$LITELLM_MASTER_KEY"
 show bao read litellm/config
 show bao write litellm/roles/demo models=gpt-3.5-turbo max_budget=0.5 ttl=1h max_ttl=24h rpm_limit=60
 

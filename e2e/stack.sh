@@ -241,8 +241,12 @@ cmd_status() {
     echo "== nothing started by e2e/stack.sh up"
   fi
   if [ -z "${LITELLM_URL:-}" ]; then
-    echo "== native harness (LITELLM_LAB=$LAB PORT=$PORT PGPORT=$PGPORT)"
-    LITELLM_LAB=$LAB LITELLM_PORT=$PORT LITELLM_PGPORT=$PGPORT "$HARNESS" status | sed 's/^/   /' || true
+    # The lab `up` used (recorded), as `down` does, else this shell's.
+    local STARTED_LAB=$LAB STARTED_PORT=$PORT STARTED_PGPORT=$PGPORT
+    # shellcheck disable=SC1090
+    if [ -f "$STARTED_FILE" ]; then . "$STARTED_FILE"; fi
+    echo "== native harness (LITELLM_LAB=$STARTED_LAB PORT=$STARTED_PORT PGPORT=$STARTED_PGPORT)"
+    LITELLM_LAB=$STARTED_LAB LITELLM_PORT=$STARTED_PORT LITELLM_PGPORT=$STARTED_PGPORT "$HARNESS" status | sed 's/^/   /' || true
   fi
 }
 
