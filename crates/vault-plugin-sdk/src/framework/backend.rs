@@ -155,8 +155,21 @@ impl Backend {
             Operation::Help => self.help_response(&req.path).map(Some),
             Operation::Renew | Operation::Revoke => self.handle_secret(req).await,
             Operation::Rollback => {
-                self.run_periodic(&req).await;
-                self.rollback(req).await;
+                // A standby's storage is read-only and may lag the active
+                // node's: undoing a WAL entry from it could delete a key
+                // whose issue finished on the active node. Only the active
+                // node rolls back (and runs the tasks that write).
+                let standby = match req.system.replication_state().await {
+                    Ok(state) => state & PERFORMANCE_STANDBY != 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rollback tick: cannot read the replication state; skipped");
+                        return Ok(None);
+                    }
+                };
+                self.run_periodic(&req, standby).await;
+                if !standby {
+                    self.rollback(req).await;
+                }
                 Ok(None)
             }
             _ => self.route(req).await,
@@ -239,7 +252,7 @@ impl Backend {
 
     /// Runs the periodic tasks that are due. Never fails: problems are
     /// logged and the task runs again on a later tick.
-    async fn run_periodic(&self, req: &Request) {
+    async fn run_periodic(&self, req: &Request, standby: bool) {
         if self.periodic.is_empty() {
             return;
         }
@@ -260,13 +273,6 @@ impl Backend {
                 return;
             }
         }
-        let standby = match req.system.replication_state().await {
-            Ok(state) => state & PERFORMANCE_STANDBY != 0,
-            Err(e) => {
-                tracing::warn!(error = %e, "periodic: cannot read the replication state");
-                return;
-            }
-        };
         for (task, last_run) in &self.periodic {
             if task.active_node_only && standby {
                 continue;
@@ -645,6 +651,29 @@ mod tests {
         rollback(&b, &s).await;
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 1);
         assert_eq!(wal::list(s.as_ref()).await.unwrap(), vec![failing]);
+    }
+
+    #[tokio::test]
+    async fn only_the_active_node_rolls_back() {
+        let (st, b, s) = fixture(Duration::ZERO);
+        wal::put(s.as_ref(), "k", json!({}), wal::Schedule::default())
+            .await
+            .unwrap();
+        // A standby's storage may lag: its copy of an entry may name a key
+        // whose issue finished on the active node.
+        let standby: Arc<dyn SystemView> = Arc::new(StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_STANDBY,
+            ..StaticSystemView::default()
+        });
+        let storage: Arc<dyn Storage> = s.clone();
+        b.handle(Request::new(Operation::Rollback, "", storage, standby))
+            .await
+            .unwrap();
+        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
+        assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
+        rollback(&b, &s).await;
+        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 1);
+        assert!(wal::list(s.as_ref()).await.unwrap().is_empty());
     }
 
     #[tokio::test]

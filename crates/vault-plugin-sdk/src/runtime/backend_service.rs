@@ -95,6 +95,15 @@ fn log_outcome(
             elapsed_us = started.elapsed().as_micros() as u64,
             "request handled"
         ),
+        // The read-only answer on a standby is how the server forwards a
+        // write to the active node: routine, not a failure.
+        Err(Error::ReadOnly) => {
+            tracing::debug!(
+                operation = op,
+                path,
+                "read-only here: the server forwards it"
+            )
+        }
         Err(e) if e.status() >= 500 => {
             tracing::error!(operation = op, path, error = %e, "request failed")
         }

@@ -65,10 +65,14 @@ fn transport(status: tonic::Status) -> Error {
     Error::Storage(status.message().to_string())
 }
 
-/// Application errors come back in the reply's `err` string.
+/// Application errors come back in the reply's `err` string; a standby's
+/// refusal to write is [`Error::ReadOnly`] (the same text, on which the
+/// server forwards the request).
 fn reply_err(err: String) -> Result<()> {
     if err.is_empty() {
         Ok(())
+    } else if err == Error::ReadOnly.to_string() {
+        Err(Error::ReadOnly)
     } else {
         Err(Error::Storage(err))
     }
