@@ -513,6 +513,23 @@ mod tests {
         b.handle(request(Operation::Rollback, "", s)).await.unwrap();
     }
 
+    /// One rollback tick on a node the system view describes.
+    async fn tick_on(b: &Backend, s: &Arc<MemoryStorage>, node: StaticSystemView) {
+        let storage: Arc<dyn Storage> = s.clone();
+        let system: Arc<dyn SystemView> = Arc::new(node);
+        b.handle(Request::new(Operation::Rollback, "", storage, system))
+            .await
+            .unwrap();
+    }
+
+    /// A performance standby's system view.
+    fn standby() -> StaticSystemView {
+        StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_STANDBY,
+            ..StaticSystemView::default()
+        }
+    }
+
     /// The help of `path`, which must answer.
     async fn help(b: &Backend, s: &Arc<MemoryStorage>, path: &str) -> Response {
         b.handle(request(Operation::Help, path, s))
@@ -661,14 +678,7 @@ mod tests {
             .unwrap();
         // A standby's storage may lag: its copy of an entry may name a key
         // whose issue finished on the active node.
-        let standby: Arc<dyn SystemView> = Arc::new(StaticSystemView {
-            replication_state: crate::framework::storage::PERFORMANCE_STANDBY,
-            ..StaticSystemView::default()
-        });
-        let storage: Arc<dyn Storage> = s.clone();
-        b.handle(Request::new(Operation::Rollback, "", storage, standby))
-            .await
-            .unwrap();
+        tick_on(&b, &s, standby()).await;
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
         assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
         rollback(&b, &s).await;
@@ -708,24 +718,13 @@ mod tests {
         // The first task on every tick, the hourly one once.
         assert_eq!(runs.load(Ordering::SeqCst), 4);
 
-        let standby: Arc<dyn SystemView> = Arc::new(StaticSystemView {
-            replication_state: crate::framework::storage::PERFORMANCE_STANDBY,
-            ..StaticSystemView::default()
-        });
-        let storage: Arc<dyn Storage> = s.clone();
-        b.handle(Request::new(Operation::Rollback, "", storage, standby))
-            .await
-            .unwrap();
+        tick_on(&b, &s, standby()).await;
         assert_eq!(runs.load(Ordering::SeqCst), 4, "skipped on a standby");
-
-        let tainted: Arc<dyn SystemView> = Arc::new(StaticSystemView {
+        let tainted = StaticSystemView {
             tainted: true,
             ..StaticSystemView::default()
-        });
-        let storage: Arc<dyn Storage> = s.clone();
-        b.handle(Request::new(Operation::Rollback, "", storage, tainted))
-            .await
-            .unwrap();
+        };
+        tick_on(&b, &s, tainted).await;
         assert_eq!(runs.load(Ordering::SeqCst), 4, "skipped on a tainted mount");
     }
 
