@@ -441,18 +441,14 @@ async fn delete_replaced_key(
         return Ok(None);
     }
     let token = litellm::key_token(&old.master_key);
-    Ok(
-        match client.delete_keys(std::slice::from_ref(&token)).await {
-            Ok(_) => {
-                tracing::info!("the replaced admin key minted by rotate-root was deleted");
-                None
-            }
-            Err(e) => Some(format!(
+    if let Err(e) = client.delete_keys(std::slice::from_ref(&token)).await {
+        return Ok(Some(format!(
             "the admin key this one replaced was minted by rotate-root and only this mount knew \
              it; deleting it failed ({e}): delete the key with token hash {token} in LiteLLM"
-        )),
-        },
-    )
+        )));
+    }
+    tracing::info!("the replaced admin key minted by rotate-root was deleted");
+    Ok(None)
 }
 
 /// Removes the config, keeping its connection settings for the keys

@@ -111,12 +111,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             req.system.max_lease_ttl(),
             attribution::resolve(&role, &req),
         )?;
-        let role_ttl = if role.ttl().is_zero() {
-            mount_default_ttl
-        } else {
-            role.ttl()
-        };
-        let narrowing = narrowing.check(&role, role_ttl)?;
+        let narrowing = narrowing.check(&role, role.ttl_or(mount_default_ttl))?;
         let now = SystemTime::now();
         let grant = calculate_ttl(&TtlRequest {
             increment: std::time::Duration::ZERO,

@@ -74,14 +74,7 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .get(REQUESTED_TTL)
         .and_then(Value::as_u64)
         .map(Duration::from_secs)
-        .map(|requested| {
-            let role_ttl = if role.ttl().is_zero() {
-                mount_default_ttl
-            } else {
-                role.ttl()
-            };
-            requested.min(role_ttl)
-        });
+        .map(|requested| requested.min(role.ttl_or(mount_default_ttl)));
     let increment = match narrowed {
         Some(ceiling) if !secret.increment.is_zero() => secret.increment.min(ceiling),
         _ => secret.increment,

@@ -328,6 +328,15 @@ impl Role {
         Duration::from_secs(self.ttl)
     }
 
+    /// The TTL a plain issue gets: the role's, else the mount's default.
+    pub(super) fn ttl_or(&self, mount_default_ttl: Duration) -> Duration {
+        if self.ttl == 0 {
+            mount_default_ttl
+        } else {
+            self.ttl()
+        }
+    }
+
     pub(super) fn max_ttl(&self) -> Duration {
         Duration::from_secs(self.max_ttl)
     }

@@ -348,14 +348,27 @@ async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     assert_eq!(err.status(), 502, "an error makes the server retry: {err}");
 }
 
-/// A mount against a stub that extends keys (`/key/update`).
-async fn extending() -> (Stub, Mount) {
-    stubbed(vec![route(
+/// A `/key/update` that extends the key.
+fn extends() -> Route {
+    route(
         "POST /key/update",
         200,
         r#"{"expires":"2030-01-01T00:00:00Z"}"#,
-    )])
-    .await
+    )
+}
+
+/// A `/key/update` of a key LiteLLM no longer has.
+fn key_gone_on_update() -> Route {
+    route(
+        "POST /key/update",
+        404,
+        r#"{"detail":{"error":"Key not found."}}"#,
+    )
+}
+
+/// A mount against a stub that extends keys.
+async fn extending() -> (Stub, Mount) {
+    stubbed(vec![extends()]).await
 }
 
 #[tokio::test]
@@ -1434,12 +1447,7 @@ async fn a_narrowed_ttl_stays_the_ceiling_of_every_renewal() {
 
 #[tokio::test]
 async fn renewing_a_key_deleted_in_litellm_says_so() {
-    let (_stub, m) = stubbed(vec![route(
-        "POST /key/update",
-        404,
-        r#"{"detail":{"error":"Key not found."}}"#,
-    )])
-    .await;
+    let (_stub, m) = stubbed(vec![key_gone_on_update()]).await;
     let mut req = m.request(Operation::Renew, "creds/dev", json!({}));
     req.secret = Some(lease("abc", &m.home().await));
     let err = m.backend.handle(req).await.unwrap_err();
@@ -1467,15 +1475,7 @@ async fn store_static_key(m: &Mount, name: &str, key: &static_roles::StaticKey) 
 /// A mount against a stub that mints and extends keys, with static role
 /// `s` written from `body`.
 async fn static_role_s(body: Value) -> (Stub, Mount) {
-    let (stub, m) = stubbed(vec![
-        route("POST /key/generate", 200, GENERATED),
-        route(
-            "POST /key/update",
-            200,
-            r#"{"expires":"2030-01-01T00:00:00Z"}"#,
-        ),
-    ])
-    .await;
+    let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED), extends()]).await;
     m.call(Operation::Update, "static-roles/s", body)
         .await
         .unwrap();
@@ -1513,11 +1513,7 @@ async fn static_keys_expire_unless_the_tick_moves_them_forward() {
 async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
     let (_stub, m) = stubbed(vec![
         route("POST /key/generate", 200, GENERATED),
-        route(
-            "POST /key/update",
-            404,
-            r#"{"detail":{"error":"Key not found."}}"#,
-        ),
+        key_gone_on_update(),
         route("POST /key/delete", 404, NO_KEYS),
     ])
     .await;
