@@ -3,8 +3,8 @@
 //! The order of steps is what makes orphaned keys impossible:
 //! 1. take the role (cached) and the config, and draw the key's alias;
 //! 2. write a WAL entry naming that alias, together with the last reads
-//!    (the mount's TTLs, the caller's entity: a request they refuse removes
-//!    its entry). On a standby this first write (on a mount's first issue,
+//!    (the mount's max TTL, its default TTL if the role has none, the
+//!    caller's entity: a request they refuse removes its entry). On a standby this first write (on a mount's first issue,
 //!    its id) fails with the read-only error on which the server forwards
 //!    the request to the active node: nothing has happened outside the
 //!    server yet, so no separate check of the node's state is needed;
@@ -106,18 +106,19 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         give_up_after: (!role.max_ttl().is_zero()).then(|| role.max_ttl() + EXPIRY_GRACE),
     };
     let checks = async {
-        let (mount_default_ttl, mount_max_ttl, attributed) = tokio::try_join!(
-            req.system.default_lease_ttl(),
+        let (role_ttl, mount_max_ttl, attributed) = tokio::try_join!(
+            role.ttl_or_mount_default(req.system.as_ref()),
             req.system.max_lease_ttl(),
             attribution::resolve(&role, &req),
         )?;
-        let narrowing = narrowing.check(&role, role.ttl_or(mount_default_ttl))?;
+        let narrowing = narrowing.check(&role, role_ttl)?;
         let now = SystemTime::now();
         let grant = calculate_ttl(&TtlRequest {
             increment: std::time::Duration::ZERO,
-            backend_ttl: narrowing.ttl.unwrap_or(role.ttl()),
+            backend_ttl: narrowing.ttl.unwrap_or(role_ttl),
             backend_max_ttl: role.max_ttl(),
-            mount_default_ttl,
+            // The mount's default when the role has no TTL of its own.
+            mount_default_ttl: role_ttl,
             mount_max_ttl,
             issue_time: now,
             now,

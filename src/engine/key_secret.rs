@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::proxy::Home;
-use super::{roles, Engine, EXPIRY_GRACE};
+use super::{Engine, EXPIRY_GRACE};
 use crate::framework::{
     calculate_ttl, callback, Error, Request, Response, Result, SecretType, TtlRequest,
 };
@@ -50,9 +50,9 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .ok_or_else(|| Error::invalid("renew without a lease"))?;
     let role_name = secret.internal_str("role")?.to_string();
     let token = secret.internal_str("token")?.to_string();
-    let (role, mount_default_ttl, mount_max_ttl) = tokio::try_join!(
-        roles::load(req.storage.as_ref(), &role_name),
-        req.system.default_lease_ttl(),
+    // From the cache, as for an issue (every role change empties it).
+    let (role, mount_max_ttl) = tokio::try_join!(
+        engine.roles.get(req.storage.as_ref(), &role_name),
         req.system.max_lease_ttl(),
     )?;
     let role = role.ok_or_else(|| {
@@ -65,6 +65,7 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let issue_time = secret.issue_time.ok_or_else(|| {
         Error::Internal("the server sent no issue time with the renewal; refusing to guess".into())
     })?;
+    let role_ttl = role.ttl_or_mount_default(req.system.as_ref()).await?;
     let now = SystemTime::now();
     // A narrowed lease keeps its TTL as a ceiling: neither an increment nor
     // the role's (possibly later) TTL takes it past what its issue asked
@@ -74,16 +75,17 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .get(REQUESTED_TTL)
         .and_then(Value::as_u64)
         .map(Duration::from_secs)
-        .map(|requested| requested.min(role.ttl_or(mount_default_ttl)));
+        .map(|requested| requested.min(role_ttl));
     let increment = match narrowed {
         Some(ceiling) if !secret.increment.is_zero() => secret.increment.min(ceiling),
         _ => secret.increment,
     };
     let grant = calculate_ttl(&TtlRequest {
         increment,
-        backend_ttl: narrowed.unwrap_or(role.ttl()),
+        backend_ttl: narrowed.unwrap_or(role_ttl),
         backend_max_ttl: role.max_ttl(),
-        mount_default_ttl,
+        // The mount's default when the role has no TTL of its own.
+        mount_default_ttl: role_ttl,
         mount_max_ttl,
         issue_time,
         now,

@@ -15,7 +15,7 @@ use crate::framework::field::FieldData;
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{
     callback, Error, Field, FieldType, Operation, Path, Request, Response, Result, Storage,
-    StorageCache, Template,
+    StorageCache, SystemView, Template,
 };
 use crate::litellm::GenerateKeyRequest;
 
@@ -329,11 +329,13 @@ impl Role {
     }
 
     /// The TTL a plain issue gets: the role's, else the mount's default.
-    pub(super) fn ttl_or(&self, mount_default_ttl: Duration) -> Duration {
+    /// The server is asked only in the second case: each question is a
+    /// round trip to it, on the path of every issue and renewal.
+    pub(super) async fn ttl_or_mount_default(&self, system: &dyn SystemView) -> Result<Duration> {
         if self.ttl == 0 {
-            mount_default_ttl
+            system.default_lease_ttl().await
         } else {
-            self.ttl()
+            Ok(self.ttl())
         }
     }
 

@@ -367,6 +367,72 @@ fn key_gone_on_update() -> Route {
 }
 
 /// A mount against a stub that extends keys.
+/// A server that fails every question about the mount's default TTL.
+struct NoDefaultTtl(StaticSystemView);
+
+#[async_trait::async_trait]
+impl SystemView for NoDefaultTtl {
+    async fn default_lease_ttl(&self) -> Result<Duration> {
+        Err(crate::framework::Error::Internal(
+            "asked for the default TTL".into(),
+        ))
+    }
+    async fn max_lease_ttl(&self) -> Result<Duration> {
+        self.0.max_lease_ttl().await
+    }
+    async fn tainted(&self) -> Result<bool> {
+        self.0.tainted().await
+    }
+    async fn replication_state(&self) -> Result<u32> {
+        self.0.replication_state().await
+    }
+    async fn entity_info(&self, id: &str) -> Result<Option<crate::framework::Entity>> {
+        self.0.entity_info(id).await
+    }
+    async fn groups_for_entity(&self, id: &str) -> Result<Vec<crate::framework::Group>> {
+        self.0.groups_for_entity(id).await
+    }
+}
+
+#[tokio::test]
+async fn the_mounts_default_ttl_is_asked_only_for_a_role_without_one() {
+    let (_stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED), extends()]).await;
+    let no_default: Arc<dyn SystemView> = Arc::new(NoDefaultTtl(StaticSystemView::default()));
+    let ask = |op, path: &str| {
+        let storage: Arc<dyn Storage> = m.storage.clone();
+        Request::new(op, path, storage, no_default.clone())
+    };
+    // roles/dev has a TTL: neither an issue nor a renewal needs the mount's.
+    let issued = m.backend.handle(ask(Operation::Read, "creds/dev")).await;
+    assert_eq!(
+        issued.unwrap().unwrap().secret.unwrap().ttl,
+        Duration::from_secs(3600)
+    );
+    let mut renewal = ask(Operation::Renew, "creds/dev");
+    renewal.secret = Some(lease("abc", &m.home().await));
+    let renewed = m.backend.handle(renewal).await.unwrap().unwrap();
+    assert_eq!(renewed.secret.unwrap().ttl, Duration::from_secs(3600));
+
+    // A role without one takes the mount's, so the server is asked.
+    m.call(Operation::Update, "roles/dev", json!({"ttl": 0}))
+        .await
+        .unwrap();
+    let err = m
+        .backend
+        .handle(ask(Operation::Read, "creds/dev"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("asked for the default TTL"),
+        "{err}"
+    );
+    let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
+    assert_eq!(
+        resp.secret.unwrap().ttl,
+        StaticSystemView::default().default_ttl
+    );
+}
+
 async fn extending() -> (Stub, Mount) {
     stubbed(vec![extends()]).await
 }
