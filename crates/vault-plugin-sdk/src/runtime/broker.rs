@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::unix_conn::UnixConn;
 use super::RuntimeError;
 use crate::proto::plugin::grpc_broker_server::GrpcBroker;
 use crate::proto::plugin::ConnInfo;
@@ -103,7 +104,7 @@ pub(super) async fn dial(
             let address = address.clone();
             let connector = connector.clone();
             async move {
-                let socket = UnixStream::connect(&address).await?;
+                let socket = UnixConn::from_tokio(UnixStream::connect(&address).await?)?;
                 let name = ServerName::try_from("localhost").expect("static name");
                 let tls = connector.connect(name, socket).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))

@@ -20,6 +20,7 @@ mod services;
 mod sys;
 pub mod tls;
 mod translate;
+mod unix_conn;
 
 use std::process::ExitCode;
 use std::sync::OnceLock;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
@@ -31,6 +31,7 @@ use super::broker::{Broker, BrokerService};
 use super::handshake::{handshake_line, HostEnv};
 use super::host::MAX_MESSAGE_SIZE;
 use super::services::{Controller, Multiplexing, Stdio, Version};
+use super::unix_conn::UnixConn;
 use super::{tls, RuntimeError};
 use crate::proto::logical::plugin_version_server::PluginVersionServer;
 use crate::proto::pb::backend_server::BackendServer;
@@ -70,7 +71,7 @@ pub(super) fn install_panic_hook() {
 }
 
 /// A TLS connection whose client presented the pinned host certificate.
-struct HostConnection(TlsStream<UnixStream>);
+struct HostConnection(TlsStream<UnixConn>);
 
 impl Connected for HostConnection {
     type ConnectInfo = ();
@@ -218,8 +219,12 @@ async fn accept_loop(
     authenticated: Arc<AtomicBool>,
 ) {
     loop {
-        let socket = match listener.accept().await {
-            Ok((socket, _)) => socket,
+        let socket = match listener
+            .accept()
+            .await
+            .and_then(|(s, _)| UnixConn::from_tokio(s))
+        {
+            Ok(socket) => socket,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;

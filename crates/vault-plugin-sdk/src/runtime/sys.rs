@@ -36,3 +36,15 @@ pub(super) fn group_id(name: &CString) -> Option<u32> {
     // SAFETY: checked non-null above.
     Some(unsafe { (*entry).gr_gid })
 }
+
+/// Registers `socket` with the async reactor for `interest` only.
+pub(super) fn watch(
+    socket: std::os::unix::net::UnixStream,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::unix::net::UnixStream>> {
+    // SAFETY: the AsyncFd owns the socket, and a std UnixStream owns its
+    // descriptor and returns that same one from every as_raw_fd() until it
+    // is dropped, which the AsyncFd does only after deregistering it.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(socket, interest) }
+        .map_err(|e| e.into_parts().1)
+}
