@@ -580,7 +580,8 @@ def run(bao, row):
     per_pair = (cpu_seconds(pid) - before) / pairs * 1000
     # The transport's floor in the same run: the least any API request to the plugin costs
     # (the server's resolve-path request, then the read, which reads storage once). A pair
-    # is 3 requests (resolve-path, read, revoke), 6 storage/system calls and 2 LiteLLM calls.
+    # is 3 requests (resolve-path, read, revoke), 5 storage/system calls (4 for an issue of
+    # a role with a TTL, 1 for its revoke) and 2 LiteLLM calls.
     before = cpu_seconds(pid)
     for _ in range(pairs):
         bao.ok("GET", "litellm/roles/bench")

@@ -4,10 +4,11 @@
 //! 1. take the role (cached) and the config, and draw the key's alias;
 //! 2. write a WAL entry naming that alias, together with the last reads
 //!    (the mount's max TTL, its default TTL if the role has none, the
-//!    caller's entity: a request they refuse removes its entry). On a standby this first write (on a mount's first issue,
-//!    its id) fails with the read-only error on which the server forwards
-//!    the request to the active node: nothing has happened outside the
-//!    server yet, so no separate check of the node's state is needed;
+//!    caller's entity: a request they refuse removes its entry). On a
+//!    standby this first write (on a mount's first issue, its id) fails
+//!    with the read-only error on which the server forwards the request to
+//!    the active node: nothing has happened outside the server yet, so no
+//!    separate check of the node's state is needed;
 //! 3. ask LiteLLM for the key (key material chosen here, with a `duration`
 //!    of the lease TTL plus a small grace: it must not die before its
 //!    lease) while its inventory record is written;
