@@ -89,7 +89,7 @@ bench-quick: ## Smaller bench and a 3-minute soak for development (BENCH_MODE=qu
 soak: ## Only the soak: steady issue/renew/revoke with plugin reloads, LiteLLM restarts, plugin kills (SOAK_MINUTES=20)
 	e2e/run-with-stack.sh python3 bench/soak.py
 
-bench-ab: ## Issue path A/B against a baseline build: BASE_BIN=<release plugin binary>; updates bench/RESULTS.md
+bench-ab: ## Issue path A/B (latency, plugin CPU) against a baseline build: BASE_BIN=<release plugin binary> [NEW_BIN=...]; updates bench/RESULTS.md
 	@[ -n "$${BASE_BIN:-}" ] || { echo "bench-ab: set BASE_BIN to a release build of the baseline commit" >&2; exit 2; }
 	e2e/run-with-stack.sh python3 bench/ab_issue.py
 

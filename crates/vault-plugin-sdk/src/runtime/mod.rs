@@ -10,7 +10,6 @@
 //! launched us (it shows plain stderr lines only at debug level), and as
 //! plain text when stderr is a terminal or no plugin variable is set at all.
 
-mod allocator;
 mod backend_service;
 mod broker;
 pub mod handshake;
@@ -26,7 +25,6 @@ mod unix_conn;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-pub use allocator::{PluginAllocator, SMALL_BLOCK};
 pub use backend_service::Factory;
 
 /// What a plugin says about itself; given to [`serve`] by the engine's

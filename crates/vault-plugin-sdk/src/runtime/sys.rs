@@ -1,6 +1,5 @@
-//! The few libc calls the runtime needs, in one place: with the global
-//! allocator (`allocator`), the only module of the SDK allowed `unsafe`
-//! code, each block with its SAFETY note.
+//! The few libc calls the runtime needs, in one place: the only module of
+//! the SDK allowed `unsafe` code, each block with its SAFETY note.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
