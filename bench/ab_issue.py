@@ -80,15 +80,13 @@ def plugin_cpu_ns(binary):
     """CPU time (ns, /proc/<pid>/task/*/schedstat: exact, not tick-sampled) of every process
     running `binary`: a build's mounts each have a process, and only one of them is read at a time."""
     total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in bench.pids_running(binary):
         try:
-            if os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)") != binary:
-                continue
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/schedstat") as f:
                     total += int(f.read().split()[0])
         except OSError:
-            pass
+            pass  # gone meanwhile
     return total
 
 

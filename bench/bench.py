@@ -144,15 +144,7 @@ class Bao:
         return len(out["data"]["keys"])
 
     def plugin_pids(self):
-        pids = []
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    if os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)") == self.plugin:
-                        pids.append(int(pid))
-                except OSError:
-                    pass
-        return pids
+        return pids_running(self.plugin)
 
     def stop(self):
         try:
@@ -161,6 +153,18 @@ class Bao:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.proc.pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pids_running(binary):
+    """The processes whose executable is `binary` (also after it was replaced on disk)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)") == binary:
+                pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
 
 
 def rss_kb(pid):

@@ -100,7 +100,8 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .await
         .map_err(Error::from)?;
     let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
-    tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "renewed LiteLLM key");
+    tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(),
+        expires = ?updated.expires, "renewed LiteLLM key");
     if secret.internal_str("key_alias").is_ok() {
         let record = KeyRecord {
             alias,
@@ -133,7 +134,6 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         }
         None => role.max_ttl(),
     };
-    tracing::debug!(key_alias = %secret.internal_str("key_alias").unwrap_or("?"), expires = ?updated.expires, "LiteLLM expiry moved");
     // No data, as the database engine renews: the server stores a renewal's
     // data with the lease in place of the original (so the key leaves the
     // lease entry here) and shows it to whoever renews, and agents keep the
