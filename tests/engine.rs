@@ -71,6 +71,16 @@ fn two_roles_role_deletion_and_lease_contents(engine: Engine, steps: &Steps, lit
         !renewed.to_string().contains(&chat_key),
         "renew must not reveal the key"
     );
+    // The server says the increment was capped; the engine does not repeat it.
+    let capped: Vec<&Value> = renewed["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter(|w| w.to_string().contains("capped"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(capped.len(), 1, "one capping warning: {renewed}");
     // No data at all, as the database engine renews: an agent keeps the data
     // it rendered only when a renewal brings none.
     assert!(

@@ -101,7 +101,7 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .map_err(Error::from)?;
     let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
     tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(),
-        expires = ?updated.expires, "renewed LiteLLM key");
+        expires = updated.expires.as_deref().unwrap_or("never"), "renewed LiteLLM key");
     if secret.internal_str("key_alias").is_ok() {
         let record = KeyRecord {
             alias,
@@ -138,9 +138,12 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     // data with the lease in place of the original (so the key leaves the
     // lease entry here) and shows it to whoever renews, and agents keep the
     // data they rendered only when a renewal brings none.
+    let asked_increment = !secret.increment.is_zero();
     let mut response = Response::with_data(Map::new());
     response.secret = Some(secret);
-    if let Some(w) = grant.warning {
+    // The server caps a renewal's increment itself and says so: the same
+    // warning twice would only be noise.
+    if let Some(w) = grant.warning.filter(|_| !asked_increment) {
         response = response.warn(w);
     }
     Ok(Some(response))

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
+use super::field::format_duration;
 
 /// The key in a secret's internal data that names its type, so renew and
 /// revoke can be dispatched (the Go framework's convention, kept for parity).
@@ -129,9 +130,9 @@ pub fn calculate_ttl(r: &TtlRequest) -> Result<TtlGrant> {
         return Ok(TtlGrant {
             ttl: remaining,
             warning: Some(format!(
-                "TTL of {}s exceeded the effective max_ttl of {}s; TTL value is capped accordingly",
-                wanted.as_secs(),
-                remaining.as_secs()
+                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                format_duration(wanted),
+                format_duration(remaining)
             )),
         });
     }
@@ -199,7 +200,11 @@ mod tests {
         };
         let g = calculate_ttl(&r).unwrap();
         assert_eq!(g.ttl, 3 * H);
-        assert!(g.warning.unwrap().contains("capped"));
+        assert_eq!(
+            g.warning.unwrap(),
+            "TTL of \"5h0m0s\" exceeded the effective max_ttl of \"3h0m0s\"; \
+             TTL value is capped accordingly"
+        );
     }
 
     #[test]
