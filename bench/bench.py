@@ -9,7 +9,9 @@ Every number is measured in the same run as its baseline:
                 the plugin batches) and synchronous (one lease at a time), vs. as many direct
                 sequential `/key/delete` calls;
   * footprint:  exec-to-handshake time, mount time, RSS idle and after 1,000 issues, binary size,
-                plugin CPU per issue+revoke pair;
+                plugin CPU per issue+revoke pair, and the machine's floor under it (a bare tokio
+                round trip on a Unix socket, the SDK's wake_floor example, times the pair's
+                context switches);
   * scale:      10,000 live leases on one mount: issue/revoke latency against an empty mount,
                 `LIST keys/` through all of them and the plugin's peak RSS, queued revoke of all.
 
@@ -193,6 +195,25 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def context_switches(pid):
+    """Times the process's threads slept and were woken (voluntary) or were preempted, so far."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    return total
+
+
+def wake_floor_us():
+    """CPU of one bare tokio round trip on a Unix socket pair on this machine (the SDK's
+    wake_floor example): what each wake-up costs before TLS, HTTP/2 or gRPC add anything."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "vault-plugin-sdk",
+                    "--example", "wake_floor"], cwd=REPO, check=True)
+    out = subprocess.run([f"{REPO}/target/release/examples/wake_floor"], capture_output=True,
+                         text=True, check=True).stdout
+    return float(out.strip().split("=", 1)[1])
 
 
 def machine_busy():
@@ -579,9 +600,10 @@ def run(bao, row):
 
     pairs = 100 if QUICK else 300
     log(f"plugin CPU: {pairs} issue + revoke pairs")
-    before = cpu_seconds(pid)
+    before, switches = cpu_seconds(pid), context_switches(pid)
     issue_revoke_latency(bao, "bench", pairs)
     per_pair = (cpu_seconds(pid) - before) / pairs * 1000
+    wakes_per_pair = (context_switches(pid) - switches) / pairs
     # The transport's floor in the same run: the least any API request to the plugin costs
     # (the server's resolve-path request, then the read, which reads storage once). A pair
     # is 3 requests (resolve-path, read, revoke), 5 storage/system calls (4 for an issue of
@@ -594,6 +616,14 @@ def run(bao, row):
     row("footprint", f"plugin CPU per issue + revoke pair (utime+stime over {pairs} pairs)",
         f"{per_pair:.2f} ms", f"plugin CPU per read of roles/<name> {per_read:.2f} ms",
         ratio + "target < 0.5 ms: " + ("met" if per_pair < 0.5 else "NOT met"))
+    # What the wake-ups alone cost on this machine: each message from the server (requests,
+    # host-call answers, the server's HTTP/2 pings) wakes the plugin once.
+    floor = wake_floor_us()
+    row("footprint", "floor: CPU of one bare tokio round trip on a Unix socket pair (write, sleep in "
+        "epoll, wake, read; no TLS, HTTP/2 or gRPC), times the plugin's context switches per pair",
+        f"{floor:.1f} us x {wakes_per_pair:.1f} = {floor * wakes_per_pair / 1000:.2f} ms",
+        f"plugin CPU per pair {per_pair:.2f} ms",
+        f"wake-ups alone {floor * wakes_per_pair / 1000 / per_pair:.0%} of it" if per_pair else "")
 
     log("clean the keys issued so far (revoke-prefix, not timed)")
     bao.ok("PUT", "sys/leases/revoke-prefix/litellm/creds/bench", timeout=1800)
