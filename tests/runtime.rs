@@ -109,6 +109,17 @@ fn plugin_lifecycle_on_a_real_server(engine: Engine) {
         "roles/{{name}} body schema: {schema}"
     );
     assert_eq!(roles["x-vault-createSupported"], true, "{roles}");
+    // Ids carry the engine's prefix, as Go plugins' do (generated clients
+    // name their calls after them).
+    assert_eq!(
+        roles["post"]["operationId"], "litellm-write-roles-name",
+        "{roles}"
+    );
+    assert!(
+        body["components"]["schemas"]["LitellmWriteRolesNameRequest"].is_object(),
+        "{}",
+        body["components"]["schemas"]
+    );
 
     steps.step("write and read through the server's storage");
     let (status, body) = server.put(

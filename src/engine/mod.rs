@@ -120,6 +120,7 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
     });
     let mut backend = Backend::new(HELP)
         .named(crate::PLUGIN.name, crate::PLUGIN.version)
+        .operation_prefix("litellm")
         .path(config::path(&engine))
         .path(roles::list_path(&engine))
         .path(roles::path(&engine))

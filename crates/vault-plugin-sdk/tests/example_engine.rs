@@ -65,10 +65,13 @@ fn the_example_engine_serves_its_paths_on_a_real_server(engine: Engine) {
     steps.step("the OpenAPI document carries the example's own name");
     let (status, body) = server.get("sys/internal/specs/openapi");
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body["paths"]["/notes/notes/{name}"].is_object(),
-        "{}",
-        body["paths"]
+    let notes = &body["paths"]["/notes/notes/{name}"];
+    assert!(notes.is_object(), "{}", body["paths"]);
+    // The example sets no operation prefix: its ids start with the plugin's
+    // name, which the server sends with its help request.
+    assert_eq!(
+        notes["get"]["operationId"], "notes-read-notes-name",
+        "{notes}"
     );
     steps.step("done");
 }

@@ -83,6 +83,9 @@ pub struct Backend {
     pub title: &'static str,
     /// Version in the OpenAPI document's `info`.
     pub version: &'static str,
+    /// What the OpenAPI operation ids start with (see
+    /// [`Backend::operation_prefix`]); empty: the server's choice.
+    pub operation_prefix: &'static str,
     /// Tried in order: the first matching pattern serves a request.
     pub paths: Vec<Path>,
     /// The secret types whose leases this mount renews and revokes.
@@ -111,6 +114,7 @@ impl Backend {
             help,
             title: "plugin",
             version: "",
+            operation_prefix: "",
             paths: Vec::new(),
             secrets: Vec::new(),
             special_paths: SpecialPaths::default(),
@@ -135,6 +139,15 @@ impl Backend {
         self
     }
 
+    /// Starts every OpenAPI operation id with `prefix` (`<prefix>-read-config`;
+    /// Go's `OperationPrefix`), so generated clients name the engine's calls
+    /// apart from other engines'. Without it, ids that name no verb of their
+    /// own start with the plugin name the server sends.
+    pub fn operation_prefix(mut self, prefix: &'static str) -> Self {
+        self.operation_prefix = prefix;
+        self
+    }
+
     /// Adds a path, tried after the ones added before it.
     pub fn path(mut self, path: Path) -> Self {
         self.paths.push(path);
@@ -152,7 +165,7 @@ impl Backend {
     pub async fn handle(&self, req: Request) -> Result<Option<Response>> {
         match req.operation {
             Operation::ResolvePath => Ok(None),
-            Operation::Help => self.help_response(&req.path).map(Some),
+            Operation::Help => self.help_response(&req).map(Some),
             Operation::Renew | Operation::Revoke => self.handle_secret(req).await,
             Operation::Rollback => {
                 // A standby's storage is read-only and may lag the active
@@ -347,20 +360,36 @@ impl Backend {
         }
     }
 
-    fn help_response(&self, request_path: &str) -> Result<Response> {
-        let (text, doc) = if request_path.trim_matches('/').is_empty() {
+    fn help_response(&self, req: &Request) -> Result<Response> {
+        let prefix = openapi::IdPrefix {
+            engine: self.operation_prefix,
+            // The server's `sys/internal/specs/openapi` sends the plugin's name.
+            server: req
+                .data
+                .get("requestResponsePrefix")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        };
+        let (text, doc) = if req.path.trim_matches('/').is_empty() {
             (
                 self.root_help(),
-                openapi::document(self.title, self.version, self.help, self.paths.iter()),
+                openapi::document(
+                    self.title,
+                    self.version,
+                    self.help,
+                    prefix,
+                    self.paths.iter(),
+                ),
             )
         } else {
-            let (path, _) = self.find(request_path).ok_or(Error::UnsupportedPath)?;
+            let (path, _) = self.find(&req.path).ok_or(Error::UnsupportedPath)?;
             (
                 path_help(path),
                 openapi::document(
                     self.title,
                     self.version,
                     path.synopsis,
+                    prefix,
                     std::iter::once(path),
                 ),
             )

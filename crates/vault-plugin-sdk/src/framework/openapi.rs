@@ -7,18 +7,31 @@ use super::field::{Field, FieldType};
 use super::path::{OperationProperties, Path};
 use super::request::Operation;
 
+/// What operation ids (and so the request schemas' names) start with, as in
+/// the Go SDK: it keeps them apart from other engines' in the server's
+/// merged document.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdPrefix<'a> {
+    /// The engine's own (Go's `OperationPrefix`): starts every id.
+    pub engine: &'a str,
+    /// The server's (the plugin's name, sent with the help request): starts
+    /// the ids the engine gives no prefix and no verb of their own.
+    pub server: &'a str,
+}
+
 /// A document describing `paths`. The host merges it into its own, prefixing
 /// each path with the mount.
 pub fn document<'a>(
     title: &str,
     version: &str,
     description: &str,
+    prefix: IdPrefix<'_>,
     paths: impl Iterator<Item = &'a Path>,
 ) -> Value {
     let mut out = Map::new();
     let mut schemas = Map::new();
     for path in paths {
-        let (item, schema) = path_item(path);
+        let (item, schema) = path_item(path, prefix);
         if let Some((name, schema)) = schema {
             schemas.insert(name, schema);
         }
@@ -37,7 +50,7 @@ pub fn document<'a>(
     })
 }
 
-fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
+fn path_item(path: &Path, prefix: IdPrefix<'_>) -> (Value, Option<(String, Value)>) {
     let id = operation_id_base(path);
     let mut item = Map::new();
     item.insert("description".into(), json!(path.synopsis));
@@ -59,14 +72,14 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
         .iter()
         .filter(|f| f.ty != FieldType::Name)
         .collect();
-    let schema_name = format!("{}Request", pascal_case(&id));
     let mut schema = None;
     let ops = |o: &Operation| path.operations.iter().any(|(op, _)| op == o);
+    let operation = |op: &Operation, body: Option<&Value>| operation(path, op, prefix, &id, body);
     if ops(&Operation::Read) {
-        item.insert("get".into(), operation(path, &Operation::Read, &id, None));
+        item.insert("get".into(), operation(&Operation::Read, None));
     }
     if ops(&Operation::List) {
-        let mut op = operation(path, &Operation::List, &id, None);
+        let mut op = operation(&Operation::List, None);
         op["parameters"] = json!([{"name": "list", "description": "Must be set to `true`", "in": "query", "required": true, "schema": {"type": "string", "enum": ["true"]}}]);
         item.insert("get".into(), op);
     }
@@ -78,26 +91,35 @@ fn path_item(path: &Path) -> (Value, Option<(String, Value)>) {
             Operation::Create
         };
         let body = (!body_fields.is_empty()).then(|| object_schema(&body_fields));
-        item.insert("post".into(), operation(path, &write, &id, body.as_ref()));
-        schema = body.map(|b| (schema_name.clone(), b));
+        let post = operation(&write, body.as_ref());
+        // Named after the operation, as the Go SDK names request schemas.
+        let schema_name = format!(
+            "{}Request",
+            pascal_case(post["operationId"].as_str().unwrap_or_default())
+        );
+        item.insert("post".into(), post);
+        schema = body.map(|b| (schema_name, b));
     }
     if ops(&Operation::Delete) {
-        item.insert(
-            "delete".into(),
-            operation(path, &Operation::Delete, &id, None),
-        );
+        item.insert("delete".into(), operation(&Operation::Delete, None));
     }
     (Value::Object(item), schema)
 }
 
 /// The OpenAPI operation for `op` on `path`; `id` is the path's part of the
 /// default operation id.
-fn operation(path: &Path, op: &Operation, id: &str, body_schema: Option<&Value>) -> Value {
+fn operation(
+    path: &Path,
+    op: &Operation,
+    prefix: IdPrefix<'_>,
+    id: &str,
+    body_schema: Option<&Value>,
+) -> Value {
     let props = path.operation_properties(op);
     let mut out = json!({
         "summary": props.summary.unwrap_or(path.synopsis),
         "description": props.description.unwrap_or(path.description),
-        "operationId": operation_id(op, props, id),
+        "operationId": operation_id(op, props, prefix, id),
         "tags": ["secrets"],
         "responses": {"200": {"description": "OK"}},
     });
@@ -113,10 +135,16 @@ fn operation(path: &Path, op: &Operation, id: &str, body_schema: Option<&Value>)
     out
 }
 
-/// `<verb>-<suffix>`: the operation's verb (`write` for create and update)
-/// and the path's id unless the properties say otherwise. A verb given
-/// without a suffix stands alone, as in the Go SDK.
-fn operation_id(op: &Operation, props: &OperationProperties, id: &str) -> String {
+/// `<prefix>-<verb>-<suffix>`: the [`IdPrefix`], the operation's verb
+/// (`write` for create and update) and the path's id unless the properties
+/// say otherwise. A verb given without a suffix stands alone, as in the Go
+/// SDK.
+fn operation_id(
+    op: &Operation,
+    props: &OperationProperties,
+    prefix: IdPrefix<'_>,
+    id: &str,
+) -> String {
     let verb = props.operation_verb.unwrap_or(match op {
         Operation::Create | Operation::Update => "write",
         other => other.as_str(),
@@ -126,7 +154,12 @@ fn operation_id(op: &Operation, props: &OperationProperties, id: &str) -> String
         (None, Some(_)) => "",
         (None, None) => id,
     };
-    [verb, suffix]
+    let prefix = match (prefix.engine, props.operation_verb) {
+        ("", None) => prefix.server,
+        ("", Some(_)) => "",
+        (engine, _) => engine,
+    };
+    [prefix, verb, suffix]
         .iter()
         .filter(|p| !p.is_empty())
         .map(|p| p.to_ascii_lowercase())
@@ -190,22 +223,55 @@ mod tests {
     #[test]
     fn operation_ids_follow_the_go_sdk_rules() {
         let none = OperationProperties::new();
+        let no_prefix = IdPrefix::default();
+        let server = IdPrefix {
+            engine: "",
+            server: "vault-plugin-secrets-litellm",
+        };
+        let engine = IdPrefix {
+            engine: "litellm",
+            server: "vault-plugin-secrets-litellm",
+        };
+        let id = |op, props, prefix, path| operation_id(op, props, prefix, path);
         assert_eq!(
-            operation_id(&Operation::Update, &none, "roles-name"),
+            id(&Operation::Update, &none, no_prefix, "roles-name"),
             "write-roles-name"
         );
-        assert_eq!(operation_id(&Operation::List, &none, "roles"), "list-roles");
+        assert_eq!(
+            id(&Operation::List, &none, no_prefix, "roles"),
+            "list-roles"
+        );
+        assert_eq!(
+            id(&Operation::Update, &none, server, "roles-name"),
+            "vault-plugin-secrets-litellm-write-roles-name"
+        );
+        assert_eq!(
+            id(&Operation::Update, &none, engine, "roles-name"),
+            "litellm-write-roles-name"
+        );
         let verb = OperationProperties::new().operation_verb("Rotate");
         assert_eq!(
-            operation_id(&Operation::Update, &verb, "rotate-root"),
+            id(&Operation::Update, &verb, no_prefix, "rotate-root"),
             "rotate"
+        );
+        // The server's prefix is left out where the engine names the verb.
+        assert_eq!(
+            id(&Operation::Update, &verb, server, "rotate-root"),
+            "rotate"
+        );
+        assert_eq!(
+            id(&Operation::Update, &verb, engine, "rotate-root"),
+            "litellm-rotate"
         );
         let suffix = OperationProperties::new().operation_suffix("role");
         assert_eq!(
-            operation_id(&Operation::Read, &suffix, "roles-name"),
-            "read-role"
+            id(&Operation::Read, &suffix, engine, "roles-name"),
+            "litellm-read-role"
         );
-        let both = verb.operation_suffix("root");
-        assert_eq!(operation_id(&Operation::Create, &both, "x"), "rotate-root");
+        let both = verb.clone().operation_suffix("root");
+        assert_eq!(
+            id(&Operation::Create, &both, engine, "x"),
+            "litellm-rotate-root"
+        );
     }
 }

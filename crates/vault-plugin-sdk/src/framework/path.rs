@@ -72,7 +72,8 @@ pub struct OperationProperties {
     /// The OpenAPI operation's `description`; the path's description when
     /// `None`.
     pub description: Option<&'static str>,
-    /// The verb of the OpenAPI `operationId` (`<verb>-<suffix>`), e.g.
+    /// The verb of the OpenAPI `operationId` (`<prefix>-<verb>-<suffix>`;
+    /// the prefix: [`Backend::operation_prefix`](super::Backend::operation_prefix)), e.g.
     /// `rotate`; by default the operation's own (`read`, `list`, `write`,
     /// `delete`). Client generators name their methods after the id.
     pub operation_verb: Option<&'static str>,
