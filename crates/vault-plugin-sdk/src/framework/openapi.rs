@@ -74,13 +74,33 @@ fn path_item(path: &Path, prefix: IdPrefix<'_>) -> (Value, Option<(String, Value
         .collect();
     let mut schema = None;
     let ops = |o: &Operation| path.operations.iter().any(|(op, _)| op == o);
-    let operation = |op: &Operation, body: Option<&Value>| operation(path, op, prefix, &id, body);
+    // A path that takes no writes reads its fields from the query string
+    // (`LIST keys/?after=...&limit=...`), as Go's `Query` fields.
+    let query: Vec<Value> = if ops(&Operation::Create) || ops(&Operation::Update) {
+        Vec::new()
+    } else {
+        body_fields
+            .iter()
+            .map(|f| json!({"name": f.name, "description": f.description, "in": "query", "schema": field_schema(f)}))
+            .collect()
+    };
+    let operation = |op: &Operation, body: Option<&Value>| {
+        let mut out = operation(path, op, prefix, &id, body);
+        if !query.is_empty() {
+            out["parameters"] = json!(query);
+        }
+        out
+    };
     if ops(&Operation::Read) {
         item.insert("get".into(), operation(&Operation::Read, None));
     }
     if ops(&Operation::List) {
         let mut op = operation(&Operation::List, None);
-        op["parameters"] = json!([{"name": "list", "description": "Must be set to `true`", "in": "query", "required": true, "schema": {"type": "string", "enum": ["true"]}}]);
+        let mut params = vec![
+            json!({"name": "list", "description": "Must be set to `true`", "in": "query", "required": true, "schema": {"type": "string", "enum": ["true"]}}),
+        ];
+        params.extend(query.iter().cloned());
+        op["parameters"] = json!(params);
         item.insert("get".into(), op);
     }
     if ops(&Operation::Create) || ops(&Operation::Update) {
@@ -168,27 +188,31 @@ fn operation_id(
 }
 
 fn object_schema(fields: &[&Field]) -> Value {
-    let mut props = Map::new();
-    for f in fields {
-        let (ty, format) = f.ty.openapi();
-        let mut p = json!({"type": ty, "description": f.description});
-        if let Some(format) = format {
-            p["format"] = json!(format);
-        }
-        if f.sensitive {
-            p["format"] = json!("password");
-        }
-        match f.ty {
-            FieldType::StringList => p["items"] = json!({"type": "string"}),
-            FieldType::StringMap => p["additionalProperties"] = json!({"type": "string"}),
-            _ => {}
-        }
-        if let Some(d) = &f.default {
-            p["default"] = d.clone();
-        }
-        props.insert(f.name.to_string(), p);
-    }
+    let props: Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.name.to_string(), field_schema(f)))
+        .collect();
     json!({"type": "object", "properties": props})
+}
+
+fn field_schema(f: &Field) -> Value {
+    let (ty, format) = f.ty.openapi();
+    let mut p = json!({"type": ty, "description": f.description});
+    if let Some(format) = format {
+        p["format"] = json!(format);
+    }
+    if f.sensitive {
+        p["format"] = json!("password");
+    }
+    match f.ty {
+        FieldType::StringList => p["items"] = json!({"type": "string"}),
+        FieldType::StringMap => p["additionalProperties"] = json!({"type": "string"}),
+        _ => {}
+    }
+    if let Some(d) = &f.default {
+        p["default"] = d.clone();
+    }
+    p
 }
 
 fn operation_id_base(path: &Path) -> String {
@@ -218,7 +242,50 @@ fn pascal_case(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::framework::{callback, Request, Response, Result};
+
+    async fn nothing(_: Arc<()>, _: Request) -> Result<Option<Response>> {
+        Ok(None)
+    }
+
+    #[test]
+    fn a_listing_takes_its_fields_from_the_query() {
+        let state = Arc::new(());
+        let items = Path::new("items/")
+            .field(Field::new("after", FieldType::String, "Paging."))
+            .on(Operation::List, callback(&state, nothing));
+        let things = Path::new("things/{name}")
+            .field(Field::new("size", FieldType::Int, "How big."))
+            .on(Operation::Read, callback(&state, nothing))
+            .on(Operation::Update, callback(&state, nothing));
+        let doc = document(
+            "t",
+            "v",
+            "d",
+            IdPrefix::default(),
+            [&items, &things].into_iter(),
+        );
+        let list = &doc["paths"]["/items/"]["get"];
+        let names: Vec<&str> = list["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["list", "after"], "{list}");
+        assert_eq!(list["parameters"][1]["in"], "query");
+        // A path with writes takes its fields in the body.
+        let read = &doc["paths"]["/things/{name}"]["get"];
+        assert!(read.get("parameters").is_none(), "{read}");
+        let post = &doc["paths"]["/things/{name}"]["post"];
+        assert!(
+            post["requestBody"]["content"]["application/json"]["schema"]["properties"]["size"]
+                .is_object()
+        );
+    }
 
     #[test]
     fn operation_ids_follow_the_go_sdk_rules() {
