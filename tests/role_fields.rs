@@ -247,3 +247,56 @@ per_server!(
     a_creds_write_narrows_the_role_and_never_widens_it,
     with_steps
 );
+
+fn a_role_can_be_patched(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
+    let (server, prefix) = configured_with_prefix(engine, litellm, "p");
+    let role = format!("{MOUNT}/roles/r");
+    ok(
+        &server,
+        &role,
+        json!({"models": [MODEL], "key_alias_prefix": prefix, "ttl": "1h", "max_ttl": "2h",
+               "max_budget": 5, "user_id": "alice"}),
+    );
+
+    steps.step("a patch changes the fields it gives; null sets one back to its default");
+    let (status, body) = server.patch(
+        &role,
+        &json!({"ttl": "30m", "max_budget": null, "user_id": null}),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (_, read) = server.get(&role);
+    let data = &read["data"];
+    assert_eq!(data["ttl"], 1800, "{read}");
+    assert_eq!(data["max_budget"], 0.0, "{read}");
+    assert!(data["user_id"].as_str().is_none_or(str::is_empty), "{read}");
+    // Untouched fields stay.
+    assert_eq!(data["models"], json!([MODEL]), "{read}");
+    assert_eq!(data["max_ttl"], 7200, "{read}");
+
+    steps.step("a patch is checked like a write: 400 naming the field, the role unchanged");
+    let (status, body) = server.patch(&role, &json!({"ttl": "3h"}));
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).contains("\"ttl\""), "{body}");
+    let (status, body) = server.patch(&role, &json!({"models": null}));
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).contains("\"models\""), "{body}");
+    let (_, read) = server.get(&role);
+    assert_eq!(read["data"]["ttl"], 1800, "{read}");
+    assert_eq!(read["data"]["models"], json!([MODEL]), "{read}");
+
+    steps.step("a patch never creates a role: 404, nothing stored");
+    let (status, body) = server.patch(&format!("{MOUNT}/roles/nope"), &json!({"models": [MODEL]}));
+    assert_eq!(status, 404, "{body}");
+    assert!(error_text(&body).contains("nope"), "{body}");
+    let (status, _) = server.get(&format!("{MOUNT}/roles/nope"));
+    assert_eq!(status, 404);
+
+    steps.step("the patched role is what creds issues");
+    let (status, creds) = server.get(&format!("{MOUNT}/creds/r"));
+    assert_eq!(status, 200, "{creds}");
+    assert_eq!(creds["lease_duration"], 1800, "{creds}");
+    let (status, _) = server.put("sys/leases/revoke", &json!({"lease_id": creds["lease_id"]}));
+    assert_eq!(status, 204);
+}
+
+per_server!(a_role_can_be_patched, with_steps);

@@ -868,13 +868,16 @@ pub(super) fn path(engine: &Arc<Engine>) -> Path {
         ))
         .on(Operation::Read, callback(engine, read))
         .on_write(callback(engine, write))
+        .on(Operation::Patch, callback(engine, patch))
         .on(Operation::Delete, callback(engine, delete))
         .exists(callback(engine, exists))
         .help(
             "Manage the roles keys are minted for.",
             "A role fixes the models, budget, limits and lease TTLs of the keys read from \
-             creds/<name>. Writes change only the fields given. Deleting a role leaves issued \
-             keys in place: their leases can no longer be renewed, but still revoke their keys.",
+             creds/<name>. Writes change only the fields given; a patch does the same to a \
+             role that exists, and sets a field given as null back to its default. Deleting a \
+             role leaves issued keys in place: their leases can no longer be renewed, but \
+             still revoke their keys.",
         )
 }
 
@@ -916,10 +919,28 @@ async fn read(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 }
 
 async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+    change(&engine, &req, false).await
+}
+
+/// `vault patch`: a write to a role that must exist already.
+async fn patch(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+    change(&engine, &req, true).await
+}
+
+async fn change(engine: &Engine, req: &Request, must_exist: bool) -> Result<Option<Response>> {
     let name = req.fields.str("name").unwrap_or_default();
     // Read-modify-write: two partial writes at once must not lose a field.
     let _writing = engine.writes.lock().await;
-    let existing = load(req.storage.as_ref(), name).await?.unwrap_or_default();
+    let existing = match load(req.storage.as_ref(), name).await? {
+        Some(role) => role,
+        None if must_exist => {
+            return Err(Error::Coded {
+                status: 404,
+                message: format!("no role named {name:?} to patch"),
+            })
+        }
+        None => Role::default(),
+    };
     let role = existing.apply(&req.fields)?;
     let stored = put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await;
     // Even after a failed write: storage may hold either version now.

@@ -661,6 +661,18 @@ impl DevServer {
         self.request(Method::DELETE, path, None)
     }
 
+    /// `PATCH` as `vault patch` sends it: a JSON merge patch.
+    pub(crate) fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
+        send(
+            self.http
+                .request(Method::PATCH, url)
+                .header("X-Vault-Token", ROOT_TOKEN)
+                .header("Content-Type", "application/merge-patch+json")
+                .body(body.to_string()),
+        )
+    }
+
     /// `LIST` as the HTTP API spells it: `GET <path>?list=true`.
     pub(crate) fn list(&self, path: &str) -> (u16, Value) {
         self.get(&format!("{}?list=true", path.trim_end_matches('/')))

@@ -57,7 +57,7 @@ path "litellm/roles" {
 }
 
 path "litellm/roles/*" {
-  capabilities = ["create", "read", "update", "delete", "list"]
+  capabilities = ["create", "read", "update", "patch", "delete", "list"]
 }
 
 # Mint a key with any role (to try a role out). Remove if admins must not hold keys.

@@ -239,7 +239,11 @@ impl Backend {
             // The server forwards on this error's text: see `must_forward`.
             return Err(Error::ReadOnly);
         }
-        req.fields = FieldData::parse(&path.fields, &captures, &req.data)?;
+        req.fields = if op == Operation::Patch {
+            FieldData::parse_patch(&path.fields, &captures, &req.data)?
+        } else {
+            FieldData::parse(&path.fields, &captures, &req.data)?
+        };
         handler(req).await
     }
 

@@ -36,6 +36,18 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// The value that means "nothing set" for this type: `""`, `false`, `0`,
+    /// `[]` or `{}`.
+    pub fn empty_value(self) -> Value {
+        match self {
+            Self::String | Self::Name => Value::from(""),
+            Self::Bool => Value::from(false),
+            Self::Int | Self::Float | Self::Duration => Value::from(0),
+            Self::StringList => Value::Array(Vec::new()),
+            Self::StringMap | Self::Object => Value::Object(Map::new()),
+        }
+    }
+
     /// OpenAPI `type` (and `format`) for help output.
     pub fn openapi(self) -> (&'static str, Option<&'static str>) {
         match self {
@@ -395,6 +407,28 @@ impl FieldData {
         Self::decode_from(not_given.chain(self.values.iter()))
     }
 
+    /// [`FieldData::parse`] for a `PATCH` (a JSON merge patch, RFC 7386): a
+    /// field set to `null` goes back to its default (or its type's
+    /// [`FieldType::empty_value`]) and counts as given, so a partial update
+    /// resets it; other fields are as in a write.
+    pub fn parse_patch(
+        schema: &[Field],
+        captures: &[(&'static str, String)],
+        body: &Map<String, Value>,
+    ) -> Result<Self> {
+        let body: Map<String, Value> = body
+            .iter()
+            .map(|(name, value)| {
+                let reset = schema
+                    .iter()
+                    .find(|f| f.name == name.as_str() && value.is_null())
+                    .map(|f| f.default.clone().unwrap_or_else(|| f.ty.empty_value()));
+                (name.clone(), reset.unwrap_or_else(|| value.clone()))
+            })
+            .collect();
+        Self::parse(schema, captures, &body)
+    }
+
     /// Like [`FieldData::decode`] with only the fields the request gave:
     /// what a partial update changes (Go's `GetOk`).
     pub fn decode_given<T: DeserializeOwned>(&self) -> Result<T> {
@@ -594,6 +628,36 @@ mod tests {
             &[("name", "dev".into())],
             body.as_object().unwrap(),
         )
+    }
+
+    #[test]
+    fn a_patch_sets_null_fields_back_to_their_defaults() {
+        let mut schema = schema();
+        schema.push(Field::new("t", FieldType::Duration, "").default_value(3600));
+        let d = FieldData::parse_patch(
+            &schema,
+            &[("name", "dev".into())],
+            json!({"s": null, "l": null, "m": null, "t": null, "i": 5})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        // Given (so a partial update changes them), with the empty value or
+        // the schema's default.
+        assert_eq!(d.str("s"), Some(""));
+        assert_eq!(d.list("l"), Some(&[][..]));
+        assert!(d.map("m").is_some_and(BTreeMap::is_empty));
+        assert_eq!(d.duration("t"), Some(Duration::from_secs(3600)));
+        assert_eq!(d.int("i"), Some(5));
+        // Fields the patch leaves out stay out.
+        assert_eq!(d.bool("b"), None);
+        // A plain write still takes null as "not given".
+        let w = parse(json!({"s": null})).unwrap();
+        assert_eq!(w.str("s"), None);
+        // An unknown field is refused, null or not.
+        let err = FieldData::parse_patch(&schema, &[], json!({"nope": null}).as_object().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field \"nope\""), "{err}");
     }
 
     #[test]

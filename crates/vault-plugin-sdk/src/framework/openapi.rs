@@ -120,6 +120,13 @@ fn path_item(path: &Path, prefix: IdPrefix<'_>) -> (Value, Option<(String, Value
         item.insert("post".into(), post);
         schema = body.map(|b| (schema_name, b));
     }
+    if ops(&Operation::Patch) {
+        let mut patch = operation(&Operation::Patch, Some(&object_schema(&body_fields)));
+        // The servers accept a PATCH only as a JSON merge patch.
+        let body = patch["requestBody"]["content"]["application/json"].take();
+        patch["requestBody"]["content"] = json!({"application/merge-patch+json": body});
+        item.insert("patch".into(), patch);
+    }
     if ops(&Operation::Delete) {
         item.insert("delete".into(), operation(&Operation::Delete, None));
     }
@@ -252,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_takes_its_fields_from_the_query() {
+    fn fields_go_in_the_query_the_body_or_a_merge_patch() {
         let state = Arc::new(());
         let items = Path::new("items/")
             .field(Field::new("after", FieldType::String, "Paging."))
@@ -260,7 +267,8 @@ mod tests {
         let things = Path::new("things/{name}")
             .field(Field::new("size", FieldType::Int, "How big."))
             .on(Operation::Read, callback(&state, nothing))
-            .on(Operation::Update, callback(&state, nothing));
+            .on(Operation::Update, callback(&state, nothing))
+            .on(Operation::Patch, callback(&state, nothing));
         let doc = document(
             "t",
             "v",
@@ -284,6 +292,12 @@ mod tests {
         assert!(
             post["requestBody"]["content"]["application/json"]["schema"]["properties"]["size"]
                 .is_object()
+        );
+        // A patch is a JSON merge patch of the same fields.
+        let patch = &doc["paths"]["/things/{name}"]["patch"]["requestBody"]["content"];
+        assert!(
+            patch["application/merge-patch+json"]["schema"]["properties"]["size"].is_object(),
+            "{patch}"
         );
     }
 

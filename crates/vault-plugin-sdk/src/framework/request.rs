@@ -21,7 +21,12 @@ pub enum Operation {
     /// A write (`POST`/`PUT`, `vault write`) to an existing item, or to any
     /// item on a path without an existence check.
     Update,
-    /// `PATCH`, `vault patch`: a partial update.
+    /// `PATCH`, `vault patch`: a partial update of an existing item (a JSON
+    /// merge patch: a field set to `null` goes back to its default, see
+    /// [`FieldData::parse_patch`]). The server sends it without an
+    /// existence check: the handler answers 404 for a missing item.
+    ///
+    /// [`FieldData::parse_patch`]: super::FieldData::parse_patch
     Patch,
     /// `DELETE`, `vault delete`.
     Delete,
