@@ -304,7 +304,10 @@ mod tests {
     #[test]
     fn operation_ids_follow_the_go_sdk_rules() {
         let none = OperationProperties::new();
-        let no_prefix = IdPrefix::default();
+        let verb = OperationProperties::new().operation_verb("Rotate");
+        let suffix = OperationProperties::new().operation_suffix("role");
+        let both = verb.clone().operation_suffix("root");
+        let bare = IdPrefix::default();
         let server = IdPrefix {
             engine: "",
             server: "vault-plugin-secrets-litellm",
@@ -313,46 +316,53 @@ mod tests {
             engine: "litellm",
             server: "vault-plugin-secrets-litellm",
         };
-        let id = |op, props, prefix, path| operation_id(op, props, prefix, path);
-        assert_eq!(
-            id(&Operation::Update, &none, no_prefix, "roles-name"),
-            "write-roles-name"
-        );
-        assert_eq!(
-            id(&Operation::List, &none, no_prefix, "roles"),
-            "list-roles"
-        );
-        assert_eq!(
-            id(&Operation::Update, &none, server, "roles-name"),
-            "vault-plugin-secrets-litellm-write-roles-name"
-        );
-        assert_eq!(
-            id(&Operation::Update, &none, engine, "roles-name"),
-            "litellm-write-roles-name"
-        );
-        let verb = OperationProperties::new().operation_verb("Rotate");
-        assert_eq!(
-            id(&Operation::Update, &verb, no_prefix, "rotate-root"),
-            "rotate"
-        );
-        // The server's prefix is left out where the engine names the verb.
-        assert_eq!(
-            id(&Operation::Update, &verb, server, "rotate-root"),
-            "rotate"
-        );
-        assert_eq!(
-            id(&Operation::Update, &verb, engine, "rotate-root"),
-            "litellm-rotate"
-        );
-        let suffix = OperationProperties::new().operation_suffix("role");
-        assert_eq!(
-            id(&Operation::Read, &suffix, engine, "roles-name"),
-            "litellm-read-role"
-        );
-        let both = verb.clone().operation_suffix("root");
-        assert_eq!(
-            id(&Operation::Create, &both, engine, "x"),
-            "litellm-rotate-root"
-        );
+        for (op, props, prefix, path, want) in [
+            (
+                Operation::Update,
+                &none,
+                bare,
+                "roles-name",
+                "write-roles-name",
+            ),
+            (Operation::List, &none, bare, "roles", "list-roles"),
+            (
+                Operation::Update,
+                &none,
+                server,
+                "roles-name",
+                "vault-plugin-secrets-litellm-write-roles-name",
+            ),
+            (
+                Operation::Update,
+                &none,
+                engine,
+                "roles-name",
+                "litellm-write-roles-name",
+            ),
+            (Operation::Update, &verb, bare, "rotate-root", "rotate"),
+            // The server's prefix is left out where the engine names the verb.
+            (Operation::Update, &verb, server, "rotate-root", "rotate"),
+            (
+                Operation::Update,
+                &verb,
+                engine,
+                "rotate-root",
+                "litellm-rotate",
+            ),
+            (
+                Operation::Read,
+                &suffix,
+                engine,
+                "roles-name",
+                "litellm-read-role",
+            ),
+            (Operation::Create, &both, engine, "x", "litellm-rotate-root"),
+        ] {
+            assert_eq!(
+                operation_id(&op, props, prefix, path),
+                want,
+                "{op:?} {path}"
+            );
+        }
     }
 }
