@@ -543,6 +543,18 @@ fn static_roles_mint_rotate_and_delete_their_key(engine: Engine, steps: &Steps, 
     );
     assert!(litellm.count_live_keys_with_alias_prefix(&alias_prefix) <= 2);
 
+    steps.step("a patch changes a static role that exists (null: the default), never makes one");
+    let (status, body) = server.patch(&role, &json!({"grace_period": null}));
+    assert_eq!(status, 204, "{body}");
+    let (_, body) = server.get(&role);
+    assert_eq!(body["data"]["grace_period"], 0, "{body}");
+    assert_eq!(body["data"]["rotation_period"], 10, "{body}");
+    let (status, body) = server.patch(
+        &format!("{MOUNT}/static-roles/{name}-nope"),
+        &json!({"models": [MODEL]}),
+    );
+    assert_eq!(status, 404, "{body}");
+
     steps.step("deleting the role deletes its keys");
     let (status, body) = server.put(&role, &json!({"rotation_period": "1h"}));
     assert_eq!(status, 204, "{body}");

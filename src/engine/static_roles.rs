@@ -142,13 +142,15 @@ pub(super) fn role_path(engine: &Arc<Engine>) -> Path {
         )
         .on(Operation::Read, callback(engine, read_role))
         .on_write(callback(engine, write_role))
+        .on(Operation::Patch, callback(engine, patch_role))
         .on(Operation::Delete, callback(engine, delete_role))
         .help(
             "A long-lived LiteLLM key owned by the engine and rotated on a period.",
             "Creating the role mints its key (no expiry; the scope fields of a role apply, model \
              calls only by default); read it at static-creds/<name>. The engine replaces it every \
              rotation_period; the previous key keeps working for grace_period, then is deleted. \
-             Deleting the role deletes its keys.",
+             A patch changes the fields given of a role that exists (null: back to the \
+             default). Deleting the role deletes its keys.",
         )
 }
 
@@ -223,11 +225,30 @@ async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 }
 
 async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+    change_role(engine, req, false).await
+}
+
+/// `vault patch`: a write to a static role that must exist already.
+async fn patch_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+    change_role(engine, req, true).await
+}
+
+async fn change_role(
+    engine: Arc<Engine>,
+    req: Request,
+    must_exist: bool,
+) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
     let name = name(&req);
     let f = &req.fields;
     let _writing = engine.writes.lock().await;
     let existing = load_role(storage, &name).await?;
+    if must_exist && existing.is_none() {
+        return Err(Error::Coded {
+            status: 404,
+            message: format!("no static role named {name:?} to patch"),
+        });
+    }
     let scope = match &existing {
         Some(r) => r.scope.clone(),
         None => Role {

@@ -45,7 +45,7 @@ path "litellm/static-roles" {
 }
 
 path "litellm/static-roles/*" {
-  capabilities = ["create", "read", "update", "delete", "list"]
+  capabilities = ["create", "read", "update", "patch", "delete", "list"]
 }
 
 path "litellm/rotate-role/*" {
