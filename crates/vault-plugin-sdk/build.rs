@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Services the plugin only calls (Storage, SystemView) or only partly
         // serves get Unimplemented defaults instead of hand-written stubs.
         .generate_default_stubs(true)
+        // Small first message buffers: see runtime::codec.
+        .codec_path("crate::runtime::codec::SmallBufferCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -167,26 +167,31 @@ impl Backend {
             Operation::ResolvePath => Ok(None),
             Operation::Help => self.help_response(&req).map(Some),
             Operation::Renew | Operation::Revoke => self.handle_secret(req).await,
-            Operation::Rollback => {
-                // A standby's storage is read-only and may lag the active
-                // node's: undoing a WAL entry from it could delete a key
-                // whose issue finished on the active node. Only the active
-                // node rolls back (and runs the tasks that write).
-                let standby = match req.system.replication_state().await {
-                    Ok(state) => state & PERFORMANCE_STANDBY != 0,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rollback tick: cannot read the replication state; skipped");
-                        return Ok(None);
-                    }
-                };
-                self.run_periodic(&req, standby).await;
-                if !standby {
-                    self.rollback(req).await;
-                }
-                Ok(None)
-            }
+            // Boxed: the tick's future is the largest, and every request's
+            // future would otherwise be as large while it waits.
+            Operation::Rollback => Box::pin(self.tick(req)).await,
             _ => self.route(req).await,
         }
+    }
+
+    /// The server's periodic tick: periodic tasks, then the WAL rollback.
+    async fn tick(&self, req: Request) -> Result<Option<Response>> {
+        // A standby's storage is read-only and may lag the active node's:
+        // undoing a WAL entry from it could delete a key whose issue
+        // finished on the active node. Only the active node rolls back (and
+        // runs the tasks that write).
+        let standby = match req.system.replication_state().await {
+            Ok(state) => state & PERFORMANCE_STANDBY != 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "rollback tick: cannot read the replication state; skipped");
+                return Ok(None);
+            }
+        };
+        self.run_periodic(&req, standby).await;
+        if !standby {
+            self.rollback(req).await;
+        }
+        Ok(None)
     }
 
     /// `(check_found, exists)` for a write to `req.path`: whether the path

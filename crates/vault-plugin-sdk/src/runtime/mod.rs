@@ -12,6 +12,7 @@
 
 mod backend_service;
 mod broker;
+pub(crate) mod codec;
 pub mod handshake;
 mod host;
 pub mod log;
