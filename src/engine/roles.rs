@@ -934,10 +934,10 @@ async fn change(engine: &Engine, req: &Request, must_exist: bool) -> Result<Opti
     let existing = match load(req.storage.as_ref(), name).await? {
         Some(role) => role,
         None if must_exist => {
-            return Err(Error::Coded {
-                status: 404,
-                message: format!("no role named {name:?} to patch"),
-            })
+            return Err(Error::coded(
+                404,
+                format!("no role named {name:?} to patch"),
+            ))
         }
         None => Role::default(),
     };

@@ -244,10 +244,10 @@ async fn change_role(
     let _writing = engine.writes.lock().await;
     let existing = load_role(storage, &name).await?;
     if must_exist && existing.is_none() {
-        return Err(Error::Coded {
-            status: 404,
-            message: format!("no static role named {name:?} to patch"),
-        });
+        return Err(Error::coded(
+            404,
+            format!("no static role named {name:?} to patch"),
+        ));
     }
     let scope = match &existing {
         Some(r) => r.scope.clone(),

@@ -565,7 +565,7 @@ impl DevServer {
             }
             let health = self
                 .http
-                .get(format!("{}/v1/sys/health", self.addr))
+                .get(self.url("sys/health"))
                 .timeout(Duration::from_secs(2))
                 .send();
             if health.is_ok_and(|r| r.status().as_u16() == 200) {
@@ -608,12 +608,16 @@ impl DevServer {
 
     // -------------------------------------------------------------------------- raw HTTP
 
+    /// The API address of `path` (`/v1/<path>`).
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1/{}", self.addr, path.trim_start_matches('/'))
+    }
+
     /// A request to `/v1/<path>` with the root token; returns the status and JSON body.
     pub(crate) fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let mut request = self
             .http
-            .request(method, url)
+            .request(method, self.url(path))
             .header("X-Vault-Token", ROOT_TOKEN);
         if let Some(body) = body {
             request = request.json(body);
@@ -631,10 +635,9 @@ impl DevServer {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let mut request = self
             .http
-            .request(method, url)
+            .request(method, self.url(path))
             .header("X-Vault-Token", token);
         if let Some(namespace) = namespace {
             request = request.header("X-Vault-Namespace", namespace);
@@ -663,10 +666,9 @@ impl DevServer {
 
     /// `PATCH` as `vault patch` sends it: a JSON merge patch.
     pub(crate) fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         send(
             self.http
-                .request(Method::PATCH, url)
+                .request(Method::PATCH, self.url(path))
                 .header("X-Vault-Token", ROOT_TOKEN)
                 .header("Content-Type", "application/merge-patch+json")
                 .body(body.to_string()),

@@ -103,6 +103,7 @@ fn path_item(path: &Path, prefix: IdPrefix<'_>) -> (Value, Option<(String, Value
         op["parameters"] = json!(params);
         item.insert("get".into(), op);
     }
+    let body = (!body_fields.is_empty()).then(|| object_schema(&body_fields));
     if ops(&Operation::Create) || ops(&Operation::Update) {
         // One POST for both: update's properties when it has a handler.
         let write = if ops(&Operation::Update) {
@@ -110,7 +111,6 @@ fn path_item(path: &Path, prefix: IdPrefix<'_>) -> (Value, Option<(String, Value
         } else {
             Operation::Create
         };
-        let body = (!body_fields.is_empty()).then(|| object_schema(&body_fields));
         let post = operation(&write, body.as_ref());
         // Named after the operation, as the Go SDK names request schemas.
         let schema_name = format!(
@@ -118,14 +118,10 @@ fn path_item(path: &Path, prefix: IdPrefix<'_>) -> (Value, Option<(String, Value
             pascal_case(post["operationId"].as_str().unwrap_or_default())
         );
         item.insert("post".into(), post);
-        schema = body.map(|b| (schema_name, b));
+        schema = body.clone().map(|b| (schema_name, b));
     }
     if ops(&Operation::Patch) {
-        let mut patch = operation(&Operation::Patch, Some(&object_schema(&body_fields)));
-        // The servers accept a PATCH only as a JSON merge patch.
-        let body = patch["requestBody"]["content"]["application/json"].take();
-        patch["requestBody"]["content"] = json!({"application/merge-patch+json": body});
-        item.insert("patch".into(), patch);
+        item.insert("patch".into(), operation(&Operation::Patch, body.as_ref()));
     }
     if ops(&Operation::Delete) {
         item.insert("delete".into(), operation(&Operation::Delete, None));
@@ -154,9 +150,15 @@ fn operation(
         // Inline, not a `$ref` to the component: the servers drop `$ref`
         // when they merge a plugin's document into theirs (the body schema
         // would read `{}`).
+        // The servers take a PATCH only as a JSON merge patch.
+        let media = if *op == Operation::Patch {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
         out["requestBody"] = json!({
             "required": true,
-            "content": {"application/json": {"schema": schema}},
+            "content": {media: {"schema": schema}},
         });
     }
     out
