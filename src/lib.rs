@@ -12,7 +12,8 @@
 //!   live (`proxy`), who they are for (`attribution`), what a request may
 //!   narrow (`narrowing`) and the rollback.
 //!
-//! `main.rs` hands [`engine::factory`] and [`PLUGIN`] to [`runtime::serve`].
+//! `main.rs` hands [`engine::factory`] and [`PLUGIN`] to [`runtime::serve`],
+//! and makes the SDK's `alloc::CachingSystem` the global allocator.
 
 pub use vault_plugin_sdk::{framework, proto, runtime};
 

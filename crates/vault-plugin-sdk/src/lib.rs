@@ -12,6 +12,9 @@
 //!   responses, leased secrets and the TTL math the server applies, storage,
 //!   the write-ahead log and its rollback, periodic tasks, and the caller's
 //!   identity (entity, groups, identity templates).
+//! * [`alloc`]: [`alloc::CachingSystem`], a global allocator for the plugin
+//!   binary: the system's, with a small bounded cache of freed buffers (musl's
+//!   allocator otherwise maps and unmaps pages for a request's buffers).
 //! * [`proto`]: the wire protocol, generated at build time from `proto/`
 //!   (our own `.proto` files, compiled by protox: no system `protoc`).
 //!
@@ -39,6 +42,7 @@
 //! }
 //! ```
 
+pub mod alloc;
 pub mod framework;
 pub mod runtime;
 
