@@ -13,10 +13,8 @@
 //! ([`BLOCKS_PER_CLASS`] per size class) for the next request and passes
 //! everything else to the system allocator unchanged.
 //!
-//! Blocks are allocated at the size asked for, as without the cache (a
-//! long-lived allocation costs nothing more); a freed block is filed under
-//! the largest class its usable size holds, and serves any later request of
-//! that class.
+//! A request the cache deals with gets a block of its class's size (at most
+//! a quarter larger), so that any block of a class serves any request of it.
 //!
 //! ```no_run
 //! #[global_allocator]
@@ -141,17 +139,10 @@ fn class_for(size: usize) -> usize {
     (doubling - SMALLEST_SHIFT) as usize * STEPS_PER_DOUBLING + steps_above - 1
 }
 
-/// The largest class a block of `usable` bytes holds, if any.
-fn class_held_by(usable: usize) -> Option<usize> {
-    if usable >= class_size(CLASSES - 1) {
-        return Some(CLASSES - 1);
-    }
-    let class = class_for(usable.max((1 << SMALLEST_SHIFT) + 1));
-    if class_size(class) <= usable {
-        Some(class)
-    } else {
-        class.checked_sub(1)
-    }
+/// The layout a block of a class is allocated with.
+fn class_layout(class: usize) -> Layout {
+    // Cannot fail: at most 32 KiB, aligned as malloc aligns.
+    Layout::from_size_align(class_size(class), MALLOC_ALIGN).unwrap_or_else(|_| unreachable!())
 }
 
 fn class_size(class: usize) -> usize {
@@ -160,57 +151,46 @@ fn class_size(class: usize) -> usize {
     (1 << doubling) + steps_above * (1 << doubling) / STEPS_PER_DOUBLING
 }
 
-/// How many bytes the system allocator's block at `ptr` really holds.
-#[cfg(target_os = "linux")]
-fn usable_size(ptr: *mut u8) -> usize {
-    // SAFETY: `ptr` is a live block from the system's malloc (the cache
-    // hands out nothing else).
-    unsafe { libc::malloc_usable_size(ptr.cast()) }
-}
-
-/// Elsewhere nothing is cached.
-#[cfg(not(target_os = "linux"))]
-fn usable_size(_ptr: *mut u8) -> usize {
-    0
-}
-
-// Each method is compiled once, not inlined into every allocation in the
-// program: inlined, the lock and the class arithmetic made the binary 100 KB
-// larger (and a plugin's memory bigger by more, as its code is locked in RAM).
 // SAFETY: every block comes from `System` (malloc) and goes back to it with
-// `free` (what `System.dealloc` is for an alignment malloc gives); a cached
-// block serves only a request its usable size holds, and leaves the list
-// under the lock, so one user has it at a time.
+// `free` (what `System.dealloc` is for an alignment malloc gives). A block
+// for a layout the cache deals with holds its class's size, whether fresh,
+// cached or reallocated, so it serves any layout of that class; it leaves
+// the list under the lock, so one user has it at a time.
 unsafe impl GlobalAlloc for CachingSystem {
-    #[inline(never)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if cacheable(layout) {
-            if let Some(block) = self.free_blocks().take(class_for(layout.size())) {
-                return block.as_ptr();
-            }
+        if !cacheable(layout) {
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { System.alloc(layout) };
         }
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc(layout) }
+        let class = class_for(layout.size());
+        match self.free_blocks().take(class) {
+            Some(block) => block.as_ptr(),
+            // SAFETY: a non-zero size.
+            None => unsafe { System.alloc(class_layout(class)) },
+        }
     }
 
-    #[inline(never)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if cacheable(layout) {
-            if let Some(block) = self.free_blocks().take(class_for(layout.size())) {
-                // SAFETY: the block holds at least `layout.size()` bytes.
-                unsafe { block.as_ptr().write_bytes(0, layout.size()) };
-                return block.as_ptr();
-            }
+        if !cacheable(layout) {
+            // SAFETY: the caller's contract; calloc skips zeroing fresh pages.
+            return unsafe { System.alloc_zeroed(layout) };
         }
-        // SAFETY: the caller's contract; calloc skips zeroing fresh pages.
-        unsafe { System.alloc_zeroed(layout) }
+        let class = class_for(layout.size());
+        match self.free_blocks().take(class) {
+            Some(block) => {
+                // SAFETY: the block holds the class's size, at least the layout's.
+                unsafe { block.as_ptr().write_bytes(0, layout.size()) };
+                block.as_ptr()
+            }
+            // SAFETY: a non-zero size.
+            None => unsafe { System.alloc_zeroed(class_layout(class)) },
+        }
     }
 
-    #[inline(never)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if cacheable(layout) {
-            if let (Some(class), Some(block)) = (class_held_by(usable_size(ptr)), NonNull::new(ptr))
-            {
+            let class = class_for(layout.size());
+            if let Some(block) = NonNull::new(ptr) {
                 if self.free_blocks().keep(class, block) {
                     return;
                 }
@@ -220,11 +200,21 @@ unsafe impl GlobalAlloc for CachingSystem {
         unsafe { System.dealloc(ptr, layout) }
     }
 
-    #[inline(never)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract; every block is the system's, and
-        // its realloc grows or shrinks it in place when it can.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        // SAFETY (both blocks): the caller's contract; a layout of
+        // `new_size` with the old alignment is valid by it.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        if !cacheable(new_layout) {
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        let class = class_for(new_size);
+        if cacheable(layout) && class_for(layout.size()) == class {
+            // The block already holds the class's size.
+            return ptr;
+        }
+        // SAFETY: every block is malloc's, whatever its layout; realloc
+        // keeps the bytes and grows or shrinks in place when it can.
+        unsafe { System.realloc(ptr, layout, class_size(class)) }
     }
 }
 
@@ -257,37 +247,30 @@ mod tests {
                 class == 0 || class_size(class - 1) < size,
                 "{size}: the smallest class"
             );
-            let held = class_held_by(size).map(class_size);
-            assert!(held.is_none_or(|held| held <= size), "{size}");
         }
-        assert_eq!(class_held_by(319), None);
-        assert_eq!(class_held_by(320), Some(0));
-        assert_eq!(class_held_by(700).map(class_size), Some(640));
-        assert_eq!(class_held_by(40_000), Some(CLASSES - 1));
     }
 
     #[test]
     fn a_freed_block_serves_the_next_request_of_its_class() {
         let cache = CachingSystem::new();
         unsafe {
-            let first = cache.alloc(layout(3000));
-            first.write_bytes(7, 3000);
-            cache.dealloc(first, layout(3000));
-            // Any request its class holds: the block may be a little larger.
-            let class = class_size(class_held_by(usable_size(first)).unwrap());
-            assert!(class > 3000 * 3 / 4);
-            let again = cache.alloc(layout(class));
-            assert_eq!(again, first, "the freed block comes back");
-            again.write_bytes(7, class);
-            cache.dealloc(again, layout(class));
+            let first = cache.alloc(layout(2900));
+            first.write_bytes(7, class_size(class_for(2900)));
+            cache.dealloc(first, layout(2900));
+            let again = cache.alloc(layout(3072));
+            assert_eq!(again, first, "2900 and 3072 bytes share a class");
+            again.write_bytes(7, 3072);
+            cache.dealloc(again, layout(3072));
 
-            let zeroed = cache.alloc_zeroed(layout(class - 10));
+            let zeroed = cache.alloc_zeroed(layout(2600));
             assert_eq!(zeroed, first, "a cached block, zeroed for its new user");
-            assert!((0..class - 10).all(|i| zeroed.add(i).read() == 0));
-            cache.dealloc(zeroed, layout(class - 10));
+            assert!((0..2600).all(|i| zeroed.add(i).read() == 0));
+            cache.dealloc(zeroed, layout(2600));
+            let other_class = cache.alloc(layout(2000));
+            assert_ne!(other_class, first);
+            cache.dealloc(other_class, layout(2000));
         }
     }
-
     #[test]
     fn the_cache_stays_within_its_counts_and_its_byte_budget() {
         let cache = CachingSystem::new();
@@ -317,17 +300,26 @@ mod tests {
     }
 
     #[test]
-    fn realloc_keeps_the_bytes() {
+    fn realloc_keeps_the_bytes_and_the_class_size() {
         let cache = CachingSystem::new();
         unsafe {
-            let block = cache.alloc(layout(300));
-            for i in 0..300 {
+            let block = cache.alloc(layout(100));
+            for i in 0..100 {
                 block.add(i).write(i as u8);
             }
-            let grown = cache.realloc(block, layout(300), 100_000);
-            let shrunk = cache.realloc(grown, layout(100_000), 64);
-            assert!((0..64).all(|i| shrunk.add(i).read() == i as u8));
-            cache.dealloc(shrunk, layout(64));
+            let into_band = cache.realloc(block, layout(100), 300);
+            let same = cache.realloc(into_band, layout(300), 320);
+            assert_eq!(same, into_band, "300 and 320 bytes share a class");
+            let grown = cache.realloc(same, layout(320), 5000);
+            let large = cache.realloc(grown, layout(5000), 100_000);
+            let shrunk = cache.realloc(large, layout(100_000), 1000);
+            assert!((0..100).all(|i| shrunk.add(i).read() == i as u8));
+            // Reallocated into a class, the block holds all of it.
+            shrunk.write_bytes(1, class_size(class_for(1000)));
+            cache.dealloc(shrunk, layout(1000));
+            let reused = cache.alloc(layout(class_size(class_for(1000))));
+            assert_eq!(reused, shrunk);
+            cache.dealloc(reused, layout(class_size(class_for(1000))));
         }
     }
 }
