@@ -77,6 +77,20 @@ impl CachingSystem {
     }
 }
 
+/// A cache that is not a `static` (tests) gives its blocks back.
+impl Drop for CachingSystem {
+    fn drop(&mut self) {
+        let free = self.free.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for class in 0..CLASSES {
+            while let Some(block) = free.take(class) {
+                // SAFETY: a block from `System` with the class's layout
+                // (see `alloc`), owned by the cache alone.
+                unsafe { System.dealloc(block.as_ptr(), class_layout(class)) };
+            }
+        }
+    }
+}
+
 impl Default for CachingSystem {
     fn default() -> Self {
         Self::new()
