@@ -34,7 +34,7 @@ pub const BLOCKS_PER_CLASS: usize = 4;
 
 /// What the cache keeps in all (counted by class size), whatever the
 /// classes; under load the rest goes back to the system at once.
-pub const CACHED_BYTES: usize = 256 * 1024;
+pub const CACHED_BYTES: usize = 64 * 1024;
 
 /// Cached sizes: above 256 bytes (below, musl packs blocks into groups that
 /// outlive a request anyway) up to 32 KiB (above, a buffer is rare enough
