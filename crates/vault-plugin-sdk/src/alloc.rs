@@ -137,11 +137,12 @@ impl FreeBlocks {
     }
 }
 
-/// Whether the cache deals with blocks of this layout at all.
-fn cacheable(layout: Layout) -> bool {
-    layout.align() <= MALLOC_ALIGN
+/// The class of a layout the cache deals with; `None` for the rest.
+fn class_of(layout: Layout) -> Option<usize> {
+    let cached = layout.align() <= MALLOC_ALIGN
         && layout.size() > 1 << SMALLEST_SHIFT
-        && layout.size() <= 1 << LARGEST_SHIFT
+        && layout.size() <= 1 << LARGEST_SHIFT;
+    cached.then(|| class_for(layout.size()))
 }
 
 /// The smallest class that holds `size` bytes (257 ..= 32 KiB).
@@ -172,11 +173,10 @@ fn class_size(class: usize) -> usize {
 // the list under the lock, so one user has it at a time.
 unsafe impl GlobalAlloc for CachingSystem {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !cacheable(layout) {
+        let Some(class) = class_of(layout) else {
             // SAFETY: the caller's contract, passed on.
             return unsafe { System.alloc(layout) };
-        }
-        let class = class_for(layout.size());
+        };
         match self.free_blocks().take(class) {
             Some(block) => block.as_ptr(),
             // SAFETY: a non-zero size.
@@ -185,11 +185,10 @@ unsafe impl GlobalAlloc for CachingSystem {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !cacheable(layout) {
+        let Some(class) = class_of(layout) else {
             // SAFETY: the caller's contract; calloc skips zeroing fresh pages.
             return unsafe { System.alloc_zeroed(layout) };
-        }
-        let class = class_for(layout.size());
+        };
         match self.free_blocks().take(class) {
             Some(block) => {
                 // SAFETY: the block holds the class's size, at least the layout's.
@@ -202,12 +201,9 @@ unsafe impl GlobalAlloc for CachingSystem {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if cacheable(layout) {
-            let class = class_for(layout.size());
-            if let Some(block) = NonNull::new(ptr) {
-                if self.free_blocks().keep(class, block) {
-                    return;
-                }
+        if let (Some(class), Some(block)) = (class_of(layout), NonNull::new(ptr)) {
+            if self.free_blocks().keep(class, block) {
+                return;
             }
         }
         // SAFETY: a block from `System` (see `alloc`), freed once.
@@ -218,11 +214,10 @@ unsafe impl GlobalAlloc for CachingSystem {
         // SAFETY (both blocks): the caller's contract; a layout of
         // `new_size` with the old alignment is valid by it.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if !cacheable(new_layout) {
+        let Some(class) = class_of(new_layout) else {
             return unsafe { System.realloc(ptr, layout, new_size) };
-        }
-        let class = class_for(new_size);
-        if cacheable(layout) && class_for(layout.size()) == class {
+        };
+        if class_of(layout) == Some(class) {
             // The block already holds the class's size.
             return ptr;
         }
@@ -242,12 +237,14 @@ mod tests {
 
     #[test]
     fn classes_step_by_a_quarter_of_a_doubling_from_320_bytes_to_32_kib() {
-        assert!(!cacheable(layout(256)));
-        assert!(
-            !cacheable(Layout::from_size_align(1024, 64).unwrap()),
+        assert_eq!(class_of(layout(256)), None);
+        assert_eq!(
+            class_of(Layout::from_size_align(1024, 64).unwrap()),
+            None,
             "over-aligned"
         );
-        assert!(!cacheable(layout(32 * 1024 + 1)));
+        assert_eq!(class_of(layout(32 * 1024 + 1)), None);
+        assert_eq!(class_of(layout(257)), Some(0));
         let sizes: Vec<usize> = (0..CLASSES).map(class_size).collect();
         assert_eq!(&sizes[..5], &[320, 384, 448, 512, 640]);
         assert_eq!(sizes[CLASSES - 1], 32 * 1024);
@@ -285,6 +282,7 @@ mod tests {
             cache.dealloc(other_class, layout(2000));
         }
     }
+
     #[test]
     fn the_cache_stays_within_its_counts_and_its_byte_budget() {
         let cache = CachingSystem::new();
