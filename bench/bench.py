@@ -7,7 +7,8 @@ Every number is measured in the same run as its baseline:
   * throughput: keys/s at concurrency 1, 8, 32 vs. direct `/key/generate` at the same concurrency;
                 revoke-prefix of 1,000 leases, queued (the CLI's default: concurrent revokes, which
                 the plugin batches) and synchronous (one lease at a time), vs. as many direct
-                sequential `/key/delete` calls;
+                sequential `/key/delete` calls, and vs. LiteLLM's own best: direct deletes of 100
+                keys a call, 4 calls at once;
   * footprint:  exec-to-handshake time, mount time, RSS idle and after 1,000 issues, binary size,
                 plugin CPU per issue+revoke pair, and the machine's floor under it (a bare tokio
                 round trip on a Unix socket, the SDK's wake_floor example, times the pair's
@@ -366,6 +367,26 @@ def direct_delete(token):
     return time.perf_counter() - t
 
 
+# The engine's delete batches (src/litellm/batch.rs): up to 100 keys a call, 4 calls in flight.
+BATCH, BATCHES_AT_ONCE = 100, 4
+
+
+def direct_batched_delete_rate():
+    """Keys/s of LiteLLM's own batched deletes (the ceiling of any batching client): REVOKES fresh
+    direct keys, deleted BATCH a call with BATCHES_AT_ONCE calls in flight."""
+    log(f"{REVOKES} direct keys for LiteLLM's own batched deletes")
+    _, tokens = timed_parallel(lambda i: direct_generate(f"bench-bdel-{os.getpid()}-{i}")[1], REVOKES, 8)
+    chunks = [tokens[i:i + BATCH] for i in range(0, len(tokens), BATCH)]
+
+    def delete(i):
+        status, out = http("POST", f"{LITELLM}/key/delete", {"keys": chunks[i]}, {"Authorization": f"Bearer {MASTER}"},
+                           timeout=300)
+        assert status == 200, out
+
+    wall, _ = timed_parallel(delete, len(chunks), BATCHES_AT_ONCE)
+    return len(tokens) / wall
+
+
 def handshake_times(binary, runs=20):
     """Exec to handshake line, with the environment a server gives a plugin."""
     d = tempfile.mkdtemp(prefix="bench-cert-")
@@ -637,6 +658,7 @@ def run(bao, row):
         direct_delete(tok)
     direct_wall = time.perf_counter() - t
     direct_rate = len(direct_tokens) / direct_wall
+    batched_rate = direct_batched_delete_rate()
     for queued in (True, False):
         log(f"{REVOKES} leases to revoke ({'queued' if queued else 'sync'})")
         timed_parallel(lambda i: bao.ok("GET", "litellm/creds/rev"), REVOKES, 8)
@@ -657,6 +679,10 @@ def run(bao, row):
             f"{REVOKES / revoke_wall:.1f} leases/s",
             f"direct /key/delete {direct_rate:.1f}/s (sequential)",
             f"{(REVOKES / revoke_wall) / direct_rate:.2f}x" + (" (target >= 3x)" if queued else ""))
+        if queued:
+            row("throughput", f"the same against LiteLLM's own best: {REVOKES} direct keys deleted {BATCH} a call, "
+                f"{BATCHES_AT_ONCE} calls at once (as the engine batches)", f"{REVOKES / revoke_wall:.1f} leases/s",
+                f"direct batched /key/delete {batched_rate:.1f}/s", f"{(REVOKES / revoke_wall) / batched_rate:.2f}x")
         if litellm_busy is not None:
             # LiteLLM serves from one Python process: near 100% of a core, it is the limit.
             row("throughput", f"LiteLLM's process during that revoke-prefix ({'queued' if queued else 'sync'})",
