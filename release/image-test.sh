@@ -87,18 +87,6 @@ for _ in range(200):
 PY
 }
 
-http_code() { curl -s -m 10 -o /dev/null -w '%{http_code}' "$@" || true; }
-
-wait_http() {  # wait_http URL "CODES" SECONDS
-  local url=$1 codes=$2 secs=$3 i code
-  for ((i = 0; i < secs * 4; i++)); do
-    code=$(http_code "$url")
-    [[ " $codes " == *" $code "* ]] && return 0
-    sleep 0.25
-  done
-  die "$url did not answer with one of [$codes] within ${secs}s (last: $code)"
-}
-
 # ----------------------------------------------------------------------------- LiteLLM
 [ "$(http_code "$LITELLM_URL/health/liveliness")" = 200 ] || die "LiteLLM does not answer at $LITELLM_URL (set LITELLM_URL)"
 [ "$(http_code -H "Authorization: Bearer $LITELLM_MASTER_KEY" "$LITELLM_URL/key/list?size=1")" = 200 ] \

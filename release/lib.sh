@@ -68,3 +68,17 @@ sha256_file() {
 
 # elapsed START: "12s" since START (a $SECONDS value).
 elapsed() { printf '%ss' "$((SECONDS - $1))"; }
+
+# http_code CURL-ARGS...: the HTTP status curl got, or 000 when nothing answered.
+http_code() { curl -s -m 10 -o /dev/null -w '%{http_code}' "$@" || true; }
+
+# wait_http URL "CODES" SECONDS: until URL answers with one of the space-separated CODES.
+wait_http() {
+  local url=$1 codes=$2 secs=$3 i code=
+  for ((i = 0; i < secs * 4; i++)); do
+    code=$(http_code "$url")
+    [[ " $codes " == *" $code "* ]] && return 0
+    sleep 0.25
+  done
+  die "$url did not answer with one of [$codes] within ${secs}s (last: $code)"
+}

@@ -45,18 +45,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-http_code() { curl -s -m 10 -o /dev/null -w '%{http_code}' "$@" || true; }
-
-wait_http() {  # wait_http URL "CODES" SECONDS
-  local url=$1 codes=$2 secs=$3 i code=
-  for ((i = 0; i < secs * 4; i++)); do
-    code=$(http_code "$url")
-    [[ " $codes " == *" $code "* ]] && return 0
-    sleep 0.25
-  done
-  die "$url did not answer with one of [$codes] within ${secs}s (last: $code)"
-}
-
 start() {  # start [docker run args...] IMAGE [command...]: docker run -d on the host network
   docker rm -f "$NAME" >/dev/null 2>&1 || true
   docker run -d --name "$NAME" --network host "$@" >/dev/null
