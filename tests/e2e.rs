@@ -262,6 +262,21 @@ fn lifecycle_issue_use_renew_revoke(engine: Engine) {
         json!("e2e"),
         "metadata not passed on: {info}"
     );
+    // The token hash the engine returns is LiteLLM's own id for this key.
+    let token_hash = creds.data["token_hash"].as_str().unwrap_or_default();
+    assert_eq!(
+        token_hash.len(),
+        64,
+        "creds without token_hash: {}",
+        creds.data
+    );
+    let (status, by_hash) = litellm.key_info(token_hash);
+    assert_eq!(status, 200, "key/info by token_hash: {by_hash}");
+    assert_eq!(
+        by_hash["info"]["key_alias"],
+        json!(creds.alias),
+        "{by_hash}"
+    );
     let expires_before = litellm.key_expires(&creds.key).expect("key without expiry");
     let ttl_left = expires_before - unix_now();
     // The key must outlive the lease a little at most (an engine may add a grace period),

@@ -498,6 +498,13 @@ fn static_roles_mint_rotate_and_delete_their_key(engine: Engine, steps: &Steps, 
             .is_some_and(|a| a.starts_with(&format!("{alias_prefix}1-"))),
         "{body}"
     );
+    let token_hash = body["data"]["token_hash"].as_str().unwrap_or_default();
+    let (status, by_hash) = litellm.key_info(token_hash);
+    assert_eq!(status, 200, "key/info by token_hash: {by_hash}");
+    assert_eq!(
+        by_hash["info"]["key_alias"], body["data"]["key_alias"],
+        "{by_hash}"
+    );
 
     steps.step("rotate-role: a new key, the old one is dead");
     let (status, body) = server.post(&format!("{MOUNT}/rotate-role/{name}"), &json!({}));

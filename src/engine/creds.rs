@@ -230,6 +230,9 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let mut data = Map::new();
     data.insert("key".into(), json!(key.key));
     data.insert("key_alias".into(), json!(alias));
+    // LiteLLM's id for the key (its spend logs, `/key/info`, this mount's
+    // `keys/<id>`): a hash, not a credential.
+    data.insert("token_hash".into(), json!(key.token));
     data.insert("models".into(), json!(request.models));
     data.insert(
         "max_budget".into(),

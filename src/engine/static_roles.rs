@@ -190,6 +190,7 @@ async fn list(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 fn key_data(role: &StaticRole, k: &StaticKey, data: &mut Map<String, Value>) {
     let next = k.last_rotated + role.rotation_period_secs;
     data.insert("key_alias".into(), json!(k.key_alias));
+    data.insert("token_hash".into(), json!(key_token(&k.key)));
     data.insert("generation".into(), json!(k.generation));
     data.insert("last_rotated".into(), json!(rfc3339(k.last_rotated)));
     data.insert("next_rotation".into(), json!(rfc3339(next)));

@@ -174,6 +174,7 @@ async fn creds_issue_a_lease_and_clean_the_wal() {
     let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
     let resp = m.ok(Operation::Read, "creds/dev", json!(null)).await;
     assert_eq!(resp.data["key"], "sk-generated-secret");
+    assert_eq!(resp.data["token_hash"], "abc123hash");
     let secret = resp.secret.unwrap();
     assert_eq!(secret.ttl, Duration::from_secs(3600));
     assert_eq!(secret.internal["token"], "abc123hash");
