@@ -31,8 +31,8 @@ use super::inventory::{self, KeyRecord};
 use super::narrowing::Narrowing;
 use super::{attribution, key_secret, rollback, Engine, EXPIRY_GRACE, ISSUE_MARGIN};
 use crate::framework::{
-    calculate_ttl, callback, wal, Error, Field, FieldType, Operation, Path, Request, Response,
-    Result, Secret, Storage, TtlRequest,
+    calculate_ttl, callback, field::format_duration, wal, Error, Field, FieldType, Operation, Path,
+    Request, Response, Result, Secret, Storage, TtlRequest,
 };
 use crate::litellm::{self, Client, Deleted};
 
@@ -225,7 +225,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         std::process::abort();
     }
     wal::delete(storage, &wal_id).await?;
-    tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(), "issued LiteLLM key");
+    tracing::info!(role = %role_name, key_alias = %alias, ttl = %format_duration(grant.ttl), "issued LiteLLM key");
 
     let mut data = Map::new();
     data.insert("key".into(), json!(key.key));

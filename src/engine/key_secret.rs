@@ -13,7 +13,8 @@ use super::inventory::{self, KeyRecord};
 use super::proxy::Home;
 use super::{Engine, EXPIRY_GRACE};
 use crate::framework::{
-    calculate_ttl, callback, Error, Request, Response, Result, SecretType, TtlRequest,
+    calculate_ttl, callback, field::format_duration, Error, Request, Response, Result, SecretType,
+    TtlRequest,
 };
 use crate::litellm::Deleted;
 
@@ -100,7 +101,7 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .await
         .map_err(Error::from)?;
     let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
-    tracing::info!(role = %role_name, key_alias = %alias, ttl_s = grant.ttl.as_secs(),
+    tracing::info!(role = %role_name, key_alias = %alias, ttl = %format_duration(grant.ttl),
         expires = updated.expires.as_deref().unwrap_or("never"), "renewed LiteLLM key");
     if secret.internal_str("key_alias").is_ok() {
         let record = KeyRecord {
