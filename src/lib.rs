@@ -8,9 +8,11 @@
 //!   re-exported here under the same names.
 //! * [`litellm`]: a small client for the LiteLLM proxy's key management API.
 //! * [`engine`]: the secrets engine itself, one module per path family
-//!   (`config`, `roles`, `creds`) plus the lease (`key_secret`), where keys
-//!   live (`proxy`), who they are for (`attribution`), what a request may
-//!   narrow (`narrowing`) and the rollback.
+//!   (`config`, `roles`, `creds`, `keys`, `usage`, `tidy`, `rotation` for
+//!   `rotate-root`, `static_roles`) plus the lease (`key_secret`), the record
+//!   of what was issued (`inventory`), where keys live (`proxy`), who they
+//!   are for (`attribution`), what a request may narrow (`narrowing`), the
+//!   rollback, and small helpers (`clock`, `cron` for rotation schedules).
 //!
 //! `main.rs` hands [`engine::factory`] and [`PLUGIN`] to [`runtime::serve`],
 //! and makes the SDK's `alloc::CachingSystem` the global allocator.
