@@ -68,9 +68,26 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     assert_eq!(status, 200, "{creds}");
     let key = creds["data"]["key"].as_str().unwrap().to_string();
     let lease = creds["lease_id"].as_str().unwrap().to_string();
+    let (status, forced) = server.get(&format!("{MOUNT}/creds/r"));
+    assert_eq!(status, 200, "{forced}");
+    let forced_key = forced["data"]["key"].as_str().unwrap().to_string();
+    let forced_lease = forced["lease_id"].as_str().unwrap().to_string();
 
-    steps.step("LiteLLM cut: a synchronous revoke fails and the lease stays");
+    steps.step("LiteLLM cut: a revoke with -force drops the lease, the key is noted");
     cable.cut();
+    let (status, body) = server.put(
+        &format!("sys/leases/revoke-force/{forced_lease}"),
+        &json!({}),
+    );
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert_eq!(live_leases(&server, "r"), 1);
+    assert_eq!(
+        litellm.chat(&forced_key, "gpt-3.5-turbo"),
+        200,
+        "the key outlives its forced lease while LiteLLM is unreachable"
+    );
+
+    steps.step("a synchronous revoke fails and the lease stays");
     let (status, body) = server.put(
         "sys/leases/revoke",
         &json!({"lease_id": lease, "sync": true}),
@@ -102,6 +119,12 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     eventually("the retried revoke", Duration::from_secs(120), || {
         (litellm.chat(&key, "gpt-3.5-turbo") == 401 && live_leases(&server, "r") == 0).then_some(())
     });
+    steps.step("and the engine's next tick deletes the key of the forced lease");
+    eventually(
+        "the forced lease's key deleted",
+        Duration::from_secs(150),
+        || (litellm.chat(&forced_key, "gpt-3.5-turbo") == 401).then_some(()),
+    );
     assert_eq!(
         assert_keys_match_leases(&server, litellm, &prefix, &["r"]),
         0

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::clock;
 use super::inventory::{self, KeyRecord};
 use super::proxy::Home;
-use super::{Engine, EXPIRY_GRACE};
+use super::{unfinished_revokes, Engine, EXPIRY_GRACE};
 use crate::framework::{
     calculate_ttl, callback, field::format_duration, Error, Request, Response, Result, SecretType,
     TtlRequest,
@@ -172,9 +172,14 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             tracing::info!(key_alias = %alias, "LiteLLM key was already gone")
         }
         Err(e) => {
-            // The server retries, but gives up after a few attempts: the
-            // mark lets tidy finish the job then.
-            inventory::mark_revoke_failed(storage, alias, &e.to_string()).await;
+            // The server retries, but gives up after a few attempts (or
+            // is told to with -force): the note lets the engine finish the
+            // job once LiteLLM answers, the mark shows it in `keys/`.
+            let error = e.to_string();
+            tokio::join!(
+                inventory::mark_revoke_failed(storage, alias, &error),
+                unfinished_revokes::note(storage, alias, &token, home.as_ref()),
+            );
             return Err(e);
         }
     }
@@ -187,7 +192,13 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 /// now (with what the lease knows). Failing here fails the renewal: a
 /// record whose expiry lags its lease could let tidy delete a live key.
 async fn renewed(storage: &dyn crate::framework::Storage, fresh: KeyRecord) -> Result<()> {
-    let record = match inventory::get(storage, &fresh.alias).await? {
+    let old = inventory::get(storage, &fresh.alias).await?;
+    if old.as_ref().is_none_or(|r| r.revoke_failed_at.is_some()) {
+        // A revoke of this lease may have failed: its key must not be
+        // deleted now that the lease goes on.
+        unfinished_revokes::forget(storage, &fresh.alias).await?;
+    }
+    let record = match old {
         Some(old) => KeyRecord {
             lease_expires: fresh.lease_expires,
             revoke_failed_at: None,

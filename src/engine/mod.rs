@@ -12,6 +12,7 @@
 //! | `inventory/mount_id` | this mount's id, written into every key's metadata (local) |
 //! | `inventory/keys/<alias>` | what was issued: token hash, role, lease expiry, proxy (local) |
 //! | `inventory/tidy_status` | the last tidy's report (local) |
+//! | `inventory/unfinished_revokes/<alias>` | a key whose revoke failed, to delete (local) |
 //! | `auto_tidy`    | when and how tidy runs by itself |
 //! | `static-roles/<name>` | a static role: models, owner, rotation period |
 //! | `static-keys/<name>`  | its current key (seal-wrapped) |
@@ -31,6 +32,7 @@ mod rollback;
 mod rotation;
 mod static_roles;
 mod tidy;
+mod unfinished_revokes;
 mod usage;
 
 use std::collections::HashMap;
@@ -139,7 +141,8 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         .secret(key_secret::secret_type(&engine))
         .periodic(tidy::auto_tidy_task(&engine))
         .periodic(rotation::periodic_task(&engine))
-        .periodic(static_roles::periodic_task(&engine));
+        .periodic(static_roles::periodic_task(&engine))
+        .periodic(unfinished_revokes::periodic_task(&engine));
     backend.special_paths = SpecialPaths {
         seal_wrap_storage: vec![
             config::STORAGE_KEY.into(),

@@ -339,6 +339,68 @@ fn lease(token: &str, home: &proxy::Home) -> Secret {
     s
 }
 
+/// Storage keys of the failed revokes the engine still has to finish.
+fn unfinished(m: &Mount) -> Vec<String> {
+    m.storage
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("inventory/unfinished_revokes/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_revoke_is_finished_on_the_tick_unless_the_lease_is_renewed() {
+    // LiteLLM refuses: the revoke fails, the key is noted, and ticks keep
+    // trying while it still refuses.
+    let (down, m) = stubbed(vec![
+        route("POST /key/delete", 500, "boom"),
+        route(
+            "POST /key/update",
+            200,
+            r#"{"expires":"2030-01-01T00:00:00Z"}"#,
+        ),
+    ])
+    .await;
+    let home = m.home().await;
+    revoke(&m, &home).await.unwrap_err();
+    assert_eq!(unfinished(&m), ["inventory/unfinished_revokes/vault-dev-x"]);
+    tick(&m).await;
+    assert_eq!(unfinished(&m).len(), 1, "still refused: still noted");
+    assert_eq!(down.count("POST /key/delete"), 2);
+
+    // A renewal says the lease lives on: the note goes, the key stays.
+    let mut renewal = m.request(Operation::Renew, "creds/dev", json!({}));
+    renewal.secret = Some(lease("abc", &home));
+    m.backend.handle(renewal).await.unwrap();
+    assert!(unfinished(&m).is_empty());
+    tick(&m).await;
+    assert_eq!(
+        down.count("POST /key/delete"),
+        2,
+        "no delete after a renewal"
+    );
+
+    // LiteLLM answers again: the tick deletes the noted key on its proxy,
+    // whatever the server did with the lease meanwhile.
+    let (up, m) = stubbed(vec![route("POST /key/delete", 200, DELETED_DEV_X)]).await;
+    unfinished_revokes::note(
+        m.storage.as_ref(),
+        "vault-dev-x",
+        "abc",
+        Some(&m.home().await),
+    )
+    .await;
+    tick(&m).await;
+    assert!(unfinished(&m).is_empty());
+    assert!(last_delete(&up).contains("abc"), "{}", last_delete(&up));
+    tick(&m).await;
+    assert_eq!(
+        up.count("POST /key/delete"),
+        1,
+        "once gone, the note is gone"
+    );
+}
+
 #[tokio::test]
 async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     let (_stub, m) = stubbed(vec![route("POST /key/delete", 404, NO_KEYS)]).await;

@@ -1,0 +1,127 @@
+//! Revokes that failed, finished by the engine.
+//!
+//! When a revoke fails (LiteLLM unreachable, or refusing), the server
+//! retries it a few times over about ten minutes and then marks the lease
+//! irrevocable, and `lease revoke -force` drops a lease without the engine
+//! at all. Either way the key was meant to end then: a failed revoke leaves
+//! a note (the key's token and proxy, never the key), and every tick of the
+//! server deletes the noted keys as soon as LiteLLM answers again, whatever
+//! became of their leases since. A revoke that succeeds later finds the key
+//! already gone, which it counts as done.
+//!
+//! A renewal after a failed revoke removes the note: the lease is alive
+//! after all (a synchronous revoke that fails leaves it in place).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::clock::unix_now;
+use super::proxy::Home;
+use super::Engine;
+use crate::framework::storage::{get_json, put_json};
+use crate::framework::{callback, PeriodicTask, Request, Result, Storage};
+
+/// Local storage (under the inventory's prefix): the leases are the
+/// cluster's own.
+const PREFIX: &str = "inventory/unfinished_revokes/";
+/// Keys deleted at once by one tick (the client batches them).
+const IN_FLIGHT: usize = 16;
+/// Notes handled by one tick; the rest wait for the next.
+const PER_TICK: usize = 1000;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Unfinished {
+    token: String,
+    /// `None` for a lease from before keys recorded their proxy: the
+    /// configured one.
+    home: Option<Home>,
+    failed_at: u64,
+}
+
+fn note_key(alias: &str) -> String {
+    format!("{PREFIX}{alias}")
+}
+
+/// Notes a key whose revoke failed, keeping the time of the first failure.
+/// Best effort: the revoke's own error is what the server acts on.
+pub(super) async fn note(storage: &dyn Storage, alias: &str, token: &str, home: Option<&Home>) {
+    let result = async {
+        let earlier: Option<Unfinished> = get_json(storage, &note_key(alias)).await?;
+        let note = Unfinished {
+            token: token.to_string(),
+            home: home.cloned(),
+            failed_at: earlier.map_or_else(unix_now, |e| e.failed_at),
+        };
+        put_json(storage, &note_key(alias), &note).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(key_alias = %alias, error = %e,
+            "cannot note the failed revoke; the server's retries and tidy remain");
+    }
+}
+
+/// The lease is alive again (renewed): nothing to finish.
+pub(super) async fn forget(storage: &dyn Storage, alias: &str) -> Result<()> {
+    storage.delete(&note_key(alias)).await
+}
+
+pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
+    PeriodicTask {
+        name: "finish-failed-revokes",
+        every: Duration::ZERO,
+        active_node_only: true,
+        handler: callback(engine, finish),
+    }
+}
+
+/// Deletes the noted keys; a note goes once its key is gone.
+async fn finish(engine: Arc<Engine>, req: Request) -> Result<()> {
+    let storage = req.storage.as_ref();
+    let mut aliases = storage.list(PREFIX).await?;
+    aliases.retain(|a| !a.ends_with('/'));
+    aliases.truncate(PER_TICK);
+    if aliases.is_empty() {
+        return Ok(());
+    }
+    let engine = &engine;
+    let outcomes: Vec<(String, Result<bool>)> = futures_util::stream::iter(aliases)
+        .map(|alias| async move {
+            let outcome = finish_one(engine, storage, &alias).await;
+            (alias, outcome)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let mut deleted = 0;
+    let mut failed = Vec::new();
+    for (alias, outcome) in outcomes {
+        match outcome {
+            Ok(true) => {
+                deleted += 1;
+                tracing::info!(key_alias = %alias, "deleted the key of a revoke that had failed");
+            }
+            Ok(false) => {}
+            Err(e) => failed.push((alias, e)),
+        }
+    }
+    if let Some((alias, e)) = failed.first() {
+        tracing::warn!(still_unfinished = failed.len(), deleted, key_alias = %alias, error = %e,
+            "keys of failed revokes not deleted yet; trying again on the next tick");
+    }
+    Ok(())
+}
+
+/// Whether LiteLLM deleted the key just now (it may have been gone).
+async fn finish_one(engine: &Engine, storage: &dyn Storage, alias: &str) -> Result<bool> {
+    let Some(note) = get_json::<Unfinished>(storage, &note_key(alias)).await? else {
+        return Ok(false);
+    };
+    let client = engine.clients.for_key(storage, note.home.as_ref()).await?;
+    let deleted = client.delete_key_batched(&note.token).await?;
+    forget(storage, alias).await?;
+    Ok(deleted == crate::litellm::Deleted::Now)
+}
