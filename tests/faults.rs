@@ -64,14 +64,15 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
         "r",
         json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "1h"}),
     );
-    let (status, creds) = server.get(&format!("{MOUNT}/creds/r"));
-    assert_eq!(status, 200, "{creds}");
-    let key = creds["data"]["key"].as_str().unwrap().to_string();
-    let lease = creds["lease_id"].as_str().unwrap().to_string();
-    let (status, forced) = server.get(&format!("{MOUNT}/creds/r"));
-    assert_eq!(status, 200, "{forced}");
-    let forced_key = forced["data"]["key"].as_str().unwrap().to_string();
-    let forced_lease = forced["lease_id"].as_str().unwrap().to_string();
+    let issue = || {
+        let (status, creds) = server.get(&format!("{MOUNT}/creds/r"));
+        assert_eq!(status, 200, "{creds}");
+        let key = creds["data"]["key"].as_str().unwrap().to_string();
+        (key, creds["lease_id"].as_str().unwrap().to_string())
+    };
+    let alive = |key: &str, why: &str| assert_eq!(litellm.chat(key, "gpt-3.5-turbo"), 200, "{why}");
+    let (key, lease) = issue();
+    let (forced_key, forced_lease) = issue();
 
     steps.step("LiteLLM cut: a revoke with -force drops the lease, the key is noted");
     cable.cut();
@@ -81,10 +82,9 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     );
     assert!((200..300).contains(&status), "{status} {body}");
     assert_eq!(live_leases(&server, "r"), 1);
-    assert_eq!(
-        litellm.chat(&forced_key, "gpt-3.5-turbo"),
-        200,
-        "the key outlives its forced lease while LiteLLM is unreachable"
+    alive(
+        &forced_key,
+        "the key outlives its forced lease while LiteLLM is unreachable",
     );
 
     steps.step("a synchronous revoke fails and the lease stays");
@@ -95,11 +95,7 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     assert!(status >= 400, "{status} {body}");
     assert!(error_text(&body).contains("LiteLLM"), "{body}");
     assert_eq!(live_leases(&server, "r"), 1);
-    assert_eq!(
-        litellm.chat(&key, "gpt-3.5-turbo"),
-        200,
-        "the key must still exist"
-    );
+    alive(&key, "the key must still exist");
 
     steps.step("an asynchronous revoke is queued and retried by the server");
     let (status, body) = server.put(
@@ -108,11 +104,7 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     );
     assert!((200..300).contains(&status), "{status} {body}");
     thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        litellm.chat(&key, "gpt-3.5-turbo"),
-        200,
-        "still there while LiteLLM is unreachable"
-    );
+    alive(&key, "still there while LiteLLM is unreachable");
 
     steps.step("LiteLLM back: the retry deletes the key and the lease");
     cable.mend();
