@@ -13,7 +13,7 @@
 //! after all (a synchronous revoke that fails leaves it in place).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -27,10 +27,12 @@ use crate::framework::{callback, PeriodicTask, Request, Result, Storage};
 /// Local storage (under the inventory's prefix): the leases are the
 /// cluster's own.
 const PREFIX: &str = "inventory/unfinished_revokes/";
-/// Keys deleted at once by one tick (the client batches them).
+/// Keys deleted at once (the client batches them).
 const IN_FLIGHT: usize = 16;
-/// Notes handled by one tick; the rest wait for the next.
-const PER_TICK: usize = 1000;
+/// Notes read per storage listing.
+const PAGE: usize = 1000;
+/// A tick stops taking new pages after this long; the next one goes on.
+const TICK_BUDGET: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Unfinished {
@@ -78,34 +80,42 @@ pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
     }
 }
 
-/// Deletes the noted keys; a note goes once its key is gone.
+/// Deletes the noted keys; a note goes once its key is gone. Pages walk
+/// past notes that still fail (a proxy that is still down), so they never
+/// hold up the others.
 async fn finish(engine: Arc<Engine>, req: Request) -> Result<()> {
     let storage = req.storage.as_ref();
-    let mut aliases = storage.list(PREFIX).await?;
-    aliases.retain(|a| !a.ends_with('/'));
-    aliases.truncate(PER_TICK);
-    if aliases.is_empty() {
-        return Ok(());
-    }
-    let engine = &engine;
-    let outcomes: Vec<(String, Result<bool>)> = futures_util::stream::iter(aliases)
-        .map(|alias| async move {
-            let outcome = finish_one(engine, storage, &alias).await;
-            (alias, outcome)
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    let mut deleted = 0;
-    let mut failed = Vec::new();
-    for (alias, outcome) in outcomes {
-        match outcome {
-            Ok(true) => {
-                deleted += 1;
-                tracing::info!(key_alias = %alias, "deleted the key of a revoke that had failed");
+    let started = Instant::now();
+    let (mut deleted, mut failed) = (0, Vec::new());
+    let mut after = String::new();
+    while started.elapsed() < TICK_BUDGET {
+        let mut page = storage.list_page(PREFIX, &after, PAGE).await?;
+        let last_page = page.len() < PAGE;
+        page.retain(|a| !a.ends_with('/'));
+        if let Some(last) = page.last() {
+            after = last.clone();
+        }
+        let engine = &engine;
+        let outcomes: Vec<(String, Result<bool>)> = futures_util::stream::iter(page)
+            .map(|alias| async move {
+                let outcome = finish_one(engine, storage, &alias).await;
+                (alias, outcome)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (alias, outcome) in outcomes {
+            match outcome {
+                Ok(true) => {
+                    deleted += 1;
+                    tracing::info!(key_alias = %alias, "deleted the key of a revoke that had failed");
+                }
+                Ok(false) => {}
+                Err(e) => failed.push((alias, e)),
             }
-            Ok(false) => {}
-            Err(e) => failed.push((alias, e)),
+        }
+        if last_page {
+            break;
         }
     }
     if let Some((alias, e)) = failed.first() {
