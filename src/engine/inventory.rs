@@ -82,7 +82,8 @@ pub(super) struct KeyRecord {
     #[serde(default)]
     pub entity_id: String,
     /// First failed revocation (unix seconds): the lease was meant to end
-    /// then, so tidy may finish the job once the server gives up.
+    /// then (`unfinished_revokes` deletes the key once LiteLLM answers;
+    /// tidy drops the record once the buffer has passed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_failed_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
