@@ -402,6 +402,37 @@ async fn a_failed_revoke_is_finished_on_the_tick_unless_the_lease_is_renewed() {
 }
 
 #[tokio::test]
+async fn notes_that_keep_failing_do_not_hold_up_the_others() {
+    let (up, m) = stubbed(vec![route("POST /key/delete", 200, DELETED_DEV_X)]).await;
+    let home = m.home().await;
+    // Sorted first: a key on a proxy the mount does not know fails every tick.
+    let lost = proxy::Home {
+        proxy_id: "0000000000000000".into(),
+        base_url: "http://127.0.0.1:9/".into(),
+    };
+    let storage = m.storage.as_ref();
+    unfinished_revokes::note(storage, "a-lost", "t-lost", Some(&lost)).await;
+    // More than a page of listing behind it.
+    for i in 0..1000 {
+        unfinished_revokes::note(
+            storage,
+            &format!("b-{i:04}"),
+            &format!("t-{i}"),
+            Some(&home),
+        )
+        .await;
+    }
+    tick(&m).await;
+    assert_eq!(unfinished(&m), ["inventory/unfinished_revokes/a-lost"]);
+    let deleted: usize = up
+        .requests()
+        .iter()
+        .map(|r| r.matches("\"t-").count())
+        .sum();
+    assert_eq!(deleted, 1000, "every key behind the failing one is deleted");
+}
+
+#[tokio::test]
 async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     let (_stub, m) = stubbed(vec![route("POST /key/delete", 404, NO_KEYS)]).await;
     assert!(revoke(&m, &m.home().await).await.unwrap().is_none());
