@@ -2,8 +2,8 @@
 //!
 //! When a revoke fails (LiteLLM unreachable, or refusing), the server
 //! retries it a few times over about ten minutes and then marks the lease
-//! irrevocable, and `lease revoke -force` drops a lease without the engine
-//! at all. Either way the key was meant to end then: a failed revoke leaves
+//! irrevocable, and `lease revoke -force` drops a lease whatever the engine
+//! answers. Either way the key was meant to end then: a failed revoke leaves
 //! a note (the key's token and proxy, never the key), and every tick of the
 //! server deletes the noted keys as soon as LiteLLM answers again, whatever
 //! became of their leases since. A revoke that succeeds later finds the key
@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::clock::unix_now;
 use super::proxy::Home;
 use super::Engine;
 use crate::framework::storage::{get_json, put_json};
@@ -40,27 +39,21 @@ struct Unfinished {
     /// `None` for a lease from before keys recorded their proxy: the
     /// configured one.
     home: Option<Home>,
-    failed_at: u64,
 }
 
 fn note_key(alias: &str) -> String {
     format!("{PREFIX}{alias}")
 }
 
-/// Notes a key whose revoke failed, keeping the time of the first failure.
-/// Best effort: the revoke's own error is what the server acts on.
+/// Notes a key whose revoke failed (the record in the inventory keeps the
+/// time of the first failure). Best effort: the revoke's own error is what
+/// the server acts on.
 pub(super) async fn note(storage: &dyn Storage, alias: &str, token: &str, home: Option<&Home>) {
-    let result = async {
-        let earlier: Option<Unfinished> = get_json(storage, &note_key(alias)).await?;
-        let note = Unfinished {
-            token: token.to_string(),
-            home: home.cloned(),
-            failed_at: earlier.map_or_else(unix_now, |e| e.failed_at),
-        };
-        put_json(storage, &note_key(alias), &note).await
-    }
-    .await;
-    if let Err(e) = result {
+    let note = Unfinished {
+        token: token.to_string(),
+        home: home.cloned(),
+    };
+    if let Err(e) = put_json(storage, &note_key(alias), &note).await {
         tracing::warn!(key_alias = %alias, error = %e,
             "cannot note the failed revoke; the server's retries and tidy remain");
     }
