@@ -12,7 +12,9 @@
 //!   `rotate-root`, `static_roles`) plus the lease (`key_secret`), the record
 //!   of what was issued (`inventory`), where keys live (`proxy`), who they
 //!   are for (`attribution`), what a request may narrow (`narrowing`), the
-//!   rollback, and small helpers (`clock`, `cron` for rotation schedules).
+//!   rollback, revokes that failed and are finished on the server's tick
+//!   (`unfinished_revokes`), and small helpers (`clock`, `cron` for rotation
+//!   schedules).
 //!
 //! `main.rs` hands [`engine::factory`] and [`PLUGIN`] to [`runtime::serve`],
 //! and makes the SDK's `alloc::CachingSystem` the global allocator.

@@ -4,7 +4,7 @@
 //! retries it a few times over about ten minutes and then marks the lease
 //! irrevocable, and `lease revoke -force` drops a lease whatever the engine
 //! answers. Either way the key was meant to end then: a failed revoke leaves
-//! a note (the key's token and proxy, never the key), and every tick of the
+//! a note (the key's token hash and proxy, never the key), and every tick of the
 //! server deletes the noted keys as soon as LiteLLM answers again, whatever
 //! became of their leases since. A revoke that succeeds later finds the key
 //! already gone, which it counts as done.
