@@ -84,10 +84,12 @@ async fn finish(engine: Arc<Engine>, req: Request) -> Result<()> {
     while started.elapsed() < TICK_BUDGET {
         let mut page = storage.list_page(PREFIX, &after, PAGE).await?;
         let last_page = page.len() < PAGE;
-        page.retain(|a| !a.ends_with('/'));
+        // The cursor moves past whatever was listed, so a page that held
+        // nothing but folders cannot be listed again and again.
         if let Some(last) = page.last() {
             after = last.clone();
         }
+        page.retain(|a| !a.ends_with('/'));
         let engine = &engine;
         let outcomes: Vec<(String, Result<bool>)> = futures_util::stream::iter(page)
             .map(|alias| async move {
