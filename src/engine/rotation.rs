@@ -460,12 +460,7 @@ pub(super) async fn roll_back(
 
 /// Runs on every tick of the active node; rotates when due.
 pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
-    PeriodicTask {
-        name: "rotate-root",
-        every: Duration::ZERO,
-        active_node_only: true,
-        handler: callback(engine, scheduled),
-    }
+    PeriodicTask::on_each_tick("rotate-root", callback(engine, scheduled))
 }
 
 async fn scheduled(engine: Arc<Engine>, req: Request) -> Result<()> {

@@ -532,12 +532,7 @@ pub(super) async fn roll_back(
 }
 
 pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
-    PeriodicTask {
-        name: "static-roles",
-        every: Duration::ZERO,
-        active_node_only: true,
-        handler: callback(engine, rotate_due),
-    }
+    PeriodicTask::on_each_tick("static-roles", callback(engine, rotate_due))
 }
 
 /// Ends the grace of previous keys and rotates every static role whose key

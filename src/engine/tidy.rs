@@ -186,13 +186,7 @@ pub(super) fn auto_path(engine: &Arc<Engine>) -> Path {
 }
 
 pub(super) fn auto_tidy_task(engine: &Arc<Engine>) -> PeriodicTask {
-    PeriodicTask {
-        name: "auto-tidy",
-        // Checked on every tick; the configured interval decides.
-        every: Duration::ZERO,
-        active_node_only: true,
-        handler: callback(engine, auto_tidy),
-    }
+    PeriodicTask::on_each_tick("auto-tidy", callback(engine, auto_tidy))
 }
 
 /// What a `tidy` or `config/auto-tidy` write gives (each path's schema has

@@ -65,12 +65,7 @@ pub(super) async fn forget(storage: &dyn Storage, alias: &str) -> Result<()> {
 }
 
 pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
-    PeriodicTask {
-        name: "finish-failed-revokes",
-        every: Duration::ZERO,
-        active_node_only: true,
-        handler: callback(engine, finish),
-    }
+    PeriodicTask::on_each_tick("finish-failed-revokes", callback(engine, finish))
 }
 
 /// Deletes the noted keys; a note goes once its key is gone. Pages walk

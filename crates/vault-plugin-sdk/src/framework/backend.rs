@@ -61,6 +61,27 @@ pub struct PeriodicTask {
     pub handler: Callback<Request, ()>,
 }
 
+impl PeriodicTask {
+    /// A task that writes (tidying, rotation): offered every tick, run on
+    /// the active node only. The task itself decides whether work is due,
+    /// from what it keeps in storage, so every node agrees after a failover.
+    pub fn on_each_tick(name: &'static str, handler: Callback<Request, ()>) -> Self {
+        PeriodicTask {
+            name,
+            every: Duration::ZERO,
+            active_node_only: true,
+            handler,
+        }
+    }
+
+    /// Runs at most once per `every` (per process: a restart runs it on its
+    /// first tick).
+    pub fn at_most_every(mut self, every: Duration) -> Self {
+        self.every = every;
+        self
+    }
+}
+
 /// Paths with special treatment by the host.
 #[derive(Debug, Clone, Default)]
 pub struct SpecialPaths {
@@ -734,17 +755,18 @@ mod tests {
         let st = state();
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
-        let task = |every: Duration| PeriodicTask {
-            name: "count",
-            every,
-            active_node_only: true,
-            handler: callback(
-                &counted,
-                |runs: Arc<AtomicUsize>, _req: Request| async move {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                },
-            ),
+        let task = |every: Duration| {
+            PeriodicTask::on_each_tick(
+                "count",
+                callback(
+                    &counted,
+                    |runs: Arc<AtomicUsize>, _req: Request| async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    },
+                ),
+            )
+            .at_most_every(every)
         };
         let b = backend(&st, Duration::ZERO)
             .periodic(task(Duration::ZERO))
