@@ -73,6 +73,25 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     let alive = |key: &str, why: &str| assert_eq!(litellm.chat(key, "gpt-3.5-turbo"), 200, "{why}");
     let (key, lease) = issue();
     let (forced_key, forced_lease) = issue();
+    // A second mount, whose disable will fail while LiteLLM is cut.
+    let doomed = format!("{MOUNT}-doomed");
+    server.enable_with_options(&doomed, "litellm", json!({}));
+    for (path, body) in [
+        (
+            "config",
+            json!({"base_url": cable.url(), "master_key": litellm.master_key}),
+        ),
+        (
+            "roles/r",
+            json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "1h"}),
+        ),
+    ] {
+        let (status, out) = server.put(&format!("{doomed}/{path}"), &body);
+        assert_eq!(status, 204, "{doomed}/{path}: {out}");
+    }
+    let (status, creds) = server.get(&format!("{doomed}/creds/r"));
+    assert_eq!(status, 200, "{creds}");
+    let doomed_key = creds["data"]["key"].as_str().unwrap().to_string();
 
     steps.step("LiteLLM cut: a revoke with -force drops the lease, the key is noted");
     cable.cut();
@@ -85,6 +104,15 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     alive(
         &forced_key,
         "the key outlives its forced lease while LiteLLM is unreachable",
+    );
+
+    steps.step("disabling the second mount fails (its revoke cannot reach LiteLLM)");
+    let (status, body) = server.delete(&format!("sys/mounts/{doomed}"));
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).contains("LiteLLM"), "{body}");
+    alive(
+        &doomed_key,
+        "its key outlives the failed disable while LiteLLM is unreachable",
     );
 
     steps.step("a synchronous revoke fails and the lease stays");
@@ -111,11 +139,24 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     eventually("the retried revoke", Duration::from_secs(120), || {
         (litellm.chat(&key, "gpt-3.5-turbo") == 401 && live_leases(&server, "r") == 0).then_some(())
     });
-    steps.step("and the engine's next tick deletes the key of the forced lease");
+    steps.step(
+        "and the engine's next tick deletes the keys of the forced lease and the failed disable",
+    );
     eventually(
         "the forced lease's key deleted",
         Duration::from_secs(150),
         || (litellm.chat(&forced_key, "gpt-3.5-turbo") == 401).then_some(()),
+    );
+    // The tainted mount ticks too: nobody has retried its disable yet.
+    eventually(
+        "the key of the failed disable deleted",
+        Duration::from_secs(90),
+        || (litellm.chat(&doomed_key, "gpt-3.5-turbo") == 401).then_some(()),
+    );
+    let (status, body) = server.delete(&format!("sys/mounts/{doomed}"));
+    assert!(
+        (200..300).contains(&status),
+        "retried disable: {status} {body}"
     );
     assert_eq!(
         assert_keys_match_leases(&server, litellm, &prefix, &["r"]),

@@ -64,8 +64,13 @@ pub(super) async fn forget(storage: &dyn Storage, alias: &str) -> Result<()> {
     storage.delete(&note_key(alias)).await
 }
 
+/// Also on a tainted mount: the server's last tick before a disable
+/// deletes what `-force` left noted, and after a disable that failed (its
+/// revokes could not reach LiteLLM; the mount stays, tainted) the ticks
+/// delete those keys once LiteLLM answers, before anyone retries.
 pub(super) fn periodic_task(engine: &Arc<Engine>) -> PeriodicTask {
     PeriodicTask::on_each_tick("finish-failed-revokes", callback(engine, finish))
+        .also_on_tainted_mount()
 }
 
 /// Deletes the noted keys; a note goes once its key is gone. Pages walk

@@ -56,6 +56,12 @@ pub struct PeriodicTask {
     pub every: Duration,
     /// Skip on nodes whose storage is read-only (standbys): the task writes.
     pub active_node_only: bool,
+    /// Also run while the mount is tainted: on the server's last tick
+    /// before it disables or moves the mount, and on every tick after a
+    /// disable that failed (the mount stays, tainted, until one succeeds).
+    /// Only for tasks that finish what the server already asked for, as the
+    /// WAL rollback does; new work then would only leave things behind.
+    pub on_tainted_mount: bool,
     /// Runs the task with the rollback request (the mount's storage and
     /// system view, no body). Errors are logged; the task runs again later.
     pub handler: Callback<Request, ()>,
@@ -70,8 +76,16 @@ impl PeriodicTask {
             name,
             every: Duration::ZERO,
             active_node_only: true,
+            on_tainted_mount: false,
             handler,
         }
+    }
+
+    /// Also runs while the mount is tainted (see
+    /// [`PeriodicTask::on_tainted_mount`]).
+    pub fn also_on_tainted_mount(mut self) -> Self {
+        self.on_tainted_mount = true;
+        self
     }
 
     /// Runs at most once per `every` (per process: a restart runs it on its
@@ -302,22 +316,22 @@ impl Backend {
         // The server's last tick for a mount it disables, moves or seals
         // (a namespace seal) comes with the mount tainted: new work then
         // (a rotation nobody will read) only leaves things behind. The WAL
-        // rollback still runs: it undoes what was cut short.
-        match req.system.tainted().await {
-            Ok(false) => {}
-            Ok(true) => {
-                tracing::debug!(
-                    "periodic: the mount is tainted (going away or moving); tasks skipped"
-                );
-                return;
-            }
+        // rollback still runs, and so do tasks that finish what was cut
+        // short.
+        let tainted = match req.system.tainted().await {
+            Ok(tainted) => tainted,
             Err(e) => {
-                tracing::warn!(error = %e, "periodic: cannot tell whether the mount is tainted");
-                return;
+                tracing::warn!(error = %e, "periodic: cannot tell whether the mount is tainted; only tasks that may run on a tainted mount run");
+                true
             }
+        };
+        if tainted {
+            tracing::debug!(
+                "periodic: the mount is tainted (going away or moving); new work skipped"
+            );
         }
         for (task, last_run) in &self.periodic {
-            if task.active_node_only && standby {
+            if (task.active_node_only && standby) || (tainted && !task.on_tainted_mount) {
                 continue;
             }
             // Held for the whole run: a slow task is not started twice.
@@ -784,8 +798,19 @@ mod tests {
             tainted: true,
             ..StaticSystemView::default()
         };
-        tick_on(&b, &s, tainted).await;
+        tick_on(&b, &s, tainted.clone()).await;
         assert_eq!(runs.load(Ordering::SeqCst), 4, "skipped on a tainted mount");
+
+        // A task that finishes what the server asked for runs there too.
+        let b = b.periodic(task(Duration::ZERO).also_on_tainted_mount());
+        tick_on(&b, &s, tainted).await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            5,
+            "finishing work runs on a tainted mount"
+        );
+        tick_on(&b, &s, standby()).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 5, "but not on a standby");
     }
 
     #[tokio::test]
