@@ -432,6 +432,61 @@ async fn notes_that_keep_failing_do_not_hold_up_the_others() {
     assert_eq!(deleted, 1000, "every key behind the failing one is deleted");
 }
 
+/// The record of a key of role `dev` on `home` whose lease ends at
+/// `lease_expires` (unix seconds).
+fn record_ending(alias: &str, home: &proxy::Home, lease_expires: u64) -> inventory::KeyRecord {
+    inventory::KeyRecord {
+        alias: alias.into(),
+        token: "t".into(),
+        role: "dev".into(),
+        issued_at: 1,
+        lease_expires,
+        proxy_id: home.proxy_id.clone(),
+        proxy_url: home.base_url.clone(),
+        display_name: String::new(),
+        entity_id: String::new(),
+        revoke_failed_at: None,
+        revoke_error: None,
+    }
+}
+
+#[tokio::test]
+async fn a_note_ends_once_its_key_has_expired_by_itself() {
+    // A proxy that never answers again (retired for good).
+    let (_stub, m) = stubbed(vec![]).await;
+    let lost = proxy::Home {
+        proxy_id: "0000000000000000".into(),
+        base_url: "http://127.0.0.1:9/".into(),
+    };
+    let storage = m.storage.as_ref();
+    let now = clock::unix_now();
+    for (alias, lease_ended) in [
+        ("expired", Some(now - 2 * 3600)),
+        ("recent", Some(now - 60)),
+        ("unrecorded", None),
+    ] {
+        unfinished_revokes::note(storage, alias, "t", Some(&lost)).await;
+        if let Some(at) = lease_ended {
+            inventory::put(storage, &record_ending(alias, &lost, at))
+                .await
+                .unwrap();
+        }
+    }
+    tick(&m).await;
+    assert_eq!(
+        unfinished(&m),
+        [
+            "inventory/unfinished_revokes/recent",
+            "inventory/unfinished_revokes/unrecorded"
+        ],
+        "a key that may still be valid stays noted, and so does one without a known end"
+    );
+    assert!(
+        record(&m, "expired").await.is_some(),
+        "the record stays for keys/ and tidy"
+    );
+}
+
 #[tokio::test]
 async fn revoke_of_a_gone_key_succeeds_and_failures_are_retried() {
     let (_stub, m) = stubbed(vec![route("POST /key/delete", 404, NO_KEYS)]).await;
@@ -1147,24 +1202,9 @@ async fn the_rollback_removes_a_record_written_before_a_crash() {
     let (_stub, m) = stubbed(vec![route("POST /key/delete", 200, DELETED_DEV_X)]).await;
     let home = m.home().await;
     put_rollback_entry(&m).await;
-    inventory::put(
-        m.storage.as_ref(),
-        &inventory::KeyRecord {
-            alias: "vault-dev-x".into(),
-            token: "t".into(),
-            role: "dev".into(),
-            issued_at: 1,
-            lease_expires: 2,
-            proxy_id: home.proxy_id,
-            proxy_url: home.base_url,
-            display_name: String::new(),
-            entity_id: String::new(),
-            revoke_failed_at: None,
-            revoke_error: None,
-        },
-    )
-    .await
-    .unwrap();
+    inventory::put(m.storage.as_ref(), &record_ending("vault-dev-x", &home, 2))
+        .await
+        .unwrap();
     tick(&m).await;
     assert_eq!(m.wal_entries(), 0);
     assert_eq!(record(&m, "vault-dev-x").await, None);

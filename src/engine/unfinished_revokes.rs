@@ -11,6 +11,12 @@
 //!
 //! A renewal after a failed revoke removes the note: the lease is alive
 //! after all (a synchronous revoke that fails leaves it in place).
+//!
+//! A note ends too once its key has expired in LiteLLM by itself (the
+//! record's lease end plus the grace, and an hour for the clocks): such a
+//! key can no longer be used, and a proxy that never answers again (one
+//! retired for good) would otherwise be asked every minute forever. The
+//! record stays, marked, for `keys/` and tidy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +24,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::clock::{rfc3339, unix_now};
+use super::inventory;
 use super::proxy::Home;
-use super::Engine;
+use super::{Engine, EXPIRY_GRACE};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{callback, PeriodicTask, Request, Result, Storage};
 
@@ -32,6 +40,9 @@ const IN_FLIGHT: usize = 16;
 const PAGE: usize = 1000;
 /// A tick stops taking new pages after this long; the next one goes on.
 const TICK_BUDGET: Duration = Duration::from_secs(30);
+/// How long past its own expiry a key's note is kept: LiteLLM's clock may
+/// run behind the server's.
+const CLOCK_MARGIN: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Unfinished {
@@ -91,7 +102,7 @@ async fn finish(engine: Arc<Engine>, req: Request) -> Result<()> {
         }
         page.retain(|a| !a.ends_with('/'));
         let engine = &engine;
-        let outcomes: Vec<(String, Result<bool>)> = futures_util::stream::iter(page)
+        let outcomes: Vec<(String, Result<Finished>)> = futures_util::stream::iter(page)
             .map(|alias| async move {
                 let outcome = finish_one(engine, storage, &alias).await;
                 (alias, outcome)
@@ -101,11 +112,16 @@ async fn finish(engine: Arc<Engine>, req: Request) -> Result<()> {
             .await;
         for (alias, outcome) in outcomes {
             match outcome {
-                Ok(true) => {
+                Ok(Finished::Deleted) => {
                     deleted += 1;
                     tracing::info!(key_alias = %alias, "deleted the key of a revoke that had failed");
                 }
-                Ok(false) => {}
+                Ok(Finished::Gone) => {}
+                Ok(Finished::Expired { at, error }) => {
+                    tracing::warn!(key_alias = %alias, expired_at = %rfc3339(at), error = %error,
+                        "gave up deleting the key of a failed revoke: it expired in LiteLLM by itself; \
+                         its record stays for keys/ and tidy");
+                }
                 Err(e) => failed.push((alias, e)),
             }
         }
@@ -120,13 +136,47 @@ async fn finish(engine: Arc<Engine>, req: Request) -> Result<()> {
     Ok(())
 }
 
-/// Whether LiteLLM deleted the key just now (it may have been gone).
-async fn finish_one(engine: &Engine, storage: &dyn Storage, alias: &str) -> Result<bool> {
+/// How a note ended.
+#[derive(Debug)]
+enum Finished {
+    /// LiteLLM deleted the key just now.
+    Deleted,
+    /// The key was gone already (or the note was).
+    Gone,
+    /// The key could not be deleted but has expired by itself (unix time).
+    Expired { at: u64, error: String },
+}
+
+async fn finish_one(engine: &Engine, storage: &dyn Storage, alias: &str) -> Result<Finished> {
     let Some(note) = get_json::<Unfinished>(storage, &note_key(alias)).await? else {
-        return Ok(false);
+        return Ok(Finished::Gone);
     };
-    let client = engine.clients.for_key(storage, note.home.as_ref()).await?;
-    let deleted = client.delete_key_batched(&note.token).await?;
+    let deleted = async {
+        let client = engine.clients.for_key(storage, note.home.as_ref()).await?;
+        Ok::<_, crate::framework::Error>(client.delete_key_batched(&note.token).await?)
+    }
+    .await;
+    let finished = match deleted {
+        Ok(crate::litellm::Deleted::Now) => Finished::Deleted,
+        Ok(crate::litellm::Deleted::AlreadyGone) => Finished::Gone,
+        Err(e) => match key_expired_at(storage, alias).await? {
+            Some(at) => Finished::Expired {
+                at,
+                error: e.to_string(),
+            },
+            None => return Err(e),
+        },
+    };
     forget(storage, alias).await?;
-    Ok(deleted == crate::litellm::Deleted::Now)
+    Ok(finished)
+}
+
+/// When the key expired in LiteLLM by itself, if that was more than the
+/// clock margin ago (by its record: no record, no end).
+async fn key_expired_at(storage: &dyn Storage, alias: &str) -> Result<Option<u64>> {
+    let Some(record) = inventory::get(storage, alias).await? else {
+        return Ok(None);
+    };
+    let at = record.lease_expires + EXPIRY_GRACE.as_secs();
+    Ok((at + CLOCK_MARGIN.as_secs() < unix_now()).then_some(at))
 }
