@@ -96,25 +96,25 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .clients
         .for_key(req.storage.as_ref(), home.as_ref())
         .await?;
-    let updated = client
-        .extend_key(&token, grant.ttl + EXPIRY_GRACE)
-        .await
-        .map_err(Error::from)?;
     let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
-    tracing::info!(role = %role_name, key_alias = %alias, ttl = %format_duration(grant.ttl),
-        expires = updated.expires.as_deref().unwrap_or("never"), "renewed LiteLLM key");
+    // The record moves first: if the key's extension then fails, the record
+    // is ahead of the lease (tidy and the failed-revoke notes wait longer),
+    // never behind the key's life in LiteLLM.
     if secret.internal_str("key_alias").is_ok() {
         let record = KeyRecord {
-            alias,
-            token,
-            role: role_name,
+            alias: alias.clone(),
+            token: token.clone(),
+            role: role_name.clone(),
             issued_at: clock::unix(issue_time),
             lease_expires: clock::unix(now) + grant.ttl.as_secs(),
             proxy_id: home
                 .as_ref()
                 .map(|h| h.proxy_id.clone())
                 .unwrap_or_default(),
-            proxy_url: home.map(|h| h.base_url).unwrap_or_default(),
+            proxy_url: home
+                .as_ref()
+                .map(|h| h.base_url.clone())
+                .unwrap_or_default(),
             display_name: String::new(),
             entity_id: String::new(),
             revoke_failed_at: None,
@@ -122,6 +122,12 @@ async fn renew(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         };
         renewed(req.storage.as_ref(), record).await?;
     }
+    let updated = client
+        .extend_key(&token, grant.ttl + EXPIRY_GRACE)
+        .await
+        .map_err(Error::from)?;
+    tracing::info!(role = %role_name, key_alias = %alias, ttl = %format_duration(grant.ttl),
+        expires = updated.expires.as_deref().unwrap_or("never"), "renewed LiteLLM key");
     secret.ttl = grant.ttl;
     secret.max_ttl = match narrowed {
         // The server gives a renewal the increment it was asked for,

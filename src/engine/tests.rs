@@ -1648,8 +1648,12 @@ async fn a_narrowed_ttl_stays_the_ceiling_of_every_renewal() {
 #[tokio::test]
 async fn renewing_a_key_deleted_in_litellm_says_so() {
     let (_stub, m) = stubbed(vec![key_gone_on_update()]).await;
+    let home = m.home().await;
+    inventory::put(m.storage.as_ref(), &record_ending("vault-dev-x", &home, 2))
+        .await
+        .unwrap();
     let mut req = m.request(Operation::Renew, "creds/dev", json!({}));
-    req.secret = Some(lease("abc", &m.home().await));
+    req.secret = Some(lease("abc", &home));
     let err = m.backend.handle(req).await.unwrap_err();
     assert_eq!(err.status(), 400, "{err}");
     let text = err.to_string();
@@ -1657,6 +1661,10 @@ async fn renewing_a_key_deleted_in_litellm_says_so() {
         text.contains("no longer exists in LiteLLM") && !text.contains("base_url"),
         "{text}"
     );
+    // The record moved before LiteLLM was asked: a failed extension leaves
+    // it ahead of the lease, never behind the key's life in LiteLLM.
+    let r = record(&m, "vault-dev-x").await.unwrap();
+    assert!(r.lease_expires > clock::unix_now(), "{r:?}");
 }
 
 /// Moves the stored static key of `name` so it expires `in_secs` from now.
