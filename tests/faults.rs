@@ -37,16 +37,24 @@ fn mount(server: &DevServer, options: Value) {
 }
 
 fn configure(server: &DevServer, base_url: &str, master_key: &str) {
+    configure_at(server, MOUNT, base_url, master_key);
+}
+
+fn configure_at(server: &DevServer, mount: &str, base_url: &str, master_key: &str) {
     let (status, body) = server.put(
-        &format!("{MOUNT}/config"),
+        &format!("{mount}/config"),
         &json!({"base_url": base_url, "master_key": master_key}),
     );
-    assert_eq!(status, 204, "config: {body}");
+    assert_eq!(status, 204, "{mount} config: {body}");
 }
 
 fn role(server: &DevServer, name: &str, body: Value) {
-    let (status, out) = server.put(&format!("{MOUNT}/roles/{name}"), &body);
-    assert_eq!(status, 204, "role {name}: {out}");
+    role_at(server, MOUNT, name, body);
+}
+
+fn role_at(server: &DevServer, mount: &str, name: &str, body: Value) {
+    let (status, out) = server.put(&format!("{mount}/roles/{name}"), &body);
+    assert_eq!(status, 204, "{mount} role {name}: {out}");
 }
 
 fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
@@ -58,40 +66,24 @@ fn litellm_down_during_revoke_is_retried_until_the_key_is_gone(
     let cable = Cable::to(&litellm.url);
     let server = DevServer::start(engine, &plugin_binary());
     mount(&server, json!({}));
+    let role_body = json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "1h"});
     configure(&server, &cable.url(), &litellm.master_key);
-    role(
-        &server,
-        "r",
-        json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "1h"}),
-    );
-    let issue = || {
-        let (status, creds) = server.get(&format!("{MOUNT}/creds/r"));
+    role(&server, "r", role_body.clone());
+    let issue = |mount: &str| {
+        let (status, creds) = server.get(&format!("{mount}/creds/r"));
         assert_eq!(status, 200, "{creds}");
         let key = creds["data"]["key"].as_str().unwrap().to_string();
         (key, creds["lease_id"].as_str().unwrap().to_string())
     };
     let alive = |key: &str, why: &str| assert_eq!(litellm.chat(key, "gpt-3.5-turbo"), 200, "{why}");
-    let (key, lease) = issue();
-    let (forced_key, forced_lease) = issue();
+    let (key, lease) = issue(MOUNT);
+    let (forced_key, forced_lease) = issue(MOUNT);
     // A second mount, whose disable will fail while LiteLLM is cut.
     let doomed = format!("{MOUNT}-doomed");
     server.enable_with_options(&doomed, "litellm", json!({}));
-    for (path, body) in [
-        (
-            "config",
-            json!({"base_url": cable.url(), "master_key": litellm.master_key}),
-        ),
-        (
-            "roles/r",
-            json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "1h"}),
-        ),
-    ] {
-        let (status, out) = server.put(&format!("{doomed}/{path}"), &body);
-        assert_eq!(status, 204, "{doomed}/{path}: {out}");
-    }
-    let (status, creds) = server.get(&format!("{doomed}/creds/r"));
-    assert_eq!(status, 200, "{creds}");
-    let doomed_key = creds["data"]["key"].as_str().unwrap().to_string();
+    configure_at(&server, &doomed, &cable.url(), &litellm.master_key);
+    role_at(&server, &doomed, "r", role_body);
+    let (doomed_key, _) = issue(&doomed);
 
     steps.step("LiteLLM cut: a revoke with -force drops the lease, the key is noted");
     cable.cut();

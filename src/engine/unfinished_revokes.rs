@@ -29,7 +29,8 @@ use super::inventory;
 use super::proxy::Home;
 use super::{Engine, EXPIRY_GRACE};
 use crate::framework::storage::{get_json, put_json};
-use crate::framework::{callback, PeriodicTask, Request, Result, Storage};
+use crate::framework::{callback, Error, PeriodicTask, Request, Result, Storage};
+use crate::litellm::Deleted;
 
 /// Local storage (under the inventory's prefix): the leases are the
 /// cluster's own.
@@ -153,12 +154,12 @@ async fn finish_one(engine: &Engine, storage: &dyn Storage, alias: &str) -> Resu
     };
     let deleted = async {
         let client = engine.clients.for_key(storage, note.home.as_ref()).await?;
-        Ok::<_, crate::framework::Error>(client.delete_key_batched(&note.token).await?)
+        Ok::<_, Error>(client.delete_key_batched(&note.token).await?)
     }
     .await;
     let finished = match deleted {
-        Ok(crate::litellm::Deleted::Now) => Finished::Deleted,
-        Ok(crate::litellm::Deleted::AlreadyGone) => Finished::Gone,
+        Ok(Deleted::Now) => Finished::Deleted,
+        Ok(Deleted::AlreadyGone) => Finished::Gone,
         Err(e) => match key_expired_at(storage, alias).await? {
             Some(at) => Finished::Expired {
                 at,
