@@ -98,10 +98,12 @@ impl KeyRecord {
         }
     }
 
-    /// When the lease ended, or will: the expiry, or a failed revoke.
-    pub(super) fn ended_at(&self) -> u64 {
-        self.revoke_failed_at
-            .map_or(self.lease_expires, |t| t.min(self.lease_expires))
+    /// When the lease ended, or will at the latest: a failed revoke, or
+    /// the expiry plus `start_lag` (the recorded expiry counts from the
+    /// call to LiteLLM, the server's from the engine's answer).
+    pub(super) fn ended_at(&self, start_lag: u64) -> u64 {
+        let expiry = self.lease_expires + start_lag;
+        self.revoke_failed_at.map_or(expiry, |t| t.min(expiry))
     }
 }
 
@@ -260,7 +262,7 @@ mod tests {
         mark_revoke_failed(&s, "vault-dev-abc", "down").await;
         let first = get(&s, "vault-dev-abc").await.unwrap().unwrap();
         let at = first.revoke_failed_at.unwrap();
-        assert!(first.ended_at() <= at);
+        assert_eq!(first.ended_at(600), at);
         mark_revoke_failed(&s, "vault-dev-abc", "still down").await;
         let second = get(&s, "vault-dev-abc").await.unwrap().unwrap();
         assert_eq!(second.revoke_failed_at, Some(at));

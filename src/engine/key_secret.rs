@@ -198,12 +198,15 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 /// now (with what the lease knows). Failing here fails the renewal: a
 /// record whose expiry lags its lease could let tidy delete a live key.
 async fn renewed(storage: &dyn crate::framework::Storage, fresh: KeyRecord) -> Result<()> {
-    let old = inventory::get(storage, &fresh.alias).await?;
-    if old.as_ref().is_none_or(|r| r.revoke_failed_at.is_some()) {
-        // A revoke of this lease may have failed: its key must not be
-        // deleted now that the lease goes on.
-        unfinished_revokes::forget(storage, &fresh.alias).await?;
-    }
+    // A revoke of this lease may have failed (the record's mark is best
+    // effort, so it is not asked): its key must not be deleted now that the
+    // lease goes on.
+    let (old, forgotten) = tokio::join!(
+        inventory::get(storage, &fresh.alias),
+        unfinished_revokes::forget(storage, &fresh.alias),
+    );
+    forgotten?;
+    let old = old?;
     let record = match old {
         Some(old) => KeyRecord {
             lease_expires: fresh.lease_expires,

@@ -30,6 +30,7 @@ pub(super) const RESERVED_METADATA: &[&str] = &[
     "vault_entity_id",
     "created_by",
     "vault_mount_id",
+    "vault_static_role",
 ];
 
 /// What a key may call in LiteLLM, as LiteLLM's `key_type` presets.
@@ -780,7 +781,7 @@ pub(super) fn scope_fields(path: Path, default_alias_prefix: &'static str) -> Pa
             Field::new(
                 "key_alias_prefix",
                 FieldType::String,
-                "Prefix of the key aliases: <prefix>-<role>-<random> (static roles: <prefix>-<name>-<generation>).",
+                "Prefix of the key aliases: <prefix>-<role>-<random> (static roles: <prefix>-<name>-<generation>-<random>).",
             )
             .default_value(default_alias_prefix),
         )

@@ -143,7 +143,16 @@ impl Policy {
                         min_period.as_secs()
                     )));
                 }
+                if parsed.next_after(now).is_none() {
+                    return Err(Error::invalid(format!(
+                        "field \"rotation_schedule\": {s:?} matches no date (such as the 31st of \
+                         a month that has 30 days), so it would never rotate"
+                    )));
+                }
                 p.period_secs = None;
+            } else if change.window.is_none() {
+                // Clearing the schedule clears its window, as a period does.
+                p.window_secs = None;
             }
             p.schedule = schedule.map(str::to_string);
         }
@@ -290,11 +299,8 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
         .await
         .map_err(Error::from)?
         .ok_or_else(|| Error::invalid(MASTER_KEY_REFUSAL))?;
-    if info["user_id"].as_str().is_none_or(str::is_empty) {
-        return Err(Error::invalid(
-            "the configured admin key has no user_id in LiteLLM, so no successor with the same \
-             powers can be made: configure a key of a proxy_admin user (see the README)",
-        ));
+    if let Some(why) = unrotatable(&info) {
+        return Err(Error::invalid(why));
     }
     let now = unix_now();
     let new_key = new_key();
@@ -505,10 +511,19 @@ async fn scheduled(engine: Arc<Engine>, req: Request) -> Result<()> {
 /// master key cannot be rotated.
 pub(super) async fn check_rotatable(client: &Client) -> std::result::Result<(), String> {
     match client.own_key_info().await {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(info)) => unrotatable(&info).map_or(Ok(()), |why| Err(why.to_string())),
         Ok(None) => Err(MASTER_KEY_REFUSAL.to_string()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Why a virtual key LiteLLM knows cannot be rotated, if it cannot: its
+/// successor is a key of the same user, so a key of no user has none.
+fn unrotatable(info: &Value) -> Option<&'static str> {
+    info["user_id"].as_str().is_none_or(str::is_empty).then_some(
+        "the configured admin key has no user_id in LiteLLM, so no successor with the same \
+         powers can be made: configure a key of a proxy_admin user (see the README)",
+    )
 }
 
 /// A warning when the key belongs to a LiteLLM user who is not a proxy
@@ -596,6 +611,9 @@ mod tests {
         let c = s.apply(&change(None, Some(""), Some(0)), H, 1000).unwrap();
         assert_eq!(c.schedule, None);
         assert_eq!(c.next_rotation, None);
+        // Clearing the schedule alone takes its window with it.
+        let c = s.apply(&change(None, Some(""), None), H, 1000).unwrap();
+        assert_eq!((c.schedule, c.window_secs), (None, None));
     }
 
     #[test]
@@ -616,6 +634,9 @@ mod tests {
                 "rotation_schedule",
             ),
             (change(None, Some("0 * * * *"), Some(5)), "rotation_window"),
+            // No date has it: it would never rotate.
+            (change(None, Some("0 0 31 2 *"), None), "rotation_schedule"),
+            (change(None, Some("0 0 31 4,6,9,11 *"), None), "rotation_schedule"),
         ];
         for (c, field) in cases {
             let e = p.apply(&c, H, 0).unwrap_err();

@@ -144,10 +144,13 @@ pub(super) fn role_path(engine: &Arc<Engine>) -> Path {
         .on_write(callback(engine, write_role))
         .on(Operation::Patch, callback(engine, patch_role))
         .on(Operation::Delete, callback(engine, delete_role))
+        // Tells create from update, so that policies can grant them apart.
+        .exists(callback(engine, role_exists))
         .help(
             "A long-lived LiteLLM key owned by the engine and rotated on a period.",
-            "Creating the role mints its key (no expiry; the scope fields of a role apply, model \
-             calls only by default); read it at static-creds/<name>. The engine replaces it every \
+            "Creating the role mints its key (the scope fields of a role apply, model calls \
+             only by default; it expires in LiteLLM two periods after its last move forward, \
+             which the engine makes while it runs); read it at static-creds/<name>. The engine replaces it every \
              rotation_period; the previous key keeps working for grace_period, then is deleted. \
              A patch changes the fields given of a role that exists (null: back to the \
              default). Deleting the role deletes its keys.",
@@ -223,6 +226,10 @@ async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         response = response.warn(warning);
     }
     Ok(Some(response))
+}
+
+async fn role_exists(_: Arc<Engine>, req: Request) -> Result<bool> {
+    Ok(load_role(req.storage.as_ref(), &name(&req)).await?.is_some())
 }
 
 async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -337,12 +344,14 @@ async fn drop_previous(
     key: &mut StaticKey,
     due: impl FnOnce(&PreviousKey) -> bool,
 ) -> Result<()> {
-    let Some(p) = key.previous.take_if(|p| due(p)) else {
+    let Some(p) = key.previous.as_ref().filter(|p| due(p)) else {
         return Ok(());
     };
     delete_key(engine, storage, &p.token, &p.home).await?;
+    let alias = p.key_alias.clone();
+    key.previous = None;
     store_key(storage, name, key).await?;
-    tracing::info!(role = %name, key_alias = %p.key_alias, "previous static key deleted");
+    tracing::info!(role = %name, key_alias = %alias, "previous static key deleted");
     Ok(())
 }
 
@@ -484,7 +493,11 @@ async fn rotate(
             return Ok(stored);
         }
     }
-    wal::delete(storage, &wal_id).await?;
+    // The rotation has happened: a WAL entry left behind only makes the
+    // rollback confirm it (it keeps the generations the role holds).
+    if let Err(e) = wal::delete(storage, &wal_id).await {
+        tracing::warn!(role = %name, error = %e, "cannot delete the WAL entry of a finished rotation; the rollback will");
+    }
     tracing::info!(role = %name, key_alias = %alias, generation, "static role key rotated");
     Ok(stored)
 }
@@ -565,8 +578,12 @@ async fn rotate_if_due(engine: &Engine, storage: &dyn Storage, name: &str) -> Re
         return Ok(());
     };
     let now = unix_now();
+    // A previous key that cannot be deleted yet (its proxy down, say) stays
+    // recorded and is retried next tick; meanwhile the current key must
+    // still be kept alive. Rotation waits for it: two generations at most.
+    let mut dropped = Ok(());
     if let Some(k) = key.as_mut() {
-        drop_previous(engine, storage, name, k, |p| now >= p.delete_after).await?;
+        dropped = drop_previous(engine, storage, name, k, |p| now >= p.delete_after).await;
     }
     let mut due = key
         .as_ref()
@@ -586,7 +603,7 @@ async fn rotate_if_due(engine: &Engine, storage: &dyn Storage, name: &str) -> Re
             return Err(e);
         }
     }
-    Ok(())
+    dropped
 }
 
 /// Pushes the key's expiry forward once half its lifetime has passed (and

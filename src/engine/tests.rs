@@ -1223,8 +1223,7 @@ async fn tidy_is_refused_on_a_standby_and_never_runs_twice() {
         .unwrap_err();
     assert!(err.to_string().contains("readonly"), "{err}");
 
-    let engine = Engine::new();
-    let s = MemoryStorage::default();
+    let engine = Arc::new(Engine::new());
     let _running = engine.tidying.lock().await;
     let options = tidy::TidyOptions {
         dry_run: true,
@@ -1232,7 +1231,10 @@ async fn tidy_is_refused_on_a_standby_and_never_runs_twice() {
         tidy_orphans: true,
         tidy_expired: true,
     };
-    let err = tidy::run(&engine, &s, options, "manual").await.unwrap_err();
+    let req = m.request(Operation::Update, "tidy", json!({}));
+    let Err(err) = tidy::start(Arc::clone(&engine), &req, options, "manual") else {
+        panic!("a second tidy started");
+    };
     assert_eq!(err.status(), 409);
 }
 

@@ -36,6 +36,12 @@ const STATUS_KEY: &str = "inventory/tidy_status";
 const AUTO_KEY: &str = "auto_tidy";
 const DEFAULT_BUFFER: Duration = Duration::from_secs(72 * 3600);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(12 * 3600);
+/// A record's lease end is computed when the engine calls LiteLLM; the
+/// server starts (or renews) the lease only once the engine answers, up to
+/// a request timeout (at most 300 s) later. Tidy counts the buffer from the
+/// recorded expiry plus this, so that even a zero buffer never reaches a
+/// lease that is still live (a failed revoke counts from its failure).
+const LEASE_START_LAG: u64 = 600;
 /// Reports list at most this many aliases per kind (the counts are exact).
 const LISTED: usize = 1000;
 /// A manual tidy that takes longer goes on in the background (the server
@@ -222,16 +228,9 @@ async fn tidy(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             "fields \"tidy_orphans\" and \"tidy_expired\" are both false: nothing to do",
         ));
     }
-    let guard = lock(&engine)?;
-    // In its own task: a tidy of a big LiteLLM may outlast the request.
-    let storage = Arc::clone(&req.storage);
-    let mut task = tokio::spawn(async move {
-        let _tidying = guard;
-        run_locked(&engine, storage.as_ref(), options, "manual").await
-    });
-    let report = match tokio::time::timeout(ANSWER_WITHIN, &mut task).await {
-        Ok(joined) => joined.map_err(|e| Error::Internal(format!("tidy failed: {e}")))??,
-        Err(_) => {
+    let report = match start(engine, &req, options, "manual")?.await {
+        Some(report) => report?,
+        None => {
             let mut data = Map::new();
             data.insert("state".into(), "running".into());
             return Ok(Some(
@@ -250,6 +249,55 @@ async fn tidy(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         ));
     }
     Ok(Some(response))
+}
+
+/// Starts a tidy in a task of its own (a tidy of a big LiteLLM may outlast
+/// the request, or the server's 90 s limit on a periodic tick) and waits
+/// [`ANSWER_WITHIN`] for its report: `None` if it is still running then (it
+/// carries on; its report, or its failure, lands at `tidy-status`). 409
+/// while another tidy runs.
+pub(super) fn start(
+    engine: Arc<Engine>,
+    req: &Request,
+    options: TidyOptions,
+    trigger: &'static str,
+) -> Result<impl std::future::Future<Output = Option<Result<TidyReport>>>> {
+    let guard = lock(&engine)?;
+    let storage = Arc::clone(&req.storage);
+    let mut task = tokio::spawn(async move {
+        let _tidying = guard;
+        let started_at = clock::unix_now();
+        let outcome = run_locked(&engine, storage.as_ref(), options, trigger).await;
+        if let Err(e) = &outcome {
+            tracing::warn!(trigger, error = %e, "tidy failed");
+            // No silent failure for a tidy nobody waits for any more.
+            let report = TidyReport {
+                trigger: trigger.into(),
+                dry_run: options.dry_run,
+                safety_buffer: options.safety_buffer.as_secs(),
+                tidy_orphans: options.tidy_orphans,
+                tidy_expired: options.tidy_expired,
+                started_at,
+                finished_at: clock::unix_now(),
+                errors: vec![format!("tidy stopped: {e}")],
+                ..TidyReport::default()
+            };
+            if let Err(se) = put_json(storage.as_ref(), STATUS_KEY, &report).await {
+                tracing::warn!(error = %se, "cannot store the report of a failed tidy");
+            }
+        }
+        outcome
+    });
+    Ok(async move {
+        match tokio::time::timeout(ANSWER_WITHIN, &mut task).await {
+            Ok(joined) => Some(
+                joined
+                    .map_err(|e| Error::Internal(format!("tidy failed: {e}")))
+                    .and_then(|outcome| outcome),
+            ),
+            Err(_) => None,
+        }
+    })
 }
 
 /// The mount's tidy lock, or 409 while another tidy runs.
@@ -325,28 +373,24 @@ async fn auto_tidy(engine: Arc<Engine>, req: Request) -> Result<()> {
         tidy_orphans: config.tidy_orphans,
         tidy_expired: config.tidy_expired,
     };
-    match run(&engine, storage, options, "auto").await {
-        Ok(report) if report.errors.is_empty() => Ok(()),
-        Ok(report) => Err(Error::Internal(format!(
+    let running = match start(engine, &req, options, "auto") {
+        Ok(running) => running,
+        // A manual tidy is running: this tick has nothing to do.
+        Err(Error::Coded { status: 409, .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match running.await {
+        Some(Ok(report)) if report.errors.is_empty() => Ok(()),
+        Some(Ok(report)) => Err(Error::Internal(format!(
             "auto-tidy: {} error(s), the first: {}",
             report.errors.len(),
             report.errors[0]
         ))),
-        // A manual tidy is running: this tick has nothing to do.
-        Err(Error::Coded { status: 409, .. }) => Ok(()),
-        Err(e) => Err(e),
+        Some(Err(e)) => Err(e),
+        // Still running: the tick moves on to the other tasks and the
+        // WAL rollback; the report lands at tidy-status.
+        None => Ok(()),
     }
-}
-
-/// Runs one tidy and stores its report. 409 while another one runs.
-pub(super) async fn run(
-    engine: &Engine,
-    storage: &dyn Storage,
-    options: TidyOptions,
-    trigger: &str,
-) -> Result<TidyReport> {
-    let _tidying = lock(engine)?;
-    run_locked(engine, storage, options, trigger).await
 }
 
 /// One tidy, the caller holding the lock.
@@ -524,7 +568,7 @@ async fn tidy_expired(
     let mut records = std::pin::pin!(records);
     while let Some(record) = records.try_next().await? {
         report.records_checked += 1;
-        if record.ended_at() > cutoff {
+        if record.ended_at(LEASE_START_LAG) > cutoff {
             continue;
         }
         report.expired_found += 1;

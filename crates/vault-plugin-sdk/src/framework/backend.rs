@@ -47,7 +47,8 @@ pub struct WalRollback {
 /// Work an engine wants done now and then (tidying, rotation). The server
 /// calls every mount about once a minute (the rollback tick); a task runs on
 /// the first tick at least `every` after its previous run, never twice at
-/// once, and before the WAL rollback.
+/// once, and after the WAL rollback (which a slow task must not hold up:
+/// the server gives the whole tick 90 s).
 pub struct PeriodicTask {
     /// Names the task in log lines.
     pub name: &'static str,
@@ -209,7 +210,7 @@ impl Backend {
         }
     }
 
-    /// The server's periodic tick: periodic tasks, then the WAL rollback.
+    /// The server's periodic tick: the WAL rollback, then periodic tasks.
     async fn tick(&self, req: Request) -> Result<Option<Response>> {
         // A standby's storage is read-only and may lag the active node's:
         // undoing a WAL entry from it could delete a key whose issue
@@ -222,10 +223,12 @@ impl Backend {
                 return Ok(None);
             }
         };
-        self.run_periodic(&req, standby).await;
+        // The rollback first: the server gives the whole tick 90 s, and a
+        // slow task must not keep abandoned WAL entries from being undone.
         if !standby {
-            self.rollback(req).await;
+            self.rollback(req.clone()).await;
         }
+        self.run_periodic(&req, standby).await;
         Ok(None)
     }
 

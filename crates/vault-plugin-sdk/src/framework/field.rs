@@ -200,9 +200,19 @@ impl Field {
                     Value::String(s) => parse_duration(s),
                     _ => None,
                 };
-                FieldValue::Duration(d.ok_or_else(|| {
+                let d = d.ok_or_else(|| {
                     bad("a non-negative duration such as 3600, \"90s\", \"15m\", \"1h30m\" or \"7d\"")
-                })?)
+                })?;
+                if d > MAX_DURATION {
+                    return Err(Error::invalid(format!(
+                        "field {:?}: at most {}s (about 292 years, the longest duration the \
+                         server holds), got {}s",
+                        self.name,
+                        MAX_DURATION.as_secs(),
+                        d.as_secs()
+                    )));
+                }
+                FieldValue::Duration(d)
             }
             FieldType::StringList => match raw {
                 Value::Array(items) => {
@@ -526,6 +536,12 @@ impl FieldData {
     }
 }
 
+/// The longest duration a field takes: what the server's own durations hold
+/// (Go's `time.Duration`, nanoseconds in an `i64`, about 292 years). Longer
+/// values could not be sent back as a TTL, and sums of them (an expiry, a
+/// next rotation) would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
+
 /// Parses `90`, `90s`, `15m`, `1h30m`, `2d`, `1w`; `None` for anything else.
 pub fn parse_duration(input: &str) -> Option<Duration> {
     let s = input.trim();
@@ -847,5 +863,18 @@ mod tests {
         assert_eq!(parse_duration("99999999999999999999h"), None);
         assert_eq!(format_duration(Duration::from_secs(45)), "45s");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m0s");
+    }
+
+    #[test]
+    fn durations_beyond_the_servers_range_are_refused_naming_the_field() {
+        let most = MAX_DURATION.as_secs();
+        assert_eq!(parse(json!({"d": most})).unwrap().duration("d"), Some(MAX_DURATION));
+        for too_long in [json!(most + 1), json!(u64::MAX), json!(u64::MAX.to_string()), json!("300000y")] {
+            let err = parse(json!({"d": too_long})).unwrap_err();
+            assert_eq!(err.status(), 400, "{err}");
+            assert!(err.to_string().contains("field \"d\""), "{err}");
+        }
+        let err = parse(json!({"d": "107000000w"})).unwrap_err();
+        assert!(err.to_string().contains("at most 9223372036s"), "{err}");
     }
 }

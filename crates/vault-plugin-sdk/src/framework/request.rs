@@ -42,8 +42,8 @@ pub enum Operation {
     ///
     /// [`SecretType::revoke`]: super::SecretType::revoke
     Revoke,
-    /// The server's periodic tick (about once a minute): periodic tasks,
-    /// then the WAL rollback.
+    /// The server's periodic tick (about once a minute): the WAL rollback,
+    /// then periodic tasks.
     Rollback,
     /// OpenBao 2.7 asks this before every request; no answer is a fine answer.
     ResolvePath,
