@@ -156,6 +156,27 @@ fn rotate_root_replaces_a_virtual_admin_key(engine: Engine, steps: &Steps, litel
     assert_eq!(live.len(), 1, "admin keys alive: {live:?}");
     assert_eq!(live[0]["key_alias"], format!("{}-2", admin.alias_prefix));
     engine_issues_and_revokes(&server, MOUNT, litellm);
+
+    steps.step("config deleted after a rotation, then written again with another key: the minted one is deleted too");
+    let (status, body) = server.post(&format!("{MOUNT}/rotate-root"), &json!({}));
+    assert_eq!(status, 200, "third rotate-root: {body}");
+    let (status, body) = server.delete(&format!("{MOUNT}/config"));
+    assert!((200..300).contains(&status), "delete config: {body}");
+    let (status, third) = litellm.admin(
+        Method::POST,
+        "/key/generate",
+        &json!({"user_id": admin.user_id, "key_alias": format!("{}-3", admin.alias_prefix)}),
+    );
+    assert_eq!(status, 200, "{third}");
+    let (status, body) = server.put(
+        &format!("{MOUNT}/config"),
+        &json!({"base_url": litellm.url, "admin_key": third["key"]}),
+    );
+    assert_eq!(status, 204, "config: {body}");
+    let live = admin.live_keys();
+    assert_eq!(live.len(), 1, "admin keys alive: {live:?}");
+    assert_eq!(live[0]["key_alias"], format!("{}-3", admin.alias_prefix));
+    engine_issues_and_revokes(&server, MOUNT, litellm);
 }
 per_server!(rotate_root_replaces_a_virtual_admin_key, with_steps);
 

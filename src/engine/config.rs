@@ -357,8 +357,9 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
                 .find(|r| r.base_url == config.base_url);
             match known {
                 Some(r) => {
-                    reactivated = Some(r.proxy_id.clone());
-                    r.proxy_id
+                    let id = r.proxy_id.clone();
+                    reactivated = Some(r);
+                    id
                 }
                 None => new_proxy_id(),
             }
@@ -412,13 +413,18 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         proxy::retire(storage, old).await?;
     }
     put_json(storage, STORAGE_KEY, &config).await?;
-    if let Some(id) = reactivated {
-        proxy::forget_retired(storage, &id).await?;
+    if let Some(r) = &reactivated {
+        proxy::forget_retired(storage, &r.proxy_id).await?;
     }
     engine.clients.forget();
-    if let Some(old) = existing.as_ref().filter(|o| {
-        o.key_minted_here && o.proxy_id == config.proxy_id && o.master_key != config.master_key
-    }) {
+    // The settings this write replaced for the same proxy: the current ones,
+    // or those kept for a proxy taken back. A key rotate-root minted there
+    // is known to nobody else.
+    let replaced = existing
+        .as_ref()
+        .filter(|o| o.proxy_id == config.proxy_id)
+        .or(reactivated.as_ref());
+    if let Some(old) = replaced.filter(|o| o.key_minted_here && o.master_key != config.master_key) {
         warnings.extend(delete_replaced_key(storage, old, &client).await?);
     }
     tracing::info!(base_url = %config.base_url, proxy_id = %config.proxy_id, "LiteLLM connection configured");

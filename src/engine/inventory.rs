@@ -215,10 +215,10 @@ pub(super) fn parse_key_id(field: &str, raw: &str) -> Result<KeyId> {
         || raw.len() > 128
         || !raw
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(Error::invalid(format!(
-            "field {field:?}: expected a key alias (letters, digits, - and _) or a token hash (64 hex digits)"
+            "field {field:?}: expected a key alias (letters, digits, -, _ and .: a role's name may have dots) or a token hash (64 hex digits)"
         )));
     }
     Ok(KeyId::Alias(raw.to_string()))
@@ -280,7 +280,12 @@ mod tests {
             parse_key_id("id", "vault-dev-abc"),
             Ok(KeyId::Alias(_))
         ));
-        for bad in ["sk-abc", "a.b", "", "x y"] {
+        // A role named with a dot gives its keys' aliases one.
+        assert!(matches!(
+            parse_key_id("id", "vault-team.a-abc"),
+            Ok(KeyId::Alias(a)) if a == "vault-team.a-abc"
+        ));
+        for bad in ["sk-abc", "a/b", "", "x y"] {
             let e = parse_key_id("id", bad).err().unwrap();
             assert_eq!(e.status(), 400);
             assert!(e.to_string().contains("\"id\""), "{e}");

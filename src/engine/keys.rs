@@ -205,10 +205,22 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let Some(record) = record else {
         return Ok(None);
     };
-    let client = client_for(&engine, storage, &record).await?;
-    let view = client.key_info(&record.token).await.map_err(Error::from)?;
+    let view = async {
+        let client = client_for(&engine, storage, &record).await?;
+        client.key_info(&record.token).await.map_err(Error::from)
+    }
+    .await;
     let mut data = record_json(&record);
-    data.extend(live_json(view.as_ref(), clock::unix_now()));
+    // The record is this mount's own word (a failed revoke's mark matters
+    // most when its proxy is down): shown whether or not LiteLLM answers.
+    match view {
+        Ok(view) => data.extend(live_json(view.as_ref(), clock::unix_now())),
+        Err(e) => {
+            data.insert("status".into(), json!("unknown"));
+            let warning = format!("no live view of the key on proxy {}: {e}", record.proxy_url);
+            return Ok(Some(Response::with_data(data).warn(warning)));
+        }
+    }
     Ok(Some(Response::with_data(data)))
 }
 

@@ -274,6 +274,10 @@ fn successor_request(info: &Value, key: &str, alias: &str) -> Map<String, Value>
         }
     }
     let mut metadata = info["metadata"].as_object().cloned().unwrap_or_default();
+    // Not the marks of a key this or another mount minted (an admin key
+    // taken from static-creds, say): with a mount's id and no record there,
+    // the successor would look like that mount's orphan to its tidy.
+    metadata.retain(|k, _| !super::roles::RESERVED_METADATA.contains(&k.as_str()));
     metadata.insert("rotated_by".into(), json!("vault-plugin-secrets-litellm"));
     body.insert("metadata".into(), Value::Object(metadata));
     let parse = |v: &Value| v.as_str().and_then(clock::parse);
@@ -520,10 +524,13 @@ pub(super) async fn check_rotatable(client: &Client) -> std::result::Result<(), 
 /// Why a virtual key LiteLLM knows cannot be rotated, if it cannot: its
 /// successor is a key of the same user, so a key of no user has none.
 fn unrotatable(info: &Value) -> Option<&'static str> {
-    info["user_id"].as_str().is_none_or(str::is_empty).then_some(
-        "the configured admin key has no user_id in LiteLLM, so no successor with the same \
+    info["user_id"]
+        .as_str()
+        .is_none_or(str::is_empty)
+        .then_some(
+            "the configured admin key has no user_id in LiteLLM, so no successor with the same \
          powers can be made: configure a key of a proxy_admin user (see the README)",
-    )
+        )
 }
 
 /// A warning when the key belongs to a LiteLLM user who is not a proxy
@@ -636,7 +643,10 @@ mod tests {
             (change(None, Some("0 * * * *"), Some(5)), "rotation_window"),
             // No date has it: it would never rotate.
             (change(None, Some("0 0 31 2 *"), None), "rotation_schedule"),
-            (change(None, Some("0 0 31 4,6,9,11 *"), None), "rotation_schedule"),
+            (
+                change(None, Some("0 0 31 4,6,9,11 *"), None),
+                "rotation_schedule",
+            ),
         ];
         for (c, field) in cases {
             let e = p.apply(&c, H, 0).unwrap_err();
@@ -665,8 +675,8 @@ mod tests {
         let info = json!({
             "user_id": "u1", "team_id": null, "key_type": "management",
             "models": [], "allowed_routes": ["management_routes"],
-            "metadata": {"purpose": "vault"}, "expires": null,
-            "created_at": "2026-11-30T17:58:03.442000+00:00",
+            "metadata": {"purpose": "vault", "vault_mount_id": "m1", "vault_static_role": "r"},
+            "expires": null, "created_at": "2026-11-30T17:58:03.442000+00:00",
         });
         let body = successor_request(&info, "sk-new", "a-rot-1");
         assert_eq!(body["user_id"], "u1");
@@ -678,6 +688,11 @@ mod tests {
             "no expiry without an old one"
         );
         assert_eq!(body["metadata"]["purpose"], "vault");
+        // Another mount's marks stay behind: the successor is nobody's orphan.
+        let metadata = body["metadata"].as_object().unwrap();
+        assert!(
+            !metadata.contains_key("vault_mount_id") && !metadata.contains_key("vault_static_role")
+        );
         let mut expiring = info.clone();
         expiring["expires"] = json!("2026-12-30T17:58:03.442000+00:00");
         let body = successor_request(&expiring, "sk-new", "a-rot-1");

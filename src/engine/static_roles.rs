@@ -229,7 +229,9 @@ async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 }
 
 async fn role_exists(_: Arc<Engine>, req: Request) -> Result<bool> {
-    Ok(load_role(req.storage.as_ref(), &name(&req)).await?.is_some())
+    Ok(load_role(req.storage.as_ref(), &name(&req))
+        .await?
+        .is_some())
 }
 
 async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -487,6 +489,9 @@ async fn rotate(
     if old.is_some() {
         crash_point("static_after_store");
     }
+    if let Some(o) = old.as_ref().filter(|_| grace > 0) {
+        extend_for_grace(engine, storage, name, o, grace).await;
+    }
     if let Some(o) = old.filter(|_| grace == 0) {
         if let Err(e) = delete_key(engine, storage, &key_token(&o.key), &o.home).await {
             tracing::warn!(role = %name, error = %e, "cannot delete the old static key yet; the rollback retries");
@@ -500,6 +505,40 @@ async fn rotate(
     }
     tracing::info!(role = %name, key_alias = %alias, generation, "static role key rotated");
     Ok(stored)
+}
+
+/// The previous key works until its grace ends: a role whose periods grew
+/// since the key's expiry was last moved needs it moved now. Best effort:
+/// failing, the key only stops working before its grace is over.
+async fn extend_for_grace(
+    engine: &Engine,
+    storage: &dyn Storage,
+    name: &str,
+    previous: &StaticKey,
+    grace: u64,
+) {
+    let needed = Duration::from_secs(grace) + TICK_SLACK;
+    if previous
+        .expires_at
+        .is_none_or(|e| e >= unix_now() + needed.as_secs())
+    {
+        return;
+    }
+    let extended = async {
+        let client = engine
+            .clients
+            .for_key(storage, Some(&previous.home))
+            .await?;
+        client
+            .extend_key(&key_token(&previous.key), needed)
+            .await
+            .map_err(Error::from)
+    }
+    .await;
+    if let Err(e) = extended {
+        tracing::warn!(role = %name, key_alias = %previous.key_alias, error = %e,
+            "cannot move the previous static key's expiry to the end of its grace");
+    }
 }
 
 /// Rollback of an interrupted creation or rotation: the generations the

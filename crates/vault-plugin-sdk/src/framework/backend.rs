@@ -215,9 +215,10 @@ impl Backend {
         // A standby's storage is read-only and may lag the active node's:
         // undoing a WAL entry from it could delete a key whose issue
         // finished on the active node. Only the active node rolls back (and
-        // runs the tasks that write).
-        let standby = match req.system.replication_state().await {
-            Ok(state) => state & PERFORMANCE_STANDBY != 0,
+        // runs the tasks that write); on a performance secondary (Vault
+        // Enterprise) that is the primary's, unless the mount is local.
+        let standby = match replica(&req).await {
+            Ok(replica) => replica,
             Err(e) => {
                 tracing::warn!(error = %e, "rollback tick: cannot read the replication state; skipped");
                 return Ok(None);
@@ -480,6 +481,20 @@ fn path_help(path: &Path) -> String {
         }
     }
     text
+}
+
+/// Whether this node's copy of the mount's storage is a read-only replica:
+/// a performance standby's, or a performance secondary's for a mount that
+/// is not local.
+async fn replica(req: &Request) -> Result<bool> {
+    let state = req.system.replication_state().await?;
+    if state & PERFORMANCE_STANDBY != 0 {
+        return Ok(true);
+    }
+    if state & PERFORMANCE_SECONDARY != 0 {
+        return Ok(!req.system.local_mount().await?);
+    }
+    Ok(false)
 }
 
 /// Whether `req` must not run on this node (see
@@ -756,8 +771,20 @@ mod tests {
         // whose issue finished on the active node.
         tick_on(&b, &s, standby()).await;
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
+        // A performance secondary's copy of a shared mount is the primary's.
+        let secondary = StaticSystemView {
+            replication_state: crate::framework::storage::PERFORMANCE_SECONDARY,
+            ..StaticSystemView::default()
+        };
+        tick_on(&b, &s, secondary.clone()).await;
+        assert_eq!(st.rolled_back.load(Ordering::SeqCst), 0);
         assert_eq!(wal::list(s.as_ref()).await.unwrap().len(), 1);
-        rollback(&b, &s).await;
+        // A local mount's storage is the secondary's own.
+        let local = StaticSystemView {
+            local_mount: true,
+            ..secondary
+        };
+        tick_on(&b, &s, local).await;
         assert_eq!(st.rolled_back.load(Ordering::SeqCst), 1);
         assert!(wal::list(s.as_ref()).await.unwrap().is_empty());
     }

@@ -868,8 +868,16 @@ mod tests {
     #[test]
     fn durations_beyond_the_servers_range_are_refused_naming_the_field() {
         let most = MAX_DURATION.as_secs();
-        assert_eq!(parse(json!({"d": most})).unwrap().duration("d"), Some(MAX_DURATION));
-        for too_long in [json!(most + 1), json!(u64::MAX), json!(u64::MAX.to_string()), json!("300000y")] {
+        assert_eq!(
+            parse(json!({"d": most})).unwrap().duration("d"),
+            Some(MAX_DURATION)
+        );
+        for too_long in [
+            json!(most + 1),
+            json!(u64::MAX),
+            json!(u64::MAX.to_string()),
+            json!("300000y"),
+        ] {
             let err = parse(json!({"d": too_long})).unwrap_err();
             assert_eq!(err.status(), 400, "{err}");
             assert!(err.to_string().contains("field \"d\""), "{err}");
