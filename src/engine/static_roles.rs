@@ -64,6 +64,13 @@ pub(super) struct StaticKey {
     /// (unix seconds); `None` for keys minted before keys had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// Why the periodic tick last failed for this role (a rotation LiteLLM
+    /// refuses, a previous key that cannot be deleted), and since when it
+    /// fails: shown in the read-outs, cleared by the next good tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<u64>,
 }
 
 /// The generation before the current one, alive until `delete_after`.
@@ -207,6 +214,20 @@ fn key_data(role: &StaticRole, k: &StaticKey, data: &mut Map<String, Value>) {
             json!(rfc3339(p.delete_after)),
         );
     }
+    if let (Some(error), Some(since)) = (&k.tick_error, k.failing_since) {
+        data.insert("rotation_error".into(), json!(error));
+        data.insert("rotation_failing_since".into(), json!(rfc3339(since)));
+    }
+}
+
+/// A warning for a role whose periodic rotation keeps failing: its key
+/// works (the tick keeps it alive) but is not replaced.
+fn failing_warning(k: &StaticKey) -> Option<String> {
+    let (error, since) = (k.tick_error.as_ref()?, k.failing_since?);
+    Some(format!(
+        "the periodic rotation of this role has failed since {}: {error}",
+        rfc3339(since)
+    ))
 }
 
 async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -218,14 +239,18 @@ async fn read_role(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let mut data = role.scope.scope_data();
     data.insert("rotation_period".into(), json!(role.rotation_period_secs));
     data.insert("grace_period".into(), json!(role.grace_period_secs));
-    if let Some(k) = load_key(storage, &name).await? {
-        key_data(&role, &k, &mut data);
+    let key = load_key(storage, &name).await?;
+    if let Some(k) = &key {
+        key_data(&role, k, &mut data);
     }
-    let mut response = Response::with_data(data);
-    for warning in role.scope.warnings() {
-        response = response.warn(warning);
-    }
-    Ok(Some(response))
+    let warnings = role
+        .scope
+        .warnings()
+        .into_iter()
+        .chain(key.as_ref().and_then(failing_warning));
+    Ok(Some(
+        warnings.fold(Response::with_data(data), Response::warn),
+    ))
 }
 
 async fn role_exists(_: Arc<Engine>, req: Request) -> Result<bool> {
@@ -389,7 +414,11 @@ async fn read_creds(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert("ttl".into(), json!(next.saturating_sub(unix_now())));
     data.insert("rotation_period".into(), json!(role.rotation_period_secs));
     data.insert("grace_period".into(), json!(role.grace_period_secs));
-    Ok(Some(Response::with_data(data)))
+    let response = Response::with_data(data);
+    Ok(Some(match failing_warning(&k) {
+        Some(w) => response.warn(w),
+        None => response,
+    }))
 }
 
 async fn rotate_now(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
@@ -484,6 +513,8 @@ async fn rotate(
             delete_after: now + grace,
         }),
         expires_at: Some(now + lifetime(role)),
+        tick_error: None,
+        failing_since: None,
     };
     store_key(storage, name, &stored).await?;
     if old.is_some() {
@@ -595,8 +626,12 @@ async fn rotate_due(engine: Arc<Engine>, req: Request) -> Result<()> {
     let mut failed = Vec::new();
     for name in storage.list(ROLE_PREFIX).await? {
         let _writing = engine.writes.lock().await;
-        if let Err(e) = rotate_if_due(&engine, storage, &name).await {
+        let outcome = rotate_if_due(&engine, storage, &name).await;
+        if let Err(e) = &outcome {
             failed.push(format!("{name}: {e}"));
+        }
+        if let Err(e) = note_tick_outcome(storage, &name, outcome.err()).await {
+            tracing::warn!(role = %name, error = %e, "cannot store the outcome of the static role's tick");
         }
     }
     if failed.is_empty() {
@@ -607,6 +642,23 @@ async fn rotate_due(engine: Arc<Engine>, req: Request) -> Result<()> {
             failed.join("; ")
         )))
     }
+}
+
+/// Keeps the role's last tick error (and since when it fails) with its key,
+/// or clears it after a good tick; writes only when that changes.
+async fn note_tick_outcome(storage: &dyn Storage, name: &str, error: Option<Error>) -> Result<()> {
+    let Some(mut k) = load_key(storage, name).await? else {
+        return Ok(());
+    };
+    let error = error.map(|e| e.to_string());
+    if k.tick_error == error {
+        return Ok(());
+    }
+    k.failing_since = error
+        .as_ref()
+        .map(|_| k.failing_since.unwrap_or_else(unix_now));
+    k.tick_error = error;
+    store_key(storage, name, &k).await
 }
 
 async fn rotate_if_due(engine: &Engine, storage: &dyn Storage, name: &str) -> Result<()> {

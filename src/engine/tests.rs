@@ -1770,3 +1770,65 @@ async fn a_failing_rotation_still_keeps_the_current_static_key_alive() {
     );
     assert!(key.expires_at.unwrap() > super::clock::unix_now() + 3600);
 }
+
+#[tokio::test]
+async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() {
+    let (_stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        extends(),
+        route("POST /key/delete", 500, r#"{"error":"down"}"#),
+    ])
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"], "rotation_period": "2h", "grace_period": "1h"}),
+    )
+    .await
+    .unwrap();
+    // A previous generation whose grace is over, on a proxy that fails.
+    let mut key = static_key(&m, "s").await;
+    key.previous = Some(static_roles::PreviousKey {
+        token: "old-token".into(),
+        key_alias: "vault-static-s-0-old".into(),
+        home: key.home.clone(),
+        delete_after: 1,
+    });
+    // And the current key near its expiry: it must be kept alive anyway.
+    key.expires_at = Some(super::clock::unix_now() + 60);
+    store_static_key(&m, "s", &key).await;
+    tick(&m).await;
+    let kept = static_key(&m, "s").await.expires_at.unwrap();
+    assert!(kept > super::clock::unix_now() + 3600, "not moved: {kept}");
+    let role = m.ok(Operation::Read, "static-roles/s", json!({})).await;
+    assert!(
+        role.data["rotation_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
+        "{:?}",
+        role.data
+    );
+    assert!(role.data["rotation_failing_since"].is_string());
+    assert!(
+        role.warnings.iter().any(|w| w.contains("has failed since")),
+        "{:?}",
+        role.warnings
+    );
+    let creds = m.ok(Operation::Read, "static-creds/s", json!({})).await;
+    assert!(creds
+        .warnings
+        .iter()
+        .any(|w| w.contains("has failed since")));
+    // The key itself stays: the previous one is still recorded for a retry.
+    assert_eq!(static_key(&m, "s").await.generation, 1);
+    assert!(static_key(&m, "s").await.previous.is_some());
+
+    // The previous key is gone for good (by hand, say): the next tick is good.
+    let mut key = static_key(&m, "s").await;
+    key.previous = None;
+    store_static_key(&m, "s", &key).await;
+    tick(&m).await;
+    let role = m.ok(Operation::Read, "static-roles/s", json!({})).await;
+    assert!(role.data.get("rotation_error").is_none(), "{:?}", role.data);
+    assert!(role.warnings.is_empty(), "{:?}", role.warnings);
+}
