@@ -348,12 +348,21 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
     rotated.rotation.last_rotated = Some(now);
     rotated.rotation.next_rotation = rotated.rotation.next_after(now);
     if let Err(e) = put_json(storage, config::STORAGE_KEY, &rotated).await {
-        // Not stored: the successor must go; if even that fails, the WAL
-        // entry stays and the rollback deletes it.
-        if old_client.delete_keys(&[new_token]).await.is_ok() {
-            let _ = wal::delete(storage, &wal_id).await;
+        // A failed write may have landed all the same (a timeout after the
+        // commit): only the stored config says which key to keep.
+        match config::load(storage).await {
+            Ok(Some(stored)) if stored.master_key == rotated.master_key => {}
+            Ok(_) => {
+                // Not stored: the successor must go; if even that fails,
+                // the WAL entry stays and the rollback deletes it.
+                if old_client.delete_keys(&[new_token]).await.is_ok() {
+                    let _ = wal::delete(storage, &wal_id).await;
+                }
+                return Err(e);
+            }
+            // Unknown: the rollback reads the config later and decides.
+            Err(_) => return Err(e),
         }
-        return Err(e);
     }
     follow_in_retired(storage, &old_token, &new_token, &rotated).await?;
     engine.clients.forget();

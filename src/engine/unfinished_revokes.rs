@@ -39,7 +39,7 @@ const PREFIX: &str = "inventory/unfinished_revokes/";
 const IN_FLIGHT: usize = 16;
 /// Notes read per storage listing.
 const PAGE: usize = 1000;
-/// A tick stops taking new pages after this long; the next one goes on.
+/// A tick stops deleting after this long; the next one goes on.
 const TICK_BUDGET: Duration = Duration::from_secs(30);
 /// How long past its own expiry a key's note is kept: LiteLLM's clock may
 /// run behind the server's.
@@ -109,6 +109,13 @@ async fn finish(engine: Arc<Engine>, req: Request) -> Result<()> {
                 (alias, outcome)
             })
             .buffer_unordered(IN_FLIGHT)
+            // Within a page too: against a proxy that hangs, each delete
+            // waits its timeout, and the server gives the whole tick 90 s.
+            // Deletes still running are dropped; their notes stay for the
+            // next tick (a key deleted meanwhile is then already gone).
+            .take_until(tokio::time::sleep(
+                TICK_BUDGET.saturating_sub(started.elapsed()),
+            ))
             .collect()
             .await;
         for (alias, outcome) in outcomes {

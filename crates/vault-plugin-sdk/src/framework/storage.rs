@@ -49,7 +49,16 @@ pub async fn get_json<T: DeserializeOwned>(storage: &dyn Storage, key: &str) -> 
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::Internal(format!("stored entry {key:?} is not valid: {e}"))),
+            // Not `{e}`: serde quotes the offending value, and a stored
+            // entry may hold a secret (an admin key).
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "stored entry {key:?} is not valid: {:?} error at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ))
+            }),
     }
 }
 
@@ -227,6 +236,26 @@ impl SystemView for StaticSystemView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_entry_is_named_without_its_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Settings {
+            admin_key: u64,
+        }
+        let s = MemoryStorage::default();
+        s.put("config", br#"{"admin_key": "sk-secret-1234"}"#.to_vec())
+            .await
+            .unwrap();
+        let err = get_json::<Settings>(&s, "config").await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"config\"") && text.contains("line 1"),
+            "{text}"
+        );
+        assert!(!text.contains("sk-secret"), "{text}");
+    }
 
     #[tokio::test]
     async fn memory_storage_lists_direct_children() {

@@ -59,12 +59,27 @@ impl Drop for SocketFile {
     }
 }
 
-/// Removes the socket even when the process dies of a panic.
+/// Says why in an hclog line (the server shows a plain text line only at
+/// debug level, so an operator would see nothing but the plugin's exit) and
+/// removes the socket when the panic ends the process: where it only ends
+/// a task (unwinding builds), the server may still reconnect to it.
 pub(super) fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(path) = SOCKET_PATH.get() {
-            let _ = std::fs::remove_file(path);
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info.payload_as_str().unwrap_or("(no message)");
+        super::log::emit(
+            &tracing::Level::ERROR,
+            &format!("plugin panicked: {message}"),
+            &[("at", &location)],
+        );
+        if cfg!(panic = "abort") {
+            if let Some(path) = SOCKET_PATH.get() {
+                let _ = std::fs::remove_file(path);
+            }
         }
         default(info);
     }));
