@@ -70,7 +70,12 @@ pub(super) fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = info.payload_as_str().unwrap_or("(no message)");
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
         super::log::emit(
             &tracing::Level::ERROR,
             &format!("plugin panicked: {message}"),
