@@ -202,6 +202,19 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         }
     };
 
+    if let Some(field) = request.unapplied_scope(&key) {
+        // Wider than its role: deleted before anyone sees it, then its
+        // record, then the WAL entry (which covers both until then).
+        if discard_minted(&proxy.client, &alias).await {
+            match inventory::delete(storage, &alias).await {
+                Ok(()) => forget_wal(storage, &wal_id).await,
+                Err(e) => tracing::warn!(key_alias = %alias, error = %e,
+                    "cannot delete the record of a discarded key; the rollback will"),
+            }
+        }
+        return Err(unapplied_scope_error(field, &proxy.home.base_url));
+    }
+
     #[cfg(feature = "fault-injection")]
     if std::env::var_os("LITELLM_PLUGIN_CRASH_AFTER_GENERATE").is_some() {
         tracing::warn!(key_alias = %alias, "fault injection: dying after /key/generate");
@@ -257,6 +270,42 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         response = response.warn(w);
     }
     Ok(Some(response))
+}
+
+/// The answer when LiteLLM ignored the role's `field` (`key_type`,
+/// `allowed_routes`): a 502 that says what to do.
+pub(super) fn unapplied_scope_error(field: &str, base_url: &str) -> Error {
+    Error::coded(
+        502,
+        format!(
+            "LiteLLM at {base_url} did not apply the role's {field} (its answer limits the key to \
+             no routes): it is too old for scoped keys, so the key was deleted instead of handed \
+             out; upgrade LiteLLM, or give the role key_type=default if keys with their user's \
+             powers are meant"
+        ),
+    )
+}
+
+/// Deletes a key the engine just minted and must not hand out; `true` once
+/// it is gone. Failing, the caller keeps the WAL entry: the rollback
+/// deletes the key by its alias.
+pub(super) async fn discard_minted(client: &Client, alias: &str) -> bool {
+    match client.delete_key_aliases(&[alias.to_string()]).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(key_alias = %alias, error = %e,
+                "cannot delete a key that must not be handed out; the rollback will");
+            false
+        }
+    }
+}
+
+/// Deletes a WAL entry whose work is settled; a failure only leaves the
+/// rollback a check to make.
+pub(super) async fn forget_wal(storage: &dyn Storage, wal_id: &str) {
+    if let Err(e) = wal::delete(storage, wal_id).await {
+        tracing::warn!(wal_id = %wal_id, error = %e, "cannot delete a settled WAL entry; the rollback will");
+    }
 }
 
 /// After `/key/generate` failed: the WAL entry goes only when no key can

@@ -98,10 +98,11 @@ const MODEL_CALL_PREFIXES: &[&str] = &[
     "/models",
 ];
 
-/// True unless `route` is known not to manage keys or users.
+/// True unless `route` is known not to manage keys or users. A wildcard
+/// (`/v1/*`) may reach management routes LiteLLM serves under the prefix.
 fn route_may_manage(route: &str) -> bool {
     !(ROUTE_GROUPS_WITHOUT_MANAGEMENT.contains(&route)
-        || MODEL_CALL_PREFIXES.iter().any(|p| route.starts_with(p)))
+        || (!route.contains('*') && MODEL_CALL_PREFIXES.iter().any(|p| route.starts_with(p))))
 }
 
 /// A stored role. Optional limits are `None` when unset (0 in a write).
@@ -512,12 +513,23 @@ impl Role {
 
     /// Applies the fields of a write on top of `self`, then checks the whole.
     pub(super) fn apply(mut self, f: &FieldData) -> Result<Self> {
-        let models = f.list("models");
+        // An empty list beside allow_all_models=true (a patch's null) says
+        // the same thing: no list.
+        let models = f
+            .list("models")
+            .filter(|m| !(m.is_empty() && f.bool("allow_all_models") == Some(true)));
         if let Some(models) = models {
             // Blank input ("", " , ", [""]) parses to nothing: never "every model".
             if models.is_empty() {
                 return Err(Error::invalid(format!(
                     "field \"models\" names no model; {MODELS_HINT}"
+                )));
+            }
+            // LiteLLM's names for "every model": only allow_all_models says so.
+            if let Some(all) = models.iter().find(|m| EVERY_MODEL.contains(&m.as_str())) {
+                return Err(Error::invalid(format!(
+                    "field \"models\": {all:?} means every model to LiteLLM; set \
+                     allow_all_models=true (without models) if that is meant"
                 )));
             }
             self.models = distinct(models);
@@ -691,6 +703,9 @@ pub(super) fn distinct(names: &[String]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     names.iter().filter(|n| seen.insert(*n)).cloned().collect()
 }
+
+/// Model names LiteLLM reads as every model the proxy serves.
+const EVERY_MODEL: &[&str] = &["*", "all-proxy-models"];
 
 const MODELS_HINT: &str = "list the models keys may call (models=gpt-4o,claude-3-haiku), or set \
      allow_all_models=true to allow every model";
@@ -997,6 +1012,9 @@ mod tests {
             json!({"models": [""]}),
             json!({"models": []}),
             json!({"allow_all_models": false}),
+            // LiteLLM's own words for every model.
+            json!({"models": "*"}),
+            json!({"models": ["gpt-4o", "all-proxy-models"]}),
         ] {
             let err = apply(Role::default(), body.clone()).unwrap_err();
             assert_eq!(err.status(), 400, "{body}");
@@ -1017,8 +1035,11 @@ mod tests {
         // Turning "all" off without naming models is refused.
         let err = apply(narrowed.clone(), json!({"models": ""})).unwrap_err();
         assert!(err.to_string().contains("models"), "{err}");
-        let widened = apply(narrowed, json!({"allow_all_models": true})).unwrap();
+        let widened = apply(narrowed.clone(), json!({"allow_all_models": true})).unwrap();
         assert!(widened.models.is_empty());
+        // As a patch sends it: the list set back to empty with it.
+        let patched = apply(narrowed, json!({"allow_all_models": true, "models": []})).unwrap();
+        assert!(patched.all_models() && patched.models.is_empty());
     }
 
     #[test]
@@ -1038,6 +1059,9 @@ mod tests {
                 true,
             ),
             (json!({"allowed_routes": "management_routes"}), true),
+            // A wildcard may reach management routes under its prefix.
+            (json!({"allowed_routes": "/v1/*"}), true),
+            (json!({"allowed_routes": "/v1/chat/completions"}), false),
         ] {
             let r = apply(base.clone(), body.clone()).unwrap();
             assert_eq!(r.may_manage_keys(), manages, "{body}");

@@ -492,9 +492,23 @@ async fn rotate(
     );
     request.key = Some(KeyMaterial(new_key.clone()));
     request.duration = Some(format!("{}s", lifetime(role)));
-    if let Err(e) = current.client.generate_key(&request).await {
-        super::creds::settle_failed_generate(&current.client, storage, &wal_id, &alias, &e).await;
-        return Err(e.into());
+    match current.client.generate_key(&request).await {
+        Err(e) => {
+            super::creds::settle_failed_generate(&current.client, storage, &wal_id, &alias, &e)
+                .await;
+            return Err(e.into());
+        }
+        Ok(key) => {
+            if let Some(field) = request.unapplied_scope(&key) {
+                if super::creds::discard_minted(&current.client, &alias).await {
+                    super::creds::forget_wal(storage, &wal_id).await;
+                }
+                return Err(super::creds::unapplied_scope_error(
+                    field,
+                    &current.home.base_url,
+                ));
+            }
+        }
     }
     if old.is_some() {
         crash_point("static_after_generate");

@@ -12,7 +12,10 @@ use crate::framework::storage::{MemoryStorage, StaticSystemView, PERFORMANCE_STA
 use crate::framework::{wal, Operation, Request, Secret, Storage, SystemView};
 use crate::litellm::stub::{route, Route, Stub};
 
-const GENERATED: &str = r#"{"key":"sk-generated-secret","token":"abc123hash","key_alias":"x","expires":"2030-01-01T00:00:00Z"}"#;
+/// As LiteLLM answers a key limited to model calls (`key_type=llm_api`).
+const GENERATED: &str = r#"{"key":"sk-generated-secret","token":"abc123hash","key_alias":"x","expires":"2030-01-01T00:00:00Z","allowed_routes":["llm_api_routes"]}"#;
+/// As a LiteLLM that does not know `key_type` answers: limited to nothing.
+const GENERATED_UNSCOPED: &str = r#"{"key":"sk-generated-secret","token":"abc123hash","key_alias":"x","expires":"2030-01-01T00:00:00Z","allowed_routes":[]}"#;
 const NO_KEYS: &str = r#"{"error":{"message":"{'error': 'No keys found'}","code":"404"}}"#;
 
 struct Mount {
@@ -1831,4 +1834,55 @@ async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() 
     let role = m.ok(Operation::Read, "static-roles/s", json!({})).await;
     assert!(role.data.get("rotation_error").is_none(), "{:?}", role.data);
     assert!(role.warnings.is_empty(), "{:?}", role.warnings);
+}
+
+#[tokio::test]
+async fn a_key_litellm_did_not_scope_is_deleted_not_handed_out() {
+    let (stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED_UNSCOPED),
+        route("POST /key/delete", 200, DELETED_DEV_X),
+    ])
+    .await;
+    let err = m
+        .call(Operation::Read, "creds/dev", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502, "{err}");
+    assert!(err.to_string().contains("key_type"), "{err}");
+    assert!(!err.to_string().contains("sk-generated"), "{err}");
+    assert_eq!(stub.count("POST /key/delete"), 1);
+    assert_eq!(m.wal_entries(), 0);
+    assert!(inventory::aliases(m.storage.as_ref())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A role that means its user's powers asks for no limit: nothing to check.
+    m.call(
+        Operation::Update,
+        "roles/dev",
+        json!({"key_type": "default"}),
+    )
+    .await
+    .unwrap();
+    let issued = m.ok(Operation::Read, "creds/dev", json!({})).await;
+    assert!(issued.secret.is_some());
+
+    // A static role's key is held to the same.
+    let err = m
+        .call(
+            Operation::Update,
+            "static-roles/s",
+            json!({"models": ["m"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502, "{err}");
+    assert_eq!(stub.count("POST /key/delete"), 2);
+    assert_eq!(m.wal_entries(), 0);
+    assert!(m
+        .call(Operation::Read, "static-roles/s", json!({}))
+        .await
+        .unwrap()
+        .is_none());
 }

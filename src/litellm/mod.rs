@@ -55,6 +55,9 @@ pub enum Error {
     Rejected { status: u16, message: String },
     #[error("LiteLLM failed (HTTP {status}): {message}")]
     Server { status: u16, message: String },
+    /// 429: LiteLLM (or a gateway before it) sheds load; nothing was done.
+    #[error("LiteLLM is busy (HTTP 429): {message}; try again later")]
+    Busy { message: String },
     #[error("LiteLLM sent an unexpected answer: {0}")]
     InvalidResponse(String),
 }
@@ -68,6 +71,7 @@ impl Error {
                 | Self::Interrupted { .. }
                 | Self::Timeout(_)
                 | Self::Server { .. }
+                | Self::Busy { .. }
         )
     }
 
@@ -85,8 +89,8 @@ impl Error {
 }
 
 /// The HTTP status each failure is answered with: 400 when the request (or
-/// the settings) cannot work, 503 when LiteLLM is unreachable, 504 when it is
-/// slow, 502 for any other failure of LiteLLM itself.
+/// the settings) cannot work, 503 when LiteLLM is unreachable or busy, 504
+/// when it is slow, 502 for any other failure of LiteLLM itself.
 impl From<Error> for crate::framework::Error {
     fn from(e: Error) -> Self {
         use crate::framework::Error as E;
@@ -94,7 +98,7 @@ impl From<Error> for crate::framework::Error {
             Error::Config(_) | Error::Rejected { .. } | Error::KeyGone => {
                 return E::invalid(e.to_string())
             }
-            Error::Unreachable { .. } => 503,
+            Error::Unreachable { .. } | Error::Busy { .. } => 503,
             Error::Timeout(_) => 504,
             Error::Interrupted { .. }
             | Error::Unauthorized { .. }
@@ -451,7 +455,9 @@ impl Client {
                 url: redact_url(&url),
                 message,
             },
-            s if s.is_server_error() => Error::Server {
+            StatusCode::TOO_MANY_REQUESTS => Error::Busy { message },
+            // A gateway's request timeout: LiteLLM may have acted on it.
+            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => Error::Server {
                 status: code,
                 message,
             },
@@ -463,7 +469,9 @@ impl Client {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> Error {
-        if e.is_timeout() {
+        // A connect timeout is both: nothing was sent, so it is unreachable
+        // (503, and no key can exist), not slow.
+        if e.is_timeout() && !e.is_connect() {
             return Error::Timeout(self.timeout);
         }
         // The innermost cause says what actually failed (refused, DNS, TLS).

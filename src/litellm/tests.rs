@@ -140,6 +140,25 @@ async fn server_errors_are_transient() {
 }
 
 #[tokio::test]
+async fn throttling_is_busy_and_a_gateway_timeout_may_have_acted() {
+    let stub429 = stub(429, r#"{"error":{"message":"slow down"}}"#, Duration::ZERO).await;
+    let err = client(stub429.url.clone(), Duration::from_secs(5))
+        .check_admin()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    assert!(err.is_transient() && !err.is_ambiguous());
+    assert_eq!(crate::framework::Error::from(err).status(), 503);
+    let stub408 = stub(408, "request timeout", Duration::ZERO).await;
+    let err = client(stub408.url.clone(), Duration::from_secs(5))
+        .check_admin()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Server { status: 408, .. }), "{err}");
+    assert!(err.is_transient() && err.is_ambiguous());
+}
+
+#[tokio::test]
 async fn unexpected_answers_are_reported() {
     for body in ["{not json", r#"{"key_alias":"a"}"#] {
         let stub = stub(200, body, Duration::ZERO).await;

@@ -70,6 +70,29 @@ pub struct GeneratedKey {
     pub key_alias: Option<String>,
     #[serde(default)]
     pub expires: Option<String>,
+    /// The routes LiteLLM limits the key to (it turns a `key_type` into
+    /// route groups); empty for a key limited to nothing.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub allowed_routes: Vec<String>,
+}
+
+impl GenerateKeyRequest {
+    /// The scope field LiteLLM did not apply, if any. LiteLLM ignores
+    /// request fields it does not know: a proxy older than `key_type`
+    /// would mint a `default` key, with all the powers of its user, for a
+    /// role that asked for model calls only.
+    pub fn unapplied_scope(&self, answer: &GeneratedKey) -> Option<&'static str> {
+        if !answer.allowed_routes.is_empty() {
+            return None;
+        }
+        if self.allowed_routes.as_ref().is_some_and(|r| !r.is_empty()) {
+            return Some("allowed_routes");
+        }
+        self.key_type
+            .as_deref()
+            .filter(|t| *t != "default")
+            .map(|_| "key_type")
+    }
 }
 
 impl std::fmt::Debug for GeneratedKey {
