@@ -113,6 +113,28 @@ fn log_outcome(
     }
 }
 
+/// Logs a request dropped before it finished.
+struct CancelWarning<'a> {
+    operation: &'a str,
+    path: &'a str,
+    started: Instant,
+    finished: bool,
+}
+
+impl Drop for CancelWarning<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::warn!(
+            operation = self.operation,
+            path = self.path,
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            "request cancelled before it finished (the server's deadline, or its client went away)"
+        );
+    }
+}
+
 #[tonic::async_trait]
 impl BackendRpc for BackendService {
     async fn setup(
@@ -194,10 +216,19 @@ impl BackendRpc for BackendService {
             .as_ref()
             .map(|r| (r.operation.clone(), r.path.clone()))
             .unwrap_or_default();
+        // The server's deadline (grpc-timeout) drops this future mid-way:
+        // say so, or a request cut off after a side effect leaves no trace.
+        let mut guard = CancelWarning {
+            operation: &op,
+            path: &path,
+            started,
+            finished: false,
+        };
         let (result, host_calls) = match self.prepare(wire) {
             Ok((mount, req)) => host::count_host_calls(mount.backend.handle(req)).await,
             Err(e) => (Err(e), 0),
         };
+        guard.finished = true;
         log_outcome(&op, &path, host_calls, started, &result);
         let reply = match result {
             Ok(response) => pb::HandleRequestReply {
@@ -220,10 +251,17 @@ impl BackendRpc for BackendService {
         request: GrpcRequest<pb::HandleExistenceCheckArgs>,
     ) -> Result<GrpcResponse<pb::HandleExistenceCheckReply>, Status> {
         let wire = request.into_inner().request;
+        let (op, path) = wire
+            .as_ref()
+            .map(|r| (r.operation.clone(), r.path.clone()))
+            .unwrap_or_default();
         let result = match self.prepare(wire) {
             Ok((mount, req)) => mount.backend.existence_check(req).await,
             Err(e) => Err(e),
         };
+        if let Err(e) = &result {
+            tracing::warn!(operation = op, path, error = %e, "existence check failed");
+        }
         let reply = match result {
             Ok((check_found, exists)) => pb::HandleExistenceCheckReply {
                 check_found,
