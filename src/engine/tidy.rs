@@ -387,8 +387,8 @@ async fn auto_tidy(engine: Arc<Engine>, req: Request) -> Result<()> {
             report.errors[0]
         ))),
         Some(Err(e)) => Err(e),
-        // Still running: the tick moves on to the other tasks and the
-        // WAL rollback; the report lands at tidy-status.
+        // Still running: the tick moves on to the other tasks; the report
+        // lands at tidy-status.
         None => Ok(()),
     }
 }
