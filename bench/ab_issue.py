@@ -36,6 +36,11 @@ MARK_START = "<!-- ab-issue-path:start -->"
 MARK_END = "<!-- ab-issue-path:end -->"
 
 
+# What LiteLLM 1.106.12 answers in allowed_routes for each key_type.
+ROUTES_OF_KEY_TYPE = {"llm_api": ["llm_api_routes"], "read_only": ["info_routes"],
+                      "management": ["management_routes"]}
+
+
 class StandIn(http.server.BaseHTTPRequestHandler):
     """Answers /key/generate and /key/delete at once, like LiteLLM would."""
 
@@ -48,8 +53,10 @@ class StandIn(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
         if self.path.endswith("/key/generate"):
             n = random.getrandbits(64)
+            # LiteLLM turns key_type into route groups (the engine checks them).
+            routes = body.get("allowed_routes") or ROUTES_OF_KEY_TYPE.get(body.get("key_type"), [])
             out = {"key": f"sk-{n:x}", "token": f"{n:064x}", "key_alias": body.get("key_alias"),
-                   "expires": "2030-01-01T00:00:00Z"}
+                   "expires": "2030-01-01T00:00:00Z", "allowed_routes": routes}
         else:
             out = {"deleted_keys": body.get("keys") or body.get("key_aliases") or []}
         raw = json.dumps(out).encode()
