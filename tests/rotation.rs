@@ -140,21 +140,29 @@ fn rotate_root_replaces_a_virtual_admin_key(engine: Engine, steps: &Steps, litel
     assert_eq!(admin.live_keys().len(), 1);
     engine_issues_and_revokes(&server, MOUNT, litellm);
 
+    // The admin user's key number `n`, made by hand; and the check that it
+    // is the user's only live key.
+    let hand_made_key = |n: u32| {
+        let alias = format!("{}-{n}", admin.alias_prefix);
+        let (status, made) = litellm.admin(
+            Method::POST,
+            "/key/generate",
+            &json!({"user_id": admin.user_id, "key_alias": alias}),
+        );
+        assert_eq!(status, 200, "{made}");
+        made["key"].clone()
+    };
+    let only_key_alive = |n: u32| {
+        let live = admin.live_keys();
+        assert_eq!(live.len(), 1, "admin keys alive: {live:?}");
+        assert_eq!(live[0]["key_alias"], format!("{}-{n}", admin.alias_prefix));
+    };
+
     steps.step("another admin key written in its place: the minted one is deleted");
-    let (status, second) = litellm.admin(
-        Method::POST,
-        "/key/generate",
-        &json!({"user_id": admin.user_id, "key_alias": format!("{}-2", admin.alias_prefix)}),
-    );
-    assert_eq!(status, 200, "{second}");
-    let (status, body) = server.put(
-        &format!("{MOUNT}/config"),
-        &json!({"admin_key": second["key"]}),
-    );
+    let second = hand_made_key(2);
+    let (status, body) = server.put(&format!("{MOUNT}/config"), &json!({"admin_key": second}));
     assert_eq!(status, 204, "config: {body}");
-    let live = admin.live_keys();
-    assert_eq!(live.len(), 1, "admin keys alive: {live:?}");
-    assert_eq!(live[0]["key_alias"], format!("{}-2", admin.alias_prefix));
+    only_key_alive(2);
     engine_issues_and_revokes(&server, MOUNT, litellm);
 
     steps.step("config deleted after a rotation, then written again with another key: the minted one is deleted too");
@@ -162,20 +170,13 @@ fn rotate_root_replaces_a_virtual_admin_key(engine: Engine, steps: &Steps, litel
     assert_eq!(status, 200, "third rotate-root: {body}");
     let (status, body) = server.delete(&format!("{MOUNT}/config"));
     assert!((200..300).contains(&status), "delete config: {body}");
-    let (status, third) = litellm.admin(
-        Method::POST,
-        "/key/generate",
-        &json!({"user_id": admin.user_id, "key_alias": format!("{}-3", admin.alias_prefix)}),
-    );
-    assert_eq!(status, 200, "{third}");
+    let third = hand_made_key(3);
     let (status, body) = server.put(
         &format!("{MOUNT}/config"),
-        &json!({"base_url": litellm.url, "admin_key": third["key"]}),
+        &json!({"base_url": litellm.url, "admin_key": third}),
     );
     assert_eq!(status, 204, "config: {body}");
-    let live = admin.live_keys();
-    assert_eq!(live.len(), 1, "admin keys alive: {live:?}");
-    assert_eq!(live[0]["key_alias"], format!("{}-3", admin.alias_prefix));
+    only_key_alive(3);
     engine_issues_and_revokes(&server, MOUNT, litellm);
 }
 per_server!(rotate_root_replaces_a_virtual_admin_key, with_steps);

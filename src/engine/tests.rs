@@ -1582,22 +1582,10 @@ async fn a_refused_static_role_write_stores_no_role() {
         r#"{"error":{"message":"tags are an enterprise feature"}}"#,
     )])
     .await;
-    let err = m
-        .call(
-            Operation::Update,
-            "static-roles/s",
-            json!({"models": ["m"]}),
-        )
-        .await
-        .unwrap_err();
+    let err = refused_static_role(&m).await;
     assert_eq!(err.status(), 400, "{err}");
     let listed = m.ok(Operation::List, "static-roles/", json!(null)).await;
     assert_eq!(listed.data["keys"], json!([]), "{:?}", listed.data);
-    assert!(m
-        .call(Operation::Read, "static-roles/s", json!(null))
-        .await
-        .unwrap()
-        .is_none());
 }
 
 #[tokio::test]
@@ -1869,6 +1857,15 @@ async fn a_key_litellm_did_not_scope_is_deleted_not_handed_out() {
     assert!(issued.secret.is_some());
 
     // A static role's key is held to the same.
+    let err = refused_static_role(&m).await;
+    assert_eq!(err.status(), 502, "{err}");
+    assert_eq!(stub.count("POST /key/delete"), 2);
+    assert_eq!(m.wal_entries(), 0);
+}
+
+/// Writes static role `s` (models `m`), which must be refused, and checks
+/// that nothing of it stays.
+async fn refused_static_role(m: &Mount) -> crate::framework::Error {
     let err = m
         .call(
             Operation::Update,
@@ -1877,12 +1874,7 @@ async fn a_key_litellm_did_not_scope_is_deleted_not_handed_out() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.status(), 502, "{err}");
-    assert_eq!(stub.count("POST /key/delete"), 2);
-    assert_eq!(m.wal_entries(), 0);
-    assert!(m
-        .call(Operation::Read, "static-roles/s", json!({}))
-        .await
-        .unwrap()
-        .is_none());
+    let read = m.call(Operation::Read, "static-roles/s", json!(null)).await;
+    assert!(read.unwrap().is_none(), "a refused static role was stored");
+    err
 }
