@@ -9,8 +9,8 @@
 #   vault-plugin-secrets-litellm_<version>_linux_<arch>.sha256    "<hex>  <name>"
 #   SHA256SUMS                                                    both binaries
 #   linux_<arch>/vault-plugin-secrets-litellm (+ .sha256)         plain-named copy (for image-context.sh)
-# Used by .github/workflows/release-binaries.yml (dist's global-artifacts job) and locally after
-# `dist build` (see release/README.md). VERSION defaults to Cargo.toml's.
+# For local use after `dist build` (see release/README.md); the release workflow builds its bare
+# binaries with release/dist.sh instead. VERSION defaults to Cargo.toml's.
 set -euo pipefail
 LOG_TAG=binaries
 # shellcheck source=release/lib.sh

@@ -5,7 +5,7 @@
 #   docker exec -it vault vault operator init        # once; then unseal
 #   docker exec -it vault vault operator unseal
 #   docker exec -it -e VAULT_TOKEN=<root token> vault register-litellm
-#   docker exec -it -e VAULT_TOKEN=<root token> vault vault secrets enable litellm
+#   docker exec -it -e VAULT_TOKEN=<root token> vault vault secrets enable -plugin-version=v<version> litellm
 #
 # (The image's entrypoint also passes -config=/vault/config, empty by default.)
 
