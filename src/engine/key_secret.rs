@@ -162,34 +162,46 @@ async fn revoke(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         .as_ref()
         .ok_or_else(|| Error::invalid("revoke without a lease"))?;
     let token = secret.internal_str("token")?.to_string();
-    let alias = secret.internal_str("key_alias").unwrap_or("?");
+    let alias = secret.internal_str("key_alias").unwrap_or("?").to_string();
     // Any error makes the host retry with backoff: the key is never
     // forgotten while it may still exist.
     let home = Home::recorded(&secret.internal);
-    let storage = req.storage.as_ref();
-    let outcome = async {
-        let client = engine.clients.for_key(storage, home.as_ref()).await?;
-        client.delete_key_batched(&token).await.map_err(Error::from)
-    }
-    .await;
+    let storage = Arc::clone(&req.storage);
+    // In a task of its own: the server drops a revoke that outlasts its
+    // deadline (a hanging LiteLLM), and the failure must still be noted.
+    let deleting = {
+        let (alias, storage) = (alias.clone(), Arc::clone(&storage));
+        tokio::spawn(async move {
+            let storage = storage.as_ref();
+            let outcome = async {
+                let client = engine.clients.for_key(storage, home.as_ref()).await?;
+                client.delete_key_batched(&token).await.map_err(Error::from)
+            }
+            .await;
+            if let Err(e) = &outcome {
+                // The server retries, but gives up after a few attempts
+                // (or is told to with -force): the note lets the engine
+                // finish the job once LiteLLM answers, the mark shows it
+                // in `keys/`.
+                let error = e.to_string();
+                tokio::join!(
+                    inventory::mark_revoke_failed(storage, &alias, &error),
+                    unfinished_revokes::note(storage, &alias, &token, home.as_ref()),
+                );
+            }
+            outcome
+        })
+    };
+    let outcome = deleting
+        .await
+        .map_err(|e| Error::Internal(format!("the revoke stopped: {e}")))??;
     match outcome {
-        Ok(Deleted::Now) => tracing::info!(key_alias = %alias, "revoked LiteLLM key"),
-        Ok(Deleted::AlreadyGone) => {
+        Deleted::Now => tracing::info!(key_alias = %alias, "revoked LiteLLM key"),
+        Deleted::AlreadyGone => {
             tracing::info!(key_alias = %alias, "LiteLLM key was already gone")
         }
-        Err(e) => {
-            // The server retries, but gives up after a few attempts (or
-            // is told to with -force): the note lets the engine finish the
-            // job once LiteLLM answers, the mark shows it in `keys/`.
-            let error = e.to_string();
-            tokio::join!(
-                inventory::mark_revoke_failed(storage, alias, &error),
-                unfinished_revokes::note(storage, alias, &token, home.as_ref()),
-            );
-            return Err(e);
-        }
     }
-    inventory::delete(storage, alias).await?;
+    inventory::delete(storage.as_ref(), &alias).await?;
     Ok(None)
 }
 

@@ -9,10 +9,13 @@
 //!
 //! Outcomes per key: a batch that LiteLLM accepts (200) removed every listed
 //! key (LiteLLM also lists missing ones as deleted), so each is `Now`; its
-//! "No keys found" 404 means none existed, so each is `AlreadyGone`. Any
-//! other failure (a refusal, a timeout, a 404 from something else) settles
-//! nothing: each key is then deleted on its own and gets its own answer, so
-//! "already gone" is only ever LiteLLM's word about that key.
+//! "No keys found" 404 means none existed, so each is `AlreadyGone`. When
+//! LiteLLM is unreachable, busy (429) or does not answer in time, each key
+//! fails with the batch (one by one, each would wait its own timeout; the
+//! server retries the revokes). Any other failure (a refusal, a 5xx, a 404
+//! from something else) settles nothing: each key is then deleted on its
+//! own and gets its own answer, so "already gone" is only ever LiteLLM's
+//! word about that key.
 
 use std::sync::{Arc, OnceLock};
 
@@ -90,7 +93,10 @@ async fn run(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>) {
     }
 }
 
-async fn settle(client: &Client, batch: Vec<Pending>) {
+async fn settle(client: &Client, mut batch: Vec<Pending>) {
+    // Nobody waits for these any more (a tick's budget ran out): their notes
+    // stay, and the next tick asks again.
+    batch.retain(|p| !p.reply.is_closed());
     if batch.len() > 1 {
         let tokens: Vec<String> = batch.iter().map(|p| p.token.clone()).collect();
         match client.delete_keys(&tokens).await {
@@ -102,6 +108,14 @@ async fn settle(client: &Client, batch: Vec<Pending>) {
                 return;
             }
             Err(e) => {
+                let shared: Option<Vec<Error>> = batch.iter().map(|_| e.for_every_key()).collect();
+                if let Some(errors) = shared {
+                    tracing::warn!(keys = batch.len(), error = %e, "batched key delete failed; so does each key's");
+                    for (p, error) in batch.into_iter().zip(errors) {
+                        let _ = p.reply.send(Err(error));
+                    }
+                    return;
+                }
                 tracing::warn!(keys = batch.len(), error = %e, "batched key delete failed; deleting the keys one by one");
             }
         }

@@ -75,6 +75,24 @@ impl Error {
         )
     }
 
+    /// The same failure for each key of a failed batch, when deleting them
+    /// one by one cannot go better: nothing reached LiteLLM, or it is busy
+    /// or hanging (each single delete would wait its own timeout). A
+    /// refusal or a 5xx may be one key's doing: those keys go one by one.
+    pub fn for_every_key(&self) -> Option<Error> {
+        match self {
+            Self::Unreachable { url, reason } => Some(Self::Unreachable {
+                url: url.clone(),
+                reason: reason.clone(),
+            }),
+            Self::Timeout(after) => Some(Self::Timeout(*after)),
+            Self::Busy { message } => Some(Self::Busy {
+                message: message.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The request may have taken effect although it failed: a timeout, a
     /// broken connection, a 5xx or an answer that could not be read.
     pub fn is_ambiguous(&self) -> bool {

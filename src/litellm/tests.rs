@@ -363,6 +363,31 @@ async fn a_refused_batch_falls_back_to_one_delete_per_key() {
     );
 }
 
+#[tokio::test]
+async fn a_busy_proxy_fails_each_key_of_its_batch_without_one_by_one_retries() {
+    let stub = stub(
+        429,
+        r#"{"error":{"message":"slow down"}}"#,
+        Duration::from_millis(50),
+    )
+    .await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
+    let outcomes = delete_concurrently(&c, 20).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(Error::Busy { .. }))),
+        "{outcomes:?}"
+    );
+    // Fewer calls than keys: the batches' failure is each key's answer.
+    let calls = stub.count("POST /key/delete");
+    assert!(
+        calls < 20,
+        "{calls} calls for 20 deletes: {:?}",
+        stub.requests()
+    );
+}
+
 #[test]
 fn chosen_key_material_is_sent_but_never_shown() {
     let key = new_key();
