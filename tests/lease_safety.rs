@@ -188,8 +188,10 @@ fn keys_renew_and_revoke_on_the_proxy_they_were_minted_on(
     steps.step("config now names another proxy: the write warns");
     let (status, body) = write_config(&server, json!({"base_url": litellm.url}));
     assert_eq!(status, 200, "{body}");
+    // The recipe that works: the old URL back first, then the move.
+    let warnings = body["warnings"].to_string();
     assert!(
-        body["warnings"].to_string().contains("proxy_moved=true"),
+        warnings.contains("proxy_moved=true") && warnings.contains("takes its keys back"),
         "{body}"
     );
     let (_, config) = server.get(&format!("{MOUNT}/config"));

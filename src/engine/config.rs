@@ -368,9 +368,10 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     if let Some(old) = existing.as_ref().filter(|o| o.proxy_id != config.proxy_id) {
         warnings.push(format!(
             "keys minted on {} stay bound to it: their leases renew and revoke there with the \
-             settings kept for it. If {} is the same proxy under a new URL, write config again \
-             with base_url={} proxy_moved=true",
-            old.base_url, config.base_url, config.base_url
+             settings kept for it. If {} is the same proxy under a new URL, write config with \
+             base_url={} (that proxy takes its keys back), then with base_url={} \
+             proxy_moved=true",
+            old.base_url, config.base_url, old.base_url, config.base_url
         ));
     }
     // Building the client validates ca_cert even when not verifying.
