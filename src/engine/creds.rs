@@ -136,10 +136,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let (narrowing, grant, now, (user_id, team_id)) = match checked {
         Ok(checked) => checked,
         Err(e) => {
-            if let Err(de) = wal::delete(storage, &wal_id).await {
-                tracing::warn!(wal_id = %wal_id, error = %de,
-                    "cannot delete the WAL entry of a refused issue; the rollback will");
-            }
+            forget_wal(storage, &wal_id, "a refused issue").await;
             return Err(e);
         }
     };
@@ -207,7 +204,7 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
         // record, then the WAL entry (which covers both until then).
         if discard_minted(&proxy.client, &alias).await {
             match inventory::delete(storage, &alias).await {
-                Ok(()) => forget_wal(storage, &wal_id).await,
+                Ok(()) => forget_wal(storage, &wal_id, "a discarded key").await,
                 Err(e) => tracing::warn!(key_alias = %alias, error = %e,
                     "cannot delete the record of a discarded key; the rollback will"),
             }
@@ -300,11 +297,11 @@ pub(super) async fn discard_minted(client: &Client, alias: &str) -> bool {
     }
 }
 
-/// Deletes a WAL entry whose work is settled; a failure only leaves the
-/// rollback a check to make.
-pub(super) async fn forget_wal(storage: &dyn Storage, wal_id: &str) {
+/// Deletes a WAL entry whose work is settled (`what` names it for the
+/// log); a failure only leaves the rollback a check to make.
+pub(super) async fn forget_wal(storage: &dyn Storage, wal_id: &str, what: &str) {
     if let Err(e) = wal::delete(storage, wal_id).await {
-        tracing::warn!(wal_id = %wal_id, error = %e, "cannot delete a settled WAL entry; the rollback will");
+        tracing::warn!(wal_id = %wal_id, error = %e, "cannot delete the WAL entry of {what}; the rollback will");
     }
 }
 
@@ -331,9 +328,7 @@ pub(super) async fn settle_failed_generate(
             }
         }
     }
-    if let Err(e) = wal::delete(storage, wal_id).await {
-        tracing::warn!(wal_id = %wal_id, error = %e, "cannot delete the WAL entry of a failed issue; the rollback will");
-    }
+    forget_wal(storage, wal_id, "a failed issue").await;
 }
 
 #[cfg(test)]

@@ -356,7 +356,7 @@ async fn rotate(engine: &Engine, storage: &dyn Storage, config: Config) -> Resul
                 // Not stored: the successor must go; if even that fails,
                 // the WAL entry stays and the rollback deletes it.
                 if old_client.delete_keys(&[new_token]).await.is_ok() {
-                    let _ = wal::delete(storage, &wal_id).await;
+                    super::creds::forget_wal(storage, &wal_id, "a successor not stored").await;
                 }
                 return Err(e);
             }

@@ -501,7 +501,7 @@ async fn rotate(
         Ok(key) => {
             if let Some(field) = request.unapplied_scope(&key) {
                 if super::creds::discard_minted(&current.client, &alias).await {
-                    super::creds::forget_wal(storage, &wal_id).await;
+                    super::creds::forget_wal(storage, &wal_id, "a discarded static key").await;
                 }
                 return Err(super::creds::unapplied_scope_error(
                     field,
@@ -545,9 +545,7 @@ async fn rotate(
     }
     // The rotation has happened: a WAL entry left behind only makes the
     // rollback confirm it (it keeps the generations the role holds).
-    if let Err(e) = wal::delete(storage, &wal_id).await {
-        tracing::warn!(role = %name, error = %e, "cannot delete the WAL entry of a finished rotation; the rollback will");
-    }
+    super::creds::forget_wal(storage, &wal_id, "a finished static rotation").await;
     tracing::info!(role = %name, key_alias = %alias, generation, "static role key rotated");
     Ok(stored)
 }

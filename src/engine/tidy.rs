@@ -509,13 +509,12 @@ async fn tidy_orphans(
         .chain(static_roles::known_aliases(storage).await?)
         .collect();
     let cutoff = report.started_at.saturating_sub(buffer);
-    // Two proxy entries may name one LiteLLM (a URL changed without
-    // proxy_moved): count and delete each key once.
+    // Count and delete each key once (see `KeyView::first_seen`).
     let mut seen = HashSet::new();
     for (client, keys) in listed {
         let mut tokens = Vec::new();
         for key in &keys {
-            if key.token.as_ref().is_some_and(|t| !seen.insert(t.clone())) {
+            if !key.first_seen(&mut seen) {
                 continue;
             }
             if key.meta(MOUNT_ID_METADATA) == Some(mount_id) {

@@ -105,15 +105,8 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
             }
         }
     }
-    // Two retired settings may name one proxy (a URL changed without
-    // proxy_moved): each key counts once.
     let mut seen = std::collections::HashSet::new();
-    keys.retain(|k| {
-        k.token
-            .clone()
-            .or_else(|| k.key_alias.clone())
-            .is_none_or(|id| seen.insert(id))
-    });
+    keys.retain(|k| k.first_seen(&mut seen));
     let usage = summarize(keys, clock::unix_now());
     let mut data = Map::new();
     data.insert("role".into(), json!(role));

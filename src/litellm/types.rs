@@ -1,6 +1,6 @@
 //! Request and response bodies of the key management API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +141,17 @@ pub struct KeyView {
 }
 
 impl KeyView {
+    /// Whether `seen` meets this key for the first time (by token, else by
+    /// alias; a key with neither always counts): two proxy settings may name
+    /// one LiteLLM (a URL changed without proxy_moved), and its keys must
+    /// count once.
+    pub fn first_seen(&self, seen: &mut HashSet<String>) -> bool {
+        self.token
+            .as_deref()
+            .or(self.key_alias.as_deref())
+            .is_none_or(|id| seen.insert(id.to_string()))
+    }
+
     /// A string value of the key's metadata.
     pub fn meta(&self, name: &str) -> Option<&str> {
         self.metadata.get(name).and_then(serde_json::Value::as_str)

@@ -113,6 +113,12 @@ fn log_outcome(
     }
 }
 
+/// What a request's log lines name it by.
+fn operation_and_path(wire: Option<&pb::Request>) -> (String, String) {
+    wire.map(|r| (r.operation.clone(), r.path.clone()))
+        .unwrap_or_default()
+}
+
 /// Logs a request dropped before it finished.
 struct CancelWarning<'a> {
     operation: &'a str,
@@ -212,10 +218,7 @@ impl BackendRpc for BackendService {
     ) -> Result<GrpcResponse<pb::HandleRequestReply>, Status> {
         let started = Instant::now();
         let wire = request.into_inner().request;
-        let (op, path) = wire
-            .as_ref()
-            .map(|r| (r.operation.clone(), r.path.clone()))
-            .unwrap_or_default();
+        let (op, path) = operation_and_path(wire.as_ref());
         // The server's deadline (grpc-timeout) drops this future mid-way:
         // say so, or a request cut off after a side effect leaves no trace.
         let mut guard = CancelWarning {
@@ -251,10 +254,7 @@ impl BackendRpc for BackendService {
         request: GrpcRequest<pb::HandleExistenceCheckArgs>,
     ) -> Result<GrpcResponse<pb::HandleExistenceCheckReply>, Status> {
         let wire = request.into_inner().request;
-        let (op, path) = wire
-            .as_ref()
-            .map(|r| (r.operation.clone(), r.path.clone()))
-            .unwrap_or_default();
+        let (op, path) = operation_and_path(wire.as_ref());
         let result = match self.prepare(wire) {
             Ok((mount, req)) => mount.backend.existence_check(req).await,
             Err(e) => Err(e),
