@@ -50,10 +50,14 @@ fn hand_made(litellm: &LiteLlm, alias: &str, metadata: Value, duration: Option<&
     out["token"].as_str().unwrap().to_string()
 }
 
-/// Does LiteLLM still hold this key (expired or not)?
+/// Does LiteLLM still hold this key (expired or not)? `/v2/key/info` reads
+/// the live key table (`/key/info` also shows deleted keys).
 fn exists(litellm: &LiteLlm, token: &str) -> bool {
-    let (status, body) = litellm.key_info(token);
-    status == 200 && body["info"]["status"] != "deleted"
+    let body = ok(
+        "/v2/key/info",
+        litellm.admin(Method::POST, "/v2/key/info", &json!({"keys": [token]})),
+    );
+    !body["info"].as_array().unwrap().is_empty()
 }
 
 fn aliases(list: &Value) -> BTreeSet<String> {
@@ -383,6 +387,23 @@ fn scenario(steps: &Steps, engine: Engine, litellm: &LiteLlm, prefix: &str) {
         );
     }
     assert!(exists(litellm, &unmarked_t));
+
+    steps.step("a key deleted in LiteLLM by hand reads as gone at once; its revoke still succeeds");
+    let (key2, alias2, lease2) = &leased[2];
+    let before = ok(
+        "keys/<alias>",
+        server.get(&format!("{MOUNT}/keys/{alias2}")),
+    );
+    assert_eq!(before["data"]["status"], "active", "{before}");
+    assert_eq!(litellm.delete_key(key2), 200);
+    let after = ok(
+        "keys/<alias>",
+        server.get(&format!("{MOUNT}/keys/{alias2}")),
+    );
+    assert_eq!(after["data"]["status"], "gone", "{after}");
+    ok("revoke of a gone key", server.lease_revoke(lease2));
+    let (status, _) = server.get(&format!("{MOUNT}/keys/{alias2}"));
+    assert_eq!(status, 404, "the record went with the lease");
 
     steps.step("revoke: the records go with the leases");
     ok("revoke A", server.revoke_prefix(&format!("{MOUNT}/creds")));

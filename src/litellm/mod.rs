@@ -184,7 +184,7 @@ pub fn new_key() -> String {
 
 /// LiteLLM's words when none of the keys of a delete exist (inside a 404).
 const NO_KEYS_FOUND: &str = "No keys found";
-/// LiteLLM's words for a `/key/info` of a key it never had (inside a 404).
+/// LiteLLM's words for a `/key/update` of a key it does not have (inside a 404).
 const KEY_NOT_FOUND: &str = "Key not found";
 /// The largest page `/key/list` serves (422 above), and the batch size used
 /// for `/v2/key/info` and `/key/delete`.
@@ -350,28 +350,22 @@ impl Client {
         Ok(listing)
     }
 
-    /// One key by its token hash; `None` when LiteLLM says it has no such
-    /// key, or only a deleted one.
+    /// One key by its token hash; `None` when LiteLLM has no such key.
+    /// `/v2/key/info` reads the live key table only, where `/key/info` also
+    /// answers for a deleted key (from LiteLLM's deleted-keys table, with a
+    /// status to tell them apart): one shape for one key and for many.
     pub async fn key_info(&self, token: &str) -> Result<Option<KeyView>, Error> {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("key", token)
-            .finish();
-        match self
-            .call::<Value>(Method::GET, &format!("key/info?{query}"), None::<&()>)
-            .await
-        {
-            Ok(answer) => {
-                let mut view: KeyView = serde_json::from_value(answer["info"].clone())
-                    .map_err(|e| Error::InvalidResponse(format!("key/info: {e}")))?;
-                if view.status.as_deref() == Some("deleted") {
-                    return Ok(None);
-                }
-                view.token.get_or_insert_with(|| token.to_string());
-                Ok(Some(view))
-            }
-            Err(Error::NotFound { message, .. }) if message.contains(KEY_NOT_FOUND) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let answer: KeysInfo = self
+            .call(
+                Method::POST,
+                "v2/key/info",
+                Some(&serde_json::json!({ "keys": [token] })),
+            )
+            .await?;
+        Ok(answer.info.into_iter().next().map(|mut view| {
+            view.token.get_or_insert_with(|| token.to_string());
+            view
+        }))
     }
 
     /// LiteLLM's view of several keys by token hash, without their

@@ -245,33 +245,22 @@ async fn list_keys_asks_for_full_objects_oldest_first_and_pages() {
 }
 
 #[tokio::test]
-async fn key_info_tells_a_missing_key_from_a_foreign_404() {
+async fn key_info_reads_the_database_and_tells_a_missing_key_from_an_error() {
+    // `/v2/key/info` leaves out keys LiteLLM does not have.
     let missing = Stub::start(vec![super::stub::route(
-        "GET /key/info",
-        404,
-        r#"{"error":{"message":"Key not found in database","type":"not_found_error","code":"404"}}"#,
+        "POST /v2/key/info",
+        200,
+        r#"{"key":["t"],"info":[]}"#,
     )])
     .await;
     let c = client(missing.url.clone(), Duration::from_secs(5));
     assert_eq!(c.key_info("t").await.unwrap(), None);
-
-    let deleted = Stub::start(vec![super::stub::route(
-        "GET /key/info",
-        200,
-        r#"{"key":"t","info":{"key_alias":"a","status":"deleted","spend":1.0}}"#,
-    )])
-    .await;
-    let c = client(deleted.url.clone(), Duration::from_secs(5));
-    assert_eq!(
-        c.key_info("t").await.unwrap(),
-        None,
-        "a deleted key is gone"
-    );
+    assert!(missing.requests()[0].contains(r#""keys":["t"]"#));
 
     let live = Stub::start(vec![super::stub::route(
-        "GET /key/info",
+        "POST /v2/key/info",
         200,
-        r#"{"key":"t","info":{"key_alias":"a","spend":0.5,"max_budget":2.0,"blocked":null}}"#,
+        r#"{"key":["t"],"info":[{"key_alias":"a","spend":0.5,"max_budget":2.0,"blocked":null}]}"#,
     )])
     .await;
     let c = client(live.url.clone(), Duration::from_secs(5));

@@ -135,9 +135,6 @@ pub struct KeyView {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub created_at: Option<String>,
-    /// `"deleted"` when `/key/info` answers from LiteLLM's deleted-keys table.
-    #[serde(default)]
-    pub status: Option<String>,
 }
 
 impl KeyView {
