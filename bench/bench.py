@@ -13,8 +13,10 @@ Every number is measured in the same run as its baseline:
                 plugin CPU per issue+revoke pair, and the machine's floor under it (a bare tokio
                 round trip on a Unix socket, the SDK's wake_floor example, times the pair's
                 context switches);
-  * scale:      10,000 live leases on one mount: issue/revoke latency against an empty mount,
-                `LIST keys/` through all of them and the plugin's peak RSS, queued revoke of all.
+  * scale:      10,000 live leases on one mount (a server of its own, the plugin logging at debug
+                level): issue/revoke latency against an empty mount, split by the plugin's log into
+                LiteLLM's time, the engine's own and the rest (the server's), `LIST keys/` through
+                all of them and the plugin's peak RSS, queued revoke of all.
 
 `make bench` then runs bench/soak.py (20 minutes with injected faults; its own section of RESULTS.md).
 
@@ -476,40 +478,67 @@ def main():
     finally:
         bao.stop()
     plugin_time(binary, row)
+    # Its own server, logging at debug level: the plugin's log splits the latency into LiteLLM's,
+    # the engine's own and (the rest) the server's.
+    bao = debug_server(binary, "scale", f"benchscale{os.getpid()}", ttl="2h")
+    try:
+        scale(bao, row, bao.plugin_pids()[0])
+    finally:
+        bao.stop()
 
     write_results(rows)
 
 
+def plugin_log_samples(bao, start=0):
+    """Per issue and per revoke since byte `start` of the server log of a plugin logging at debug
+    level: (server calls, the handler's ms, LiteLLM's ms meanwhile). "request handled" carries
+    host_calls and elapsed_us (the handler's time), "LiteLLM answered" the elapsed_us of each
+    LiteLLM call made meanwhile."""
+    issue, revoke = [], []
+    litellm_us = 0
+    with open(f"{bao.dir}/server.log") as f:
+        f.seek(start)
+        for line in f:
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if "LiteLLM answered" in line and "elapsed_us" in fields:
+                litellm_us += int(fields["elapsed_us"])
+                continue
+            if "request handled" not in line or "host_calls" not in fields:
+                continue
+            sample = (int(fields["host_calls"]), int(fields.get("elapsed_us", 0)) / 1000, litellm_us / 1000)
+            litellm_us = 0
+            if fields.get("operation") == "read" and fields.get("path", "").startswith("creds/"):
+                issue.append(sample)
+            elif fields.get("operation") == "revoke":
+                revoke.append(sample)
+    return issue, revoke
+
+
+def engine_own_ms(samples):
+    """Median of the handler's time minus LiteLLM's: the engine's own (its server calls included)."""
+    return statistics.median(s[1] - s[2] for s in samples) if samples else float("nan")
+
+
+def debug_server(binary, role, prefix, ttl="1h"):
+    """A server of its own whose plugin logs at debug level, mounted, configured, with `role`."""
+    bao = Bao(binary, log_level="debug")
+    version = bao.register(env=["PLUGIN_LOG_LEVEL=debug"])
+    bao.ok("POST", "sys/mounts/litellm", {"type": "litellm", "plugin_version": version})
+    bao.ok("PUT", "litellm/config", {"base_url": LITELLM, "master_key": MASTER})
+    bao.ok("PUT", f"litellm/roles/{role}", {"models": [MODEL], "ttl": ttl, "key_alias_prefix": prefix})
+    return bao
+
+
 def plugin_time(binary, row, pairs=20):
     """Calls to the server and time inside the plugin per issue and per revoke, from the plugin's
-    debug log on a server of its own: "request handled" carries host_calls and elapsed_us (the
-    handler's time), "LiteLLM answered" the elapsed_us of each LiteLLM call made meanwhile."""
-    bao = Bao(binary, log_level="debug")
+    debug log on a server of its own."""
+    bao = debug_server(binary, "calls", f"calls{os.getpid()}")
     try:
-        version = bao.register(env=["PLUGIN_LOG_LEVEL=debug"])
-        bao.ok("POST", "sys/mounts/litellm", {"type": "litellm", "plugin_version": version})
-        bao.ok("PUT", "litellm/config", {"base_url": LITELLM, "master_key": MASTER})
-        bao.ok("PUT", "litellm/roles/calls", {"models": [MODEL], "ttl": "1h", "key_alias_prefix": f"calls{os.getpid()}"})
         for _ in range(pairs):
             lease = bao.ok("GET", "litellm/creds/calls")["lease_id"]
             bao.ok("PUT", "sys/leases/revoke", {"lease_id": lease})
         time.sleep(1)
-        issue, revoke = [], []
-        litellm_us = 0
-        with open(f"{bao.dir}/server.log") as f:
-            for line in f:
-                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-                if "LiteLLM answered" in line and "elapsed_us" in fields:
-                    litellm_us += int(fields["elapsed_us"])
-                    continue
-                if "request handled" not in line or "host_calls" not in fields:
-                    continue
-                sample = (int(fields["host_calls"]), int(fields.get("elapsed_us", 0)) / 1000, litellm_us / 1000)
-                litellm_us = 0
-                if fields.get("operation") == "read" and fields.get("path") == "creds/calls":
-                    issue.append(sample)
-                elif fields.get("operation") == "revoke":
-                    revoke.append(sample)
+        issue, revoke = plugin_log_samples(bao)
     finally:
         bao.stop()
     if not issue or not revoke:
@@ -519,10 +548,9 @@ def plugin_time(binary, row, pairs=20):
     med = lambda samples, i: statistics.median(s[i] for s in samples)
     row("overhead", f"server calls per issue / per revoke (the plugin's count, median of {len(issue)} / {len(revoke)})",
         f"{med(issue, 0):g} / {med(revoke, 0):g}", "", "")
-    own = statistics.median(s[1] - s[2] for s in issue)
     row("overhead", f"inside the plugin per issue (median of {len(issue)}): handler, of which LiteLLM's "
         "/key/generate; the rest is the engine's own (its server calls)",
-        f"{med(issue, 1):.2f} ms, LiteLLM {med(issue, 2):.2f} ms", f"engine's own {own:.2f} ms", "")
+        f"{med(issue, 1):.2f} ms, LiteLLM {med(issue, 2):.2f} ms", f"engine's own {engine_own_ms(issue):.2f} ms", "")
 
 
 def run(bao, row):
@@ -684,7 +712,6 @@ def run(bao, row):
     for tok in tokens[REVOKES:]:
         direct_delete(tok)
     inventory_cost(bao, row)
-    scale(bao, row, pid)
 
 
 def alternating_rounds(bao, c, count, tag, tokens, measure=lambda side, fn: fn()):
@@ -748,16 +775,25 @@ def issue_revoke_latency(bao, role, samples=50, direct=False):
 
 def scale(bao, row, pid):
     """SCALE live leases on one mount: issue and revoke latency against the same measured on
-    an empty mount; `LIST keys/` paged through all of them; the plugin's peak RSS."""
-    # A prefix of this run's own: keys of an interrupted earlier run must not count.
+    an empty mount, split by the plugin's debug log into LiteLLM's, the engine's and the server's
+    share; `LIST keys/` paged through all of them; the plugin's peak RSS."""
+    # A prefix of this run's own: keys of an interrupted earlier run must not count. The role
+    # exists (debug_server): written again so that this function also stands alone.
     prefix = f"benchscale{os.getpid()}"
     bao.ok("PUT", "litellm/roles/scale", {"models": [MODEL], "ttl": "2h", "key_alias_prefix": prefix})
-    empty = issue_revoke_latency(bao, "scale", direct=True)
+
+    def measured():
+        start = os.path.getsize(f"{bao.dir}/server.log")
+        latency = issue_revoke_latency(bao, "scale", direct=True)
+        time.sleep(1)  # the last log lines
+        return latency, plugin_log_samples(bao, start)
+
+    empty, (empty_issue, empty_revoke) = measured()
     log(f"scale: issuing {SCALE} leases (concurrency 8)")
     wall, _ = timed_parallel(lambda i: bao.ok("GET", "litellm/creds/scale"), SCALE, 8)
     row("scale", f"issue {SCALE} leases on one mount (concurrency 8)", f"{SCALE / wall:.1f}/s")
     log(f"scale: plugin peak RSS after the issues {rss_kb(pid)['VmHWM'] / 1024:.1f} MB")
-    full = issue_revoke_latency(bao, "scale", direct=True)
+    full, (full_issue, full_revoke) = measured()
     row("scale", f"issue / revoke latency with {SCALE} live leases (median of 50)",
         f"{full[0]:.1f} / {full[1]:.1f} ms", f"empty mount {empty[0]:.1f} / {empty[1]:.1f} ms",
         f"{full[0] / empty[0]:.2f}x / {full[1] / empty[1]:.2f}x")
@@ -765,6 +801,14 @@ def scale(bao, row, pid):
     row("scale", f"the same minus a direct generate / delete right after each (paired): the engine's "
         f"and server's share with {SCALE} live leases", f"{full[2]:.1f} / {full[3]:.1f} ms",
         f"empty mount {empty[2]:.1f} / {empty[3]:.1f} ms", f"{full[2] - empty[2]:+.1f} / {full[3] - empty[3]:+.1f} ms")
+    litellm_ms = lambda samples: statistics.median(s[2] for s in samples) if samples else float("nan")
+    row("scale", f"inside the plugin (its debug log): LiteLLM's /key/generate / /key/delete with {SCALE} live "
+        "leases", f"{litellm_ms(full_issue):.1f} / {litellm_ms(full_revoke):.1f} ms",
+        f"empty mount {litellm_ms(empty_issue):.1f} / {litellm_ms(empty_revoke):.1f} ms", "LiteLLM's own")
+    own = [engine_own_ms(x) for x in (full_issue, full_revoke, empty_issue, empty_revoke)]
+    row("scale", f"inside the plugin: the engine's own per issue / revoke (handler minus LiteLLM, its server "
+        f"calls included) with {SCALE} live leases", f"{own[0]:.2f} / {own[1]:.2f} ms",
+        f"empty mount {own[2]:.2f} / {own[3]:.2f} ms", f"{own[0] - own[2]:+.2f} / {own[1] - own[3]:+.2f} ms")
     listed, after, pages = 0, "", 0
     peak = "during the listing" if reset_peak_rss(pid) else "since the plugin started"
     t = time.perf_counter()
