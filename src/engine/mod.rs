@@ -68,6 +68,11 @@ pub const ISSUE_MARGIN: Duration = Duration::from_secs(15);
 /// moment later, and the two clocks may differ a little. The key must never
 /// expire before the lease that promises it.
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(30);
+
+/// How long past its expiry a key that cannot be deleted (its proxy down,
+/// or retired) is still tried: LiteLLM's clock may run behind the
+/// server's. After that it no longer works, and the engine stops asking.
+const EXPIRED_KEY_MARGIN: Duration = Duration::from_secs(3600);
 /// Rollback entries that do not say when their key expires at the latest
 /// (an issue for a role without max_ttl, or entries written before entries
 /// said it) are given up after this long: longer than the longest lease a

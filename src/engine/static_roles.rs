@@ -22,7 +22,7 @@ use super::creds::key_alias;
 use super::proxy::Home;
 use super::roles::{self, KeyType, Role};
 use super::rotation::crash_point;
-use super::{inventory, Engine, ISSUE_MARGIN};
+use super::{inventory, Engine, EXPIRED_KEY_MARGIN, ISSUE_MARGIN};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::wal::{self, WalEntry};
 use crate::framework::{
@@ -80,6 +80,10 @@ pub(super) struct PreviousKey {
     pub key_alias: String,
     pub home: Home,
     pub delete_after: u64,
+    /// When LiteLLM expires it at the latest (unix seconds); `None` for
+    /// keys that became previous before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// How long a static key lives in LiteLLM without the engine: two rotation
@@ -354,7 +358,13 @@ async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Option<Respons
         // The keys go first: a role whose keys could not be deleted stays,
         // so the delete can be retried.
         drop_previous(&engine, storage, &name, &mut k, |_| true).await?;
-        delete_key(&engine, storage, &key_token(&k.key), &k.home).await?;
+        let current = KeyToDelete {
+            token: &key_token(&k.key),
+            key_alias: &k.key_alias,
+            home: &k.home,
+            expires_at: k.expires_at,
+        };
+        delete_unless_long_expired(&engine, storage, &name, current).await?;
         storage.delete(&format!("{KEY_PREFIX}{name}")).await?;
     }
     storage.delete(&format!("{ROLE_PREFIX}{name}")).await?;
@@ -374,12 +384,61 @@ async fn drop_previous(
     let Some(p) = key.previous.as_ref().filter(|p| due(p)) else {
         return Ok(());
     };
-    delete_key(engine, storage, &p.token, &p.home).await?;
+    let previous = KeyToDelete {
+        token: &p.token,
+        key_alias: &p.key_alias,
+        home: &p.home,
+        expires_at: p.expires_at,
+    };
+    delete_unless_long_expired(engine, storage, name, previous).await?;
     let alias = p.key_alias.clone();
     key.previous = None;
     store_key(storage, name, key).await?;
     tracing::info!(role = %name, key_alias = %alias, "previous static key deleted");
     Ok(())
+}
+
+/// How long until both the key a rotation mints and the one it replaces
+/// have expired in LiteLLM, with the clock margin; `None` for a key stored
+/// before keys recorded their expiry.
+fn keys_expired_within(role: &StaticRole, old: Option<&StaticKey>, now: u64) -> Option<Duration> {
+    let old_left = match old {
+        Some(k) => k.expires_at?.saturating_sub(now),
+        None => 0,
+    };
+    Some(Duration::from_secs(lifetime(role).max(old_left)) + EXPIRED_KEY_MARGIN)
+}
+
+/// A stored generation to delete in LiteLLM.
+struct KeyToDelete<'a> {
+    token: &'a str,
+    key_alias: &'a str,
+    home: &'a Home,
+    expires_at: Option<u64>,
+}
+
+/// Deletes a generation; when LiteLLM cannot do it (its proxy down, or
+/// retired for good) and the key expired by itself over an hour ago, lets
+/// it go with a warning: it no longer works, and a retired proxy would
+/// otherwise hold the role (its rotation, its delete) forever.
+async fn delete_unless_long_expired(
+    engine: &Engine,
+    storage: &dyn Storage,
+    role: &str,
+    key: KeyToDelete<'_>,
+) -> Result<()> {
+    let Err(e) = delete_key(engine, storage, key.token, key.home).await else {
+        return Ok(());
+    };
+    match key.expires_at {
+        Some(at) if at + EXPIRED_KEY_MARGIN.as_secs() < unix_now() => {
+            tracing::warn!(role = %role, key_alias = %key.key_alias, proxy = %key.home.base_url,
+                expired_at = %rfc3339(at), error = %e,
+                "gave up deleting a static key: it expired in LiteLLM by itself");
+            Ok(())
+        }
+        _ => Err(e),
+    }
 }
 
 async fn delete_key(
@@ -476,7 +535,9 @@ async fn rotate(
         Value::Object(wal_data),
         wal::Schedule {
             hold_for: 3 * current.config.request_timeout() + ISSUE_MARGIN,
-            give_up_after: None,
+            // Both keys the entry names have expired by then: a retired
+            // proxy is not asked forever.
+            give_up_after: keys_expired_within(role, old.as_ref(), now),
         },
     )
     .await?;
@@ -525,6 +586,11 @@ async fn rotate(
             key_alias: o.key_alias.clone(),
             home: o.home.clone(),
             delete_after: now + grace,
+            // What `extend_for_grace` moves it to, when it was earlier: the
+            // later of the two, whether or not that move succeeds.
+            expires_at: o
+                .expires_at
+                .map(|e| e.max(now + grace + TICK_SLACK.as_secs())),
         }),
         expires_at: Some(now + lifetime(role)),
         tick_error: None,

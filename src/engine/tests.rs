@@ -1784,6 +1784,7 @@ async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() 
         key_alias: "vault-static-s-0-old".into(),
         home: key.home.clone(),
         delete_after: 1,
+        expires_at: None,
     });
     // And the current key near its expiry: it must be kept alive anyway.
     key.expires_at = Some(super::clock::unix_now() + 60);
@@ -1822,6 +1823,77 @@ async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() 
     let role = m.ok(Operation::Read, "static-roles/s", json!({})).await;
     assert!(role.data.get("rotation_error").is_none(), "{:?}", role.data);
     assert!(role.warnings.is_empty(), "{:?}", role.warnings);
+}
+
+#[tokio::test]
+async fn a_static_key_litellm_cannot_delete_is_let_go_an_hour_after_it_expired() {
+    let (_stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        extends(),
+        route("POST /key/delete", 500, r#"{"error":"down"}"#),
+    ])
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"], "rotation_period": "2h", "grace_period": "1h"}),
+    )
+    .await
+    .unwrap();
+    // A rotation records when the previous generation expires at the
+    // latest: no earlier than the end of its grace.
+    m.ok(Operation::Update, "rotate-role/s", json!({})).await;
+    let now = super::clock::unix_now();
+    let key = static_key(&m, "s").await;
+    let previous = key.previous.clone().unwrap();
+    assert!(
+        previous.expires_at.unwrap() >= now + 3600,
+        "{:?}",
+        previous.expires_at
+    );
+
+    // Its grace is over and its proxy fails (retired, say); it expired in
+    // LiteLLM ten minutes ago, so by LiteLLM's clock it may still work:
+    // the tick keeps trying and the role cannot be deleted.
+    let with_previous_expired = |ago: u64| {
+        let mut key = key.clone();
+        let mut p = previous.clone();
+        p.delete_after = 1;
+        p.expires_at = Some(now - ago);
+        key.previous = Some(p);
+        key
+    };
+    store_static_key(&m, "s", &with_previous_expired(600)).await;
+    tick(&m).await;
+    assert!(static_key(&m, "s").await.previous.is_some());
+    let err = m
+        .call(Operation::Delete, "static-roles/s", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502, "{err}");
+
+    // Over an hour past its expiry it no longer works anywhere: let go.
+    store_static_key(&m, "s", &with_previous_expired(3700)).await;
+    tick(&m).await;
+    assert!(static_key(&m, "s").await.previous.is_none());
+    let role = m.ok(Operation::Read, "static-roles/s", json!({})).await;
+    assert!(role.data.get("rotation_error").is_none(), "{:?}", role.data);
+
+    // The current key is alive: the role's delete is refused while
+    // LiteLLM cannot delete it, and goes through once it has long expired.
+    let err = m
+        .call(Operation::Delete, "static-roles/s", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502, "{err}");
+    let mut key = static_key(&m, "s").await;
+    key.expires_at = Some(now - 3700);
+    store_static_key(&m, "s", &key).await;
+    m.call(Operation::Delete, "static-roles/s", json!({}))
+        .await
+        .unwrap();
+    let read = m.call(Operation::Read, "static-roles/s", json!(null)).await;
+    assert!(read.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::{rfc3339, unix_now};
 use super::inventory;
 use super::proxy::Home;
-use super::{Engine, EXPIRY_GRACE};
+use super::{Engine, EXPIRED_KEY_MARGIN, EXPIRY_GRACE};
 use crate::framework::storage::{get_json, put_json};
 use crate::framework::{callback, Error, PeriodicTask, Request, Result, Storage};
 use crate::litellm::Deleted;
@@ -41,9 +41,6 @@ const IN_FLIGHT: usize = 16;
 const PAGE: usize = 1000;
 /// A tick stops deleting after this long; the next one goes on.
 const TICK_BUDGET: Duration = Duration::from_secs(30);
-/// How long past its own expiry a key's note is kept: LiteLLM's clock may
-/// run behind the server's.
-const CLOCK_MARGIN: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Unfinished {
@@ -186,5 +183,5 @@ async fn key_expired_at(storage: &dyn Storage, alias: &str) -> Result<Option<u64
         return Ok(None);
     };
     let at = record.lease_expires + EXPIRY_GRACE.as_secs();
-    Ok((at + CLOCK_MARGIN.as_secs() < unix_now()).then_some(at))
+    Ok((at + EXPIRED_KEY_MARGIN.as_secs() < unix_now()).then_some(at))
 }
