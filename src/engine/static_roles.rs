@@ -64,6 +64,11 @@ pub(super) struct StaticKey {
     /// (unix seconds); `None` for keys minted before keys had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The latest expiry LiteLLM may have given the key: moved before an
+    /// extension is asked for, since one that fails (a timeout, a 5xx) may
+    /// still have happened. What deciding the key is dead goes by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_latest: Option<u64>,
     /// Why the periodic tick last failed for this role (a rotation LiteLLM
     /// refuses, a previous key that cannot be deleted), and since when it
     /// fails: shown in the read-outs, cleared by the next good tick.
@@ -71,6 +76,14 @@ pub(super) struct StaticKey {
     pub tick_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<u64>,
+}
+
+impl StaticKey {
+    /// When LiteLLM expires the key at the latest (`None`: not known).
+    fn latest_expiry(&self) -> Option<u64> {
+        self.expires_at
+            .map(|e| e.max(self.expires_at_latest.unwrap_or(0)))
+    }
 }
 
 /// The generation before the current one, alive until `delete_after`.
@@ -362,7 +375,7 @@ async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Option<Respons
             token: &key_token(&k.key),
             key_alias: &k.key_alias,
             home: &k.home,
-            expires_at: k.expires_at,
+            expires_at: k.latest_expiry(),
         };
         delete_unless_long_expired(&engine, storage, &name, current).await?;
         storage.delete(&format!("{KEY_PREFIX}{name}")).await?;
@@ -403,7 +416,7 @@ async fn drop_previous(
 /// before keys recorded their expiry.
 fn keys_expired_within(role: &StaticRole, old: Option<&StaticKey>, now: u64) -> Option<Duration> {
     let old_left = match old {
-        Some(k) => k.expires_at?.saturating_sub(now),
+        Some(k) => k.latest_expiry()?.saturating_sub(now),
         None => 0,
     };
     Some(Duration::from_secs(lifetime(role).max(old_left)) + EXPIRED_KEY_MARGIN)
@@ -589,10 +602,11 @@ async fn rotate(
             // What `extend_for_grace` moves it to, when it was earlier: the
             // later of the two, whether or not that move succeeds.
             expires_at: o
-                .expires_at
+                .latest_expiry()
                 .map(|e| e.max(now + grace + TICK_SLACK.as_secs())),
         }),
         expires_at: Some(now + lifetime(role)),
+        expires_at_latest: None,
         tick_error: None,
         failing_since: None,
     };
@@ -793,6 +807,8 @@ async fn keep_alive(
     }
     let client = engine.clients.for_key(storage, Some(&key.home)).await?;
     let token = key_token(&key.key);
+    key.expires_at_latest = key.latest_expiry().map(|e| e.max(now + lifetime));
+    store_key(storage, name, key).await?;
     match client
         .extend_key(&token, Duration::from_secs(lifetime))
         .await

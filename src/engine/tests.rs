@@ -1888,12 +1888,55 @@ async fn a_static_key_litellm_cannot_delete_is_let_go_an_hour_after_it_expired()
     assert_eq!(err.status(), 502, "{err}");
     let mut key = static_key(&m, "s").await;
     key.expires_at = Some(now - 3700);
+    key.expires_at_latest = None;
     store_static_key(&m, "s", &key).await;
     m.call(Operation::Delete, "static-roles/s", json!({}))
         .await
         .unwrap();
     let read = m.call(Operation::Read, "static-roles/s", json!(null)).await;
     assert!(read.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_static_key_whose_extension_may_have_happened_is_not_let_go_early() {
+    let (_stub, m) = stubbed(vec![
+        route("POST /key/generate", 200, GENERATED),
+        route("POST /key/update", 500, r#"{"error":"timeout upstream"}"#),
+        route("POST /key/delete", 500, r#"{"error":"down"}"#),
+    ])
+    .await;
+    m.call(
+        Operation::Update,
+        "static-roles/s",
+        json!({"models": ["m"], "rotation_period": "2h"}),
+    )
+    .await
+    .unwrap();
+    // Near its expiry: the tick asks LiteLLM to move it, and LiteLLM fails
+    // in a way that may still have moved it.
+    let now = super::clock::unix_now();
+    expire_static_key_in(&m, "s", 60).await;
+    tick(&m).await;
+    let key = static_key(&m, "s").await;
+    assert!(
+        key.expires_at.unwrap() <= now + 61,
+        "not moved: the extension failed"
+    );
+    assert!(
+        key.expires_at_latest.unwrap() >= now + 3600,
+        "{:?}",
+        key.expires_at_latest
+    );
+    // Recorded as expired long ago, but possibly extended since: its delete
+    // is refused while LiteLLM cannot delete it.
+    let mut key = key;
+    key.expires_at = Some(now - 3700);
+    store_static_key(&m, "s", &key).await;
+    let err = m
+        .call(Operation::Delete, "static-roles/s", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502, "{err}");
 }
 
 #[tokio::test]
