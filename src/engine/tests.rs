@@ -300,12 +300,7 @@ async fn a_refused_generate_leaves_nothing_behind() {
 #[tokio::test]
 async fn a_timed_out_generate_keeps_the_wal_until_rollback() {
     let (_stub, m) = stubbed(vec![
-        Route {
-            route: "POST /key/generate",
-            status: 200,
-            body: GENERATED,
-            delay: Duration::from_secs(4),
-        },
+        route("POST /key/generate", 200, GENERATED).delayed(Duration::from_secs(4)),
         route("POST /key/delete", 503, "down"),
     ])
     .await;
@@ -752,12 +747,7 @@ async fn failed_generate(generate: Route, delete: Route) -> (usize, usize) {
 async fn ambiguous_generate_failures_keep_the_wal_unless_a_key_was_deleted() {
     let deleted = route("POST /key/delete", 200, r#"{"deleted_keys":["a"]}"#);
     let no_keys = route("POST /key/delete", 404, NO_KEYS);
-    let slow = Route {
-        route: "POST /key/generate",
-        status: 200,
-        body: GENERATED,
-        delay: Duration::from_secs(3),
-    };
+    let slow = route("POST /key/generate", 200, GENERATED).delayed(Duration::from_secs(3));
     let broken = route("POST /key/generate", 500, "boom");
     let reset = route("POST /key/generate", 0, "");
     let garbled = route("POST /key/generate", 200, "<html>");
@@ -806,12 +796,9 @@ async fn only_litellms_own_no_keys_found_means_already_gone() {
             r#"{"error":{"message":"Key not found.","code":"404"}}"#,
         ),
     ] {
-        let (_stub, m) = stubbed(vec![Route {
-            route: "POST /key/delete",
-            status,
-            body,
-            delay: Duration::ZERO,
-        }])
+        let (_stub, m) = stubbed(vec![
+            route("POST /key/delete", status, body).delayed(Duration::ZERO)
+        ])
         .await;
         let err = revoke(&m, &m.home().await).await.unwrap_err();
         assert_eq!(err.status(), 502, "{body}: {err}");

@@ -182,6 +182,14 @@ pub fn new_key() -> String {
     format!("sk-{}", Alphanumeric.sample_string(&mut rand::rng(), 32))
 }
 
+/// How long an idle connection to LiteLLM is kept for the next call: less
+/// than the keep-alive of the servers it runs on (uvicorn closes an idle
+/// connection after 5 s, gunicorn after 2 s), so that a call never goes
+/// out on a connection the proxy is closing at that moment (which breaks
+/// it: seen live with `/key/generate`, which cannot be repeated). Under
+/// load connections stay busy and are reused all the same.
+const POOL_IDLE: Duration = Duration::from_secs(1);
+
 /// LiteLLM's words when none of the keys of a delete exist (inside a 404).
 const NO_KEYS_FOUND: &str = "No keys found";
 /// LiteLLM's words for a `/key/update` of a key it does not have (inside a 404).
@@ -204,7 +212,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(POOL_IDLE)
             .user_agent(concat!(
                 "vault-plugin-secrets-litellm/",
                 env!("CARGO_PKG_VERSION")
@@ -275,12 +283,15 @@ impl Client {
     /// `/key/generate` with a body built by the caller (the admin key
     /// rotation copies fields of an existing key).
     pub async fn generate_key_json(&self, body: &Value) -> Result<(), Error> {
-        let _: Value = self.call(Method::POST, "key/generate", Some(body)).await?;
+        let _: Value = self
+            .call_once(Method::POST, "key/generate", Some(body))
+            .await?;
         Ok(())
     }
 
     pub async fn generate_key(&self, request: &GenerateKeyRequest) -> Result<GeneratedKey, Error> {
-        self.call(Method::POST, "key/generate", Some(request)).await
+        self.call_once(Method::POST, "key/generate", Some(request))
+            .await
     }
 
     /// Sets a key's expiry to `now + duration` (LiteLLM computes it).
@@ -408,7 +419,31 @@ impl Client {
         }
     }
 
+    /// A call whose repetition does what the first did (a read, a delete:
+    /// "already gone" then, an update of the expiry), tried once more when
+    /// the connection broke: a proxy closing an idle connection just as a
+    /// request goes out on it (uvicorn's keep-alive) is no failure of its.
+    /// `/key/generate` is never repeated (see [`Client::call_once`]).
     async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Error> {
+        match self.call_once(method.clone(), path, body).await {
+            Err(Error::Interrupted { reason, .. }) => {
+                tracing::debug!(
+                    path,
+                    reason,
+                    "the connection to LiteLLM broke; trying again"
+                );
+                self.call_once(method, path, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -2,6 +2,7 @@
 //! (timeouts, 5xx, malformed answers). What works is proven against a real
 //! proxy in `tests/`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub(crate) struct Route {
     pub status: u16,
     pub body: &'static str,
     pub delay: Duration,
+    /// Set for a route that answers one request only (then the next
+    /// matching route answers): shared by the clones.
+    used: Option<Arc<AtomicBool>>,
 }
 
 pub(crate) fn route(route: &'static str, status: u16, body: &'static str) -> Route {
@@ -29,6 +33,32 @@ pub(crate) fn route(route: &'static str, status: u16, body: &'static str) -> Rou
         status,
         body,
         delay: Duration::ZERO,
+        used: None,
+    }
+}
+
+/// Like [`route`], for the first matching request only.
+pub(crate) fn route_once(route: &'static str, status: u16, body: &'static str) -> Route {
+    Route {
+        used: Some(Arc::default()),
+        ..self::route(route, status, body)
+    }
+}
+
+impl Route {
+    /// The same answer, after `delay`.
+    pub(crate) fn delayed(self, delay: Duration) -> Route {
+        Route { delay, ..self }
+    }
+
+    /// Whether this route answers `request` (a one-time route is used up
+    /// by answering).
+    fn answers(&self, request: &str) -> bool {
+        request.starts_with(self.route)
+            && self
+                .used
+                .as_ref()
+                .is_none_or(|used| !used.swap(true, Ordering::SeqCst))
     }
 }
 
@@ -52,7 +82,7 @@ impl Stub {
                 tokio::spawn(async move {
                     let request = read_request(&mut socket).await;
                     seen.lock().unwrap().push(request.clone());
-                    let answer = routes.iter().find(|r| request.starts_with(r.route));
+                    let answer = routes.iter().find(|r| r.answers(&request));
                     let (status, body, delay) = answer
                         .map_or((404, r#"{"detail":"Not Found"}"#, Duration::ZERO), |r| {
                             (r.status, r.body, r.delay)

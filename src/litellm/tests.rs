@@ -5,18 +5,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::stub::{Route, Stub};
+use super::stub::{route, route_once, Stub};
 use super::*;
 
 /// One route answering `status`/`body` after `delay`.
 async fn stub(status: u16, body: &'static str, delay: Duration) -> Stub {
-    Stub::start(vec![Route {
-        route: "",
-        status,
-        body,
-        delay,
-    }])
-    .await
+    Stub::start(vec![route("", status, body).delayed(delay)]).await
 }
 
 fn client(url: Url, timeout: Duration) -> Client {
@@ -413,4 +407,38 @@ fn litellms_masked_echo_of_a_refused_key_is_hidden() {
     }
     let plain = "Key not found. Try again";
     assert_eq!(hide_masked_keys(plain), plain);
+}
+
+#[tokio::test]
+async fn a_broken_connection_is_tried_again_for_calls_that_repeat_safely_only() {
+    // The proxy closes the connection under the first request of each
+    // kind (an idle connection it was closing just then), then answers.
+    let stub = Stub::start(vec![
+        route_once("POST /key/delete", 0, ""),
+        route("POST /key/delete", 200, r#"{"deleted_keys":["t"]}"#),
+        route_once("POST /key/update", 0, ""),
+        route(
+            "POST /key/update",
+            200,
+            r#"{"expires":"2030-01-01T00:00:00Z"}"#,
+        ),
+        route_once("POST /key/generate", 0, ""),
+        route("POST /key/generate", 200, r#"{"key":"sk-x","token":"t"}"#),
+    ])
+    .await;
+    let c = client(stub.url.clone(), Duration::from_secs(5));
+    assert_eq!(c.delete_keys(&["t".into()]).await.unwrap(), Deleted::Now);
+    assert_eq!(stub.count("POST /key/delete"), 2);
+    c.extend_key("t", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(stub.count("POST /key/update"), 2);
+
+    // A generate that broke may have minted a key: never sent twice (the
+    // engine cleans up by alias instead).
+    let request = GenerateKeyRequest {
+        key_alias: "a".into(),
+        ..GenerateKeyRequest::default()
+    };
+    let err = c.generate_key(&request).await.unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+    assert_eq!(stub.count("POST /key/generate"), 1);
 }
