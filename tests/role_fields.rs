@@ -66,6 +66,15 @@ fn keys_are_attributed_to_the_identity_that_read_them(
                "user_id_template": format!("{{{{identity.entity.aliases.{accessor}.name}}}}"),
                "team_id_template": format!("{{{{identity.groups.names.{prefix}-ml.id}}}}")}),
     );
+    steps.step("a role naming a team LiteLLM does not have says so in a warning");
+    let fixed_team = json!({"models": [MODEL], "key_alias_prefix": prefix, "team_id": group_id});
+    let (status, body) = server.put(&format!("{MOUNT}/roles/fixed-team"), &fixed_team);
+    assert_eq!(status, 200, "a warning comes with a body: {body}");
+    assert!(
+        body["warnings"].to_string().contains("has no such team"),
+        "{body}"
+    );
+
     // The LiteLLM user is an internal user, who may manage keys; the
     // team must exist in LiteLLM (a key of an unknown team gets 404s).
     let (status, body) = litellm.admin(
@@ -80,6 +89,8 @@ fn keys_are_attributed_to_the_identity_that_read_them(
         &json!({"team_id": group_id, "models": [MODEL]}),
     );
     assert_eq!(status, 200, "{body}");
+    let (status, body) = server.put(&format!("{MOUNT}/roles/fixed-team"), &fixed_team);
+    assert_eq!(status, 204, "the team exists now: no warning ({body})");
 
     steps.step("the user reads creds: LiteLLM has the rendered user and team");
     let (status, creds) = server.request_as(

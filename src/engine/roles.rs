@@ -962,8 +962,35 @@ async fn change(engine: &Engine, req: &Request, must_exist: bool) -> Result<Opti
     // Even after a failed write: storage may hold either version now.
     engine.roles.forget();
     stored?;
-    Ok(Response::warnings_only(role.warnings()))
+    let mut warnings = role.warnings();
+    warnings.extend(unknown_team(engine, req.storage.as_ref(), &role).await);
+    Ok(Response::warnings_only(warnings))
 }
+
+/// A warning when LiteLLM says it has no team by the role's `team_id`:
+/// LiteLLM mints such keys, and every call with them fails. Best effort
+/// (no config, no answer within a few seconds: no warning), and only
+/// a warning, since the team may be created after the role.
+pub(super) async fn unknown_team(
+    engine: &Engine,
+    storage: &dyn Storage,
+    role: &Role,
+) -> Option<String> {
+    let team = role.team_id.as_deref().filter(|t| !t.is_empty())?;
+    let current = engine.clients.current(storage).await.ok()?;
+    let exists = tokio::time::timeout(TEAM_CHECK_TIMEOUT, current.client.team_exists(team));
+    match exists.await {
+        Ok(Ok(false)) => Some(format!(
+            "team_id {team:?}: LiteLLM at {} has no such team, so every call with this role's \
+             keys fails (404 \"Team doesn't exist\") until it is created there (/team/new)",
+            current.home.base_url
+        )),
+        _ => None,
+    }
+}
+
+/// How long a role write waits for LiteLLM's word on its team.
+const TEAM_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let name = req.fields.str("name").unwrap_or_default();

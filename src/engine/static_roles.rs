@@ -360,7 +360,9 @@ async fn change_role(
             return Err(e);
         }
     }
-    Ok(Response::warnings_only(role.scope.warnings()))
+    let mut warnings = role.scope.warnings();
+    warnings.extend(roles::unknown_team(&engine, storage, &role.scope).await);
+    Ok(Response::warnings_only(warnings))
 }
 
 async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {

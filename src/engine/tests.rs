@@ -1980,3 +1980,35 @@ async fn refused_static_role(m: &Mount) -> crate::framework::Error {
     assert!(read.unwrap().is_none(), "a refused static role was stored");
     err
 }
+
+#[tokio::test]
+async fn a_role_naming_a_team_litellm_does_not_have_carries_a_warning() {
+    let (_stub, m) = stubbed(vec![
+        route(
+            "GET /team/info?team_id=ghost",
+            404,
+            r#"{"error":{"message":"{'message': 'Team not found, passed team id: ghost.'}","code":"404"}}"#,
+        ),
+        route("GET /team/info?team_id=ml", 200, r#"{"team_id":"ml"}"#),
+        route("POST /key/generate", 200, GENERATED),
+    ])
+    .await;
+    let warnings = |path: &'static str, body: Value| {
+        let m = &m;
+        async move {
+            let resp = m.call(Operation::Update, path, body).await.unwrap();
+            resp.map(|r| r.warnings).unwrap_or_default()
+        }
+    };
+    let no_team = |w: &Vec<String>| w.iter().any(|w| w.contains("has no such team"));
+    let w = warnings("roles/dev", json!({"team_id": "ghost"})).await;
+    assert!(no_team(&w), "{w:?}");
+    let w = warnings("roles/dev", json!({"team_id": "ml"})).await;
+    assert!(!no_team(&w), "{w:?}");
+    let w = warnings(
+        "static-roles/s",
+        json!({"models": ["m"], "team_id": "ghost"}),
+    )
+    .await;
+    assert!(no_team(&w), "{w:?}");
+}

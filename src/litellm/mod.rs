@@ -194,6 +194,8 @@ const POOL_IDLE: Duration = Duration::from_secs(1);
 const NO_KEYS_FOUND: &str = "No keys found";
 /// LiteLLM's words for a `/key/update` of a key it does not have (inside a 404).
 const KEY_NOT_FOUND: &str = "Key not found";
+/// LiteLLM's words for a `/team/info` of a team it does not have (inside a 404).
+const TEAM_NOT_FOUND: &str = "Team not found";
 /// The largest page `/key/list` serves (422 above), and the batch size used
 /// for `/v2/key/info` and `/key/delete`.
 pub const PAGE_SIZE: usize = 100;
@@ -278,6 +280,23 @@ impl Client {
         Ok(answer["user_info"]["user_role"]
             .as_str()
             .map(str::to_string))
+    }
+
+    /// Whether LiteLLM has team `team_id` (`/team/info`; a key of a team
+    /// it does not have is minted all the same, and every call with it
+    /// fails).
+    pub async fn team_exists(&self, team_id: &str) -> Result<bool, Error> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("team_id", team_id)
+            .finish();
+        match self
+            .call::<Value>(Method::GET, &format!("team/info?{query}"), None::<&()>)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { message, .. }) if message.contains(TEAM_NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// `/key/generate` with a body built by the caller (the admin key
