@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::{
     configured_server, configured_with_prefix, error_text, live_leases, parse_utc_timestamp,
-    per_server, put_role, Cable, DevServer, Engine, LiteLlm, Steps, MOUNT,
+    per_server, put_role, Cable, DevServer, Engine, LiteLlm, Steps, TlsFront, MOUNT,
 };
 
 const MODEL: &str = "gpt-3.5-turbo";
@@ -393,3 +393,61 @@ fn errors_never_echo_secrets(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
     );
 }
 per_server!(errors_never_echo_secrets, with_steps);
+
+/// LiteLLM behind a TLS front whose certificate a private CA signed, as a
+/// load balancer often serves it: refused without the CA, working with
+/// `ca_cert` (by address and by host name) and with `tls_skip_verify`.
+fn a_proxy_behind_tls_with_a_private_ca(engine: Engine, steps: &Steps, litellm: &LiteLlm) {
+    let front = TlsFront::to(&litellm.url);
+    let (server, prefix) = server_with_role_r(engine, litellm, "tls", json!({}));
+    // The same proxy (the same key store) under a new URL: proxy_moved.
+    let moved = |extra: Value| {
+        let mut body = json!({"base_url": front.url(), "proxy_moved": true});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        write_config(&server, body)
+    };
+    let issue_use_revoke = |what: &str| {
+        let (key, lease) = issue(&server, "r");
+        assert_eq!(litellm.chat(&key, MODEL), 200, "{what}");
+        let (status, body) = server.lease_renew(&lease, 600);
+        assert_eq!(status, 200, "{what}: renew {body}");
+        let (status, body) = server.lease_revoke(&lease);
+        assert!(
+            (200..300).contains(&status),
+            "{what}: revoke {status} {body}"
+        );
+        assert_eq!(litellm.chat(&key, MODEL), 401, "{what}: the revoked key");
+    };
+
+    steps.step("https without the CA: 400 naming the certificate, nothing saved");
+    let (status, body) = moved(json!({}));
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).contains("certificate"), "{body}");
+    let (_, config) = server.get(&format!("{MOUNT}/config"));
+    assert_eq!(config["data"]["base_url"], format!("{}/", litellm.url));
+
+    steps.step("with ca_cert: keys issued, used, renewed and revoked through TLS");
+    let (status, body) = moved(json!({"ca_cert": front.ca_pem}));
+    assert!((200..300).contains(&status), "{status} {body}");
+    issue_use_revoke("ca_cert, by address");
+
+    steps.step("by host name (the certificate names localhost too)");
+    let (status, body) = moved(json!({"base_url": front.url_by_name()}));
+    assert!((200..300).contains(&status), "{status} {body}");
+    issue_use_revoke("ca_cert, by host name");
+
+    steps.step("another CA's certificate is refused");
+    let other = TlsFront::to(&litellm.url);
+    let (status, body) = write_config(&server, json!({"ca_cert": other.ca_pem}));
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).contains("certificate"), "{body}");
+
+    steps.step("tls_skip_verify, no CA: works (for tests only)");
+    let (status, body) = write_config(&server, json!({"ca_cert": "", "tls_skip_verify": true}));
+    assert!((200..300).contains(&status), "{status} {body}");
+    issue_use_revoke("tls_skip_verify");
+    assert!(litellm.live_keys_with_alias_prefix(&prefix).is_empty());
+}
+per_server!(a_proxy_behind_tls_with_a_private_ca, with_steps);

@@ -40,7 +40,7 @@ pub(crate) use fixtures::{
     PluginServer, MOUNT,
 };
 #[allow(unused_imports)]
-pub(crate) use net::Cable;
+pub(crate) use net::{Cable, TlsFront};
 
 /// The file name of the plugin binary inside the server's plugin directory, and the `command`
 /// it is registered with.
