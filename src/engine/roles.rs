@@ -946,7 +946,7 @@ async fn patch(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
 async fn change(engine: &Engine, req: &Request, must_exist: bool) -> Result<Option<Response>> {
     let name = req.fields.str("name").unwrap_or_default();
     // Read-modify-write: two partial writes at once must not lose a field.
-    let _writing = engine.writes.lock().await;
+    let writing = engine.writes.lock().await;
     let existing = match load(req.storage.as_ref(), name).await? {
         Some(role) => role,
         None if must_exist => {
@@ -962,6 +962,8 @@ async fn change(engine: &Engine, req: &Request, must_exist: bool) -> Result<Opti
     // Even after a failed write: storage may hold either version now.
     engine.roles.forget();
     stored?;
+    // LiteLLM's word on the team is not worth holding other writes for.
+    drop(writing);
     let mut warnings = role.warnings();
     warnings.extend(unknown_team(engine, req.storage.as_ref(), &role).await);
     Ok(Response::warnings_only(warnings))

@@ -1749,9 +1749,10 @@ async fn a_failing_rotation_still_keeps_the_current_static_key_alive() {
     assert!(key.expires_at.unwrap() > super::clock::unix_now() + 3600);
 }
 
-#[tokio::test]
-async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() {
-    let (_stub, m) = stubbed(vec![
+/// Static role `s` (2h period, 1h grace) on a proxy that mints and
+/// extends keys but fails every delete.
+async fn static_role_on_a_failing_delete() -> (Stub, Mount) {
+    let (stub, m) = stubbed(vec![
         route("POST /key/generate", 200, GENERATED),
         extends(),
         route("POST /key/delete", 500, r#"{"error":"down"}"#),
@@ -1764,6 +1765,12 @@ async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() 
     )
     .await
     .unwrap();
+    (stub, m)
+}
+
+#[tokio::test]
+async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() {
+    let (_stub, m) = static_role_on_a_failing_delete().await;
     // A previous generation whose grace is over, on a proxy that fails.
     let mut key = static_key(&m, "s").await;
     key.previous = Some(static_roles::PreviousKey {
@@ -1814,19 +1821,7 @@ async fn a_failing_static_tick_keeps_the_key_alive_and_shows_until_a_good_one() 
 
 #[tokio::test]
 async fn a_static_key_litellm_cannot_delete_is_let_go_an_hour_after_it_expired() {
-    let (_stub, m) = stubbed(vec![
-        route("POST /key/generate", 200, GENERATED),
-        extends(),
-        route("POST /key/delete", 500, r#"{"error":"down"}"#),
-    ])
-    .await;
-    m.call(
-        Operation::Update,
-        "static-roles/s",
-        json!({"models": ["m"], "rotation_period": "2h", "grace_period": "1h"}),
-    )
-    .await
-    .unwrap();
+    let (_stub, m) = static_role_on_a_failing_delete().await;
     // A rotation records when the previous generation expires at the
     // latest: no earlier than the end of its grace.
     m.ok(Operation::Update, "rotate-role/s", json!({})).await;
