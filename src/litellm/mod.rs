@@ -462,6 +462,9 @@ impl Client {
         }
     }
 
+    /// One request, never repeated: what `/key/generate` needs, since a
+    /// generate whose connection broke may still have minted its key (the
+    /// engine then deletes it by alias).
     async fn call_once<T: DeserializeOwned>(
         &self,
         method: Method,
