@@ -3,7 +3,7 @@
 //!
 //! The list is paged like Vault's paginated lists (`after`, `limit`) and
 //! costs one LiteLLM call per proxy and page (`/v2/key/info` takes up to 100
-//! keys); a read costs one `/key/info`.
+//! keys); a read costs one `/v2/key/info`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub(super) fn path(engine: &Arc<Engine>) -> Path {
         .on(Operation::Read, callback(engine, read))
         .help(
             "One key this mount issued, by alias or token hash.",
-            "The inventory record joined with LiteLLM's live view of the key (/key/info). Never \
+            "The inventory record joined with LiteLLM's live view of the key (/v2/key/info). Never \
              the key itself: pass its alias or its token hash (sha256 of the key).",
         )
 }
