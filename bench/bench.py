@@ -59,6 +59,8 @@ SCALE = int(os.environ.get("BENCH_SCALE", "1000" if QUICK else "10000"))
 # Keys per side at concurrency 1, 8 and 32 (four alternating rounds each): LiteLLM's rate is
 # noisy on a shared machine, so the full run takes twice as many.
 THROUGHPUT_KEYS = {1: 48, 8: 160, 32: 320} if QUICK else {1: 96, 8: 320, 32: 640}
+# Alternating rounds per throughput row (each side gets half; counts above divide by it).
+ROUNDS = 8
 LITELLM = os.environ["LITELLM_URL"].rstrip("/")
 MASTER = os.environ["LITELLM_MASTER_KEY"]
 BAO = os.environ["BAO_BIN"]
@@ -715,16 +717,17 @@ def run(bao, row):
 
 
 def alternating_rounds(bao, c, count, tag, tokens, measure=lambda side, fn: fn()):
-    """`count` direct generates and as many creds reads at concurrency `c`, in four alternating
+    """`count` direct generates and as many creds reads at concurrency `c`, in eight alternating
     rounds (direct, engine, engine, direct, ...): LiteLLM's rate drifts over a run (its caches,
-    its spend-log flushes), and both sides see the same drift. Each round runs through
+    its spend-log flushes, Postgres at work), and both sides see the same drift; short rounds
+    keep one slow spell from landing on one side only. Each round runs through
     `measure(side, fn)`; the direct keys' tokens go to `tokens`. Returns each side's wall time."""
     walls = {"direct": 0.0, "bao": 0.0}
-    for r in range(4):
+    for r in range(ROUNDS):
         calls = {"direct": lambda i, r=r: direct_generate(f"bench-{tag}{c}-{os.getpid()}-{r}-{i}"),
                  "bao": lambda i: bao.ok("GET", "litellm/creds/bench")}
         for side in (("direct", "bao") if r % 2 == 0 else ("bao", "direct")):
-            wall, results = measure(side, lambda: timed_parallel(calls[side], count // 4, c))
+            wall, results = measure(side, lambda: timed_parallel(calls[side], count // ROUNDS, c))
             walls[side] += wall
             if side == "direct":
                 tokens += [tok for _, tok in results]
