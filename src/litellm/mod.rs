@@ -272,10 +272,7 @@ impl Client {
     /// The role of a LiteLLM user (`proxy_admin`, `internal_user`, ...);
     /// `None` when LiteLLM does not say.
     pub async fn user_role(&self, user_id: &str) -> Result<Option<String>, Error> {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("user_id", user_id)
-            .finish();
-        let path = format!("user/info?{query}");
+        let path = format!("user/info?{}", query("user_id", user_id));
         let answer: Value = self.call(Method::GET, &path, None::<&()>).await?;
         Ok(answer["user_info"]["user_role"]
             .as_str()
@@ -286,13 +283,8 @@ impl Client {
     /// it does not have is minted all the same, and every call with it
     /// fails).
     pub async fn team_exists(&self, team_id: &str) -> Result<bool, Error> {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("team_id", team_id)
-            .finish();
-        match self
-            .call::<Value>(Method::GET, &format!("team/info?{query}"), None::<&()>)
-            .await
-        {
+        let path = format!("team/info?{}", query("team_id", team_id));
+        match self.call::<Value>(Method::GET, &path, None::<&()>).await {
             Ok(_) => Ok(true),
             Err(Error::NotFound { message, .. }) if message.contains(TEAM_NOT_FOUND) => Ok(false),
             Err(e) => Err(e),
@@ -380,19 +372,14 @@ impl Client {
         Ok(listing)
     }
 
-    /// One key by its token hash; `None` when LiteLLM has no such key.
-    /// `/v2/key/info` reads the live key table only, where `/key/info` also
-    /// answers for a deleted key (from LiteLLM's deleted-keys table, with a
-    /// status to tell them apart): one shape for one key and for many.
+    /// One key by its token hash, without its metadata; `None` when
+    /// LiteLLM has no such key. `/v2/key/info` (as for many keys) reads the
+    /// live key table only, where `/key/info` also answers for a deleted
+    /// key (from LiteLLM's deleted-keys table, with a status to tell them
+    /// apart).
     pub async fn key_info(&self, token: &str) -> Result<Option<KeyView>, Error> {
-        let answer: KeysInfo = self
-            .call(
-                Method::POST,
-                "v2/key/info",
-                Some(&serde_json::json!({ "keys": [token] })),
-            )
-            .await?;
-        Ok(answer.info.into_iter().next().map(|mut view| {
+        let listing = self.keys_info(&[token.to_string()]).await?;
+        Ok(listing.keys.into_iter().next().map(|mut view| {
             view.token.get_or_insert_with(|| token.to_string());
             view
         }))
@@ -586,6 +573,13 @@ fn hide_masked_keys(text: &str) -> String {
             format!("{label}<redacted>{}", &word[core.len()..])
         })
         .collect()
+}
+
+/// A query string of one pair, encoded.
+fn query(name: &str, value: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(name, value)
+        .finish()
 }
 
 /// The URL without any query (it never carries credentials: `base_url` has
