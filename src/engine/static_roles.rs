@@ -107,6 +107,12 @@ fn lifetime(role: &StaticRole) -> u64 {
     2 * role.rotation_period_secs + role.grace_period_secs + TICK_SLACK.as_secs()
 }
 
+/// How long a previous generation must still work after a rotation: its
+/// grace, and the ticks until one deletes it.
+fn previous_life(grace: u64) -> Duration {
+    Duration::from_secs(grace) + TICK_SLACK
+}
+
 /// The server's rollback tick comes about once a minute: a lifetime that
 /// short periods (a test mount's) would leave between two ticks gets five.
 const TICK_SLACK: Duration = Duration::from_secs(300);
@@ -605,7 +611,7 @@ async fn rotate(
             // later of the two, whether or not that move succeeds.
             expires_at: o
                 .latest_expiry()
-                .map(|e| e.max(now + grace + TICK_SLACK.as_secs())),
+                .map(|e| e.max(now + previous_life(grace).as_secs())),
         }),
         expires_at: Some(now + lifetime(role)),
         expires_at_latest: None,
@@ -642,7 +648,7 @@ async fn extend_for_grace(
     previous: &StaticKey,
     grace: u64,
 ) {
-    let needed = Duration::from_secs(grace) + TICK_SLACK;
+    let needed = previous_life(grace);
     if previous
         .expires_at
         .is_none_or(|e| e >= unix_now() + needed.as_secs())
