@@ -16,10 +16,7 @@ pub(crate) struct Cable {
 impl Cable {
     /// Forwards a new loopback port to `upstream` (`http://host:port`).
     pub(crate) fn to(upstream: &str) -> Cable {
-        let target = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+        let target = host_port(upstream);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
@@ -61,6 +58,14 @@ impl Cable {
     }
 }
 
+/// `host:port` of an `http://host:port` URL.
+fn host_port(upstream: &str) -> String {
+    upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
 fn pump(mut from: TcpStream, mut to: TcpStream) {
     thread::spawn(move || {
         let mut buf = [0u8; 16384];
@@ -86,10 +91,7 @@ impl TlsFront {
     pub(crate) fn to(upstream: &str) -> TlsFront {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
-        let target = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+        let target = host_port(upstream);
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
