@@ -12,7 +12,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The caller sent something invalid: HTTP 400 with exactly this text.
+    /// The caller sent something invalid: HTTP 400 with exactly this text
+    /// (for a lease's renew or revoke, after the server's own prefix).
     /// The text names the field and the rule that failed.
     #[error("{0}")]
     InvalidRequest(String),

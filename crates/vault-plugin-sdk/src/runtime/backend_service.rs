@@ -239,7 +239,7 @@ impl BackendRpc for BackendService {
                 err: None,
             },
             Err(e) => {
-                let (response, err) = translate::error_to_wire(&e);
+                let (response, err) = translate::error_to_wire(&e, &op);
                 pb::HandleRequestReply {
                     response,
                     err: Some(err),
@@ -271,7 +271,7 @@ impl BackendRpc for BackendService {
             Err(e) => pb::HandleExistenceCheckReply {
                 check_found: false,
                 exists: false,
-                err: Some(translate::error_to_wire(&e).1),
+                err: Some(translate::error_to_wire(&e, &op).1),
             },
         };
         Ok(GrpcResponse::new(reply))

@@ -104,9 +104,17 @@ pub(super) fn response_to_wire(r: &Response) -> pb::Response {
 /// The wire form of an error: a `ProtoError`, plus for invalid requests a
 /// response whose only data is `error`, which the host shows verbatim as a
 /// 400 (instead of wrapping it in "1 error occurred").
-pub(super) fn error_to_wire(e: &Error) -> (Option<pb::Response>, pb::ProtoError) {
+///
+/// Except for a lease's renew or revoke: the host's lease manager quotes
+/// the whole response with Go's `%#v` ("failed to renew entry: resp:
+/// &logical.Response{...Data:map[...]{"error":...}...}"), so there an
+/// invalid request travels alone, as a coded 400, and reads "failed to renew
+/// entry: resp: (*logical.Response)(nil) err: <message>".
+pub(super) fn error_to_wire(e: &Error, operation: &str) -> (Option<pb::Response>, pb::ProtoError) {
     let msg = e.to_string();
+    let for_lease = matches!(operation, "renew" | "revoke");
     let (kind, code) = match e {
+        Error::InvalidRequest(_) if for_lease => (err_type::CODED, 400),
         Error::InvalidRequest(_) => (err_type::INVALID_REQUEST, 0),
         Error::UnsupportedOperation => (err_type::UNSUPPORTED_OPERATION, 0),
         Error::UnsupportedPath => (err_type::UNSUPPORTED_PATH, 0),
@@ -116,7 +124,7 @@ pub(super) fn error_to_wire(e: &Error) -> (Option<pb::Response>, pb::ProtoError)
         }
         Error::ReadOnly | Error::Storage(_) | Error::Internal(_) => (err_type::UNKNOWN, 0),
     };
-    let response = matches!(e, Error::InvalidRequest(_)).then(|| {
+    let response = (kind == err_type::INVALID_REQUEST).then(|| {
         let mut data = Map::new();
         data.insert("error".into(), Value::String(msg.clone()));
         pb::Response {
@@ -149,10 +157,17 @@ mod tests {
 
     #[test]
     fn error_mapping() {
-        let (resp, err) = error_to_wire(&Error::invalid("field \"ttl\": bad"));
+        let invalid = Error::invalid("field \"ttl\": bad");
+        let (resp, err) = error_to_wire(&invalid, "update");
         assert_eq!(err.err_type, 7);
         let data: Value = serde_json::from_str(&resp.unwrap().data).unwrap();
         assert_eq!(data["error"], "field \"ttl\": bad");
+        for lease_operation in ["renew", "revoke"] {
+            let (resp, err) = error_to_wire(&invalid, lease_operation);
+            assert!(resp.is_none(), "{lease_operation}");
+            assert_eq!((err.err_type, err.err_code), (3, 400), "{lease_operation}");
+            assert_eq!(err.err_msg, invalid.to_string());
+        }
         for (e, t, c) in [
             (Error::UnsupportedOperation, 5, 0),
             (Error::UnsupportedPath, 6, 0),
@@ -161,7 +176,7 @@ mod tests {
             (Error::ReadOnly, 0, 0),
             (Error::Internal("x".into()), 0, 0),
         ] {
-            let (resp, err) = error_to_wire(&e);
+            let (resp, err) = error_to_wire(&e, "read");
             assert!(resp.is_none());
             assert_eq!((err.err_type, err.err_code), (t, c), "{e}");
             assert_eq!(err.err_msg, e.to_string());
