@@ -250,6 +250,16 @@ async fn read(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     );
     data.insert("expires".into(), json!(key.expires));
     data.extend(role.limits());
+    // What the key got, where LiteLLM says: its proxy may have filled in
+    // limits the role leaves open (default or upper-bound key settings).
+    for (field, stored) in key.stored_limits() {
+        match stored {
+            Value::Null if field == "max_budget" => data.insert(field.into(), json!(0.0)),
+            Value::Null if field == "models" => data.insert(field.into(), json!([])),
+            Value::Null => data.remove(field),
+            v => data.insert(field.into(), v.clone()),
+        };
+    }
     for (field, value) in [("user_id", user_id), ("team_id", team_id)] {
         if let Some(v) = value {
             data.insert(field.into(), json!(v));

@@ -74,6 +74,38 @@ pub struct GeneratedKey {
     /// route groups); empty for a key limited to nothing.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub allowed_routes: Vec<String>,
+    /// The limits LiteLLM stored, each `None` when the answer leaves it out
+    /// and `Some(Null)` for "none": a proxy's `default_key_generate_params`
+    /// and `upperbound_key_generate_params` fill in what a request leaves
+    /// open, so these can be tighter than what was asked.
+    #[serde(default, deserialize_with = "present")]
+    pub models: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_budget: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub budget_duration: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub tpm_limit: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub rpm_limit: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_parallel_requests: Option<serde_json::Value>,
+}
+
+impl GeneratedKey {
+    /// The limits the answer states, by field name (`Null`: none).
+    pub fn stored_limits(&self) -> impl Iterator<Item = (&'static str, &serde_json::Value)> {
+        [
+            ("models", &self.models),
+            ("max_budget", &self.max_budget),
+            ("budget_duration", &self.budget_duration),
+            ("tpm_limit", &self.tpm_limit),
+            ("rpm_limit", &self.rpm_limit),
+            ("max_parallel_requests", &self.max_parallel_requests),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| value.as_ref().map(|v| (field, v)))
+    }
 }
 
 impl GenerateKeyRequest {
@@ -165,6 +197,15 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A field that is there, even as `null` (`Some(Null)`); with
+/// `#[serde(default)]`, one that is not there stays `None`.
+fn present<'de, D>(d: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// The answer of `/v2/key/info`.
