@@ -202,34 +202,26 @@ async fn creds_issue_a_lease_and_clean_the_wal() {
     }
 }
 
+/// The data of a `creds/dev` read for `role`, LiteLLM answering `generated`.
+async fn creds_data(generated: &'static str, role: Value) -> serde_json::Map<String, Value> {
+    let (_stub, m) = stubbed(vec![route("POST /key/generate", 200, generated)]).await;
+    m.call(Operation::Update, "roles/dev", role).await.unwrap();
+    m.ok(Operation::Read, "creds/dev", json!(null)).await.data
+}
+
 #[tokio::test]
 async fn creds_show_the_limits_litellm_stored() {
     // A proxy with upper-bound key settings fills in a budget and a rate
     // limit the role leaves open: the answer says what the key got.
     let filled = r#"{"key":"sk-generated-secret","token":"abc123hash","key_alias":"x","expires":"2030-01-01T00:00:00Z","allowed_routes":["llm_api_routes"],"models":["m"],"max_budget":10.0,"rpm_limit":100,"tpm_limit":null}"#;
-    let (_stub, m) = stubbed(vec![route("POST /key/generate", 200, filled)]).await;
-    m.call(
-        Operation::Update,
-        "roles/dev",
-        json!({"models": ["m"], "tpm_limit": 500}),
-    )
-    .await
-    .unwrap();
-    let data = m.ok(Operation::Read, "creds/dev", json!(null)).await.data;
+    let data = creds_data(filled, json!({"models": ["m"], "tpm_limit": 500})).await;
     assert_eq!(data["max_budget"], 10.0);
     assert_eq!(data["rpm_limit"], 100);
     assert_eq!(data["models"], json!(["m"]));
     assert!(data.get("tpm_limit").is_none(), "{data:?}");
     // An answer that leaves the limits out: the role's, as asked.
-    let (_stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED)]).await;
-    m.call(
-        Operation::Update,
-        "roles/dev",
-        json!({"models": ["m"], "tpm_limit": 500, "max_budget": 2.5}),
-    )
-    .await
-    .unwrap();
-    let data = m.ok(Operation::Read, "creds/dev", json!(null)).await.data;
+    let role = json!({"models": ["m"], "tpm_limit": 500, "max_budget": 2.5});
+    let data = creds_data(GENERATED, role).await;
     assert_eq!(data["max_budget"], 2.5);
     assert_eq!(data["tpm_limit"], 500);
     assert_eq!(data["models"], json!(["m"]));
