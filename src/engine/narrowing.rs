@@ -42,7 +42,8 @@ impl Narrowing {
                 ));
             }
             if !role.all_models() {
-                if let Some(m) = models.iter().find(|m| !role.models.contains(m)) {
+                let covered = |m: &String| role.models.iter().any(|p| pattern_covers(p, m));
+                if let Some(m) = models.iter().find(|m| !covered(m)) {
                     return Err(Error::invalid(format!(
                         "field \"models\": {m:?} is not one of the role's models ({})",
                         role.models.join(", ")
@@ -76,5 +77,71 @@ impl Narrowing {
             }
         }
         Ok(self)
+    }
+}
+
+/// Whether every model name `requested` stands for is one `allowed` stands
+/// for, reading `*` as LiteLLM does in a key's models (any run of
+/// characters): equal names, or a wildcard such as `openai/*` over a name
+/// (`openai/gpt-4o`) or a narrower pattern (`openai/gpt-*`). A `*` in
+/// `requested` can only be absorbed by a `*` of `allowed`, so a wider
+/// pattern is never taken for a narrower one.
+fn pattern_covers(allowed: &str, requested: &str) -> bool {
+    let (p, r) = (allowed.as_bytes(), requested.as_bytes());
+    // matched[j]: allowed[..i] covers requested[..j], for the current i.
+    let mut matched = vec![false; r.len() + 1];
+    matched[0] = true;
+    for &pc in p {
+        if pc == b'*' {
+            // A star covers any run that follows a covered prefix.
+            for j in 1..=r.len() {
+                matched[j] = matched[j] || matched[j - 1];
+            }
+        } else {
+            for j in (1..=r.len()).rev() {
+                matched[j] = matched[j - 1] && r[j - 1] == pc;
+            }
+            matched[0] = false;
+        }
+    }
+    matched[r.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_covers;
+
+    #[test]
+    fn a_wildcard_covers_names_and_narrower_patterns_only() {
+        for (allowed, requested) in [
+            ("gpt-4o", "gpt-4o"),
+            ("openai/*", "openai/gpt-4o"),
+            ("openai/*", "openai/gpt-*"),
+            ("openai/*", "openai/"),
+            ("*", "anything/at-all"),
+            ("*", "*"),
+            ("bedrock/us.*", "bedrock/us.amazon.nova-micro-v1:0"),
+            ("a*b*c", "a-x-b-y-c"),
+        ] {
+            assert!(
+                pattern_covers(allowed, requested),
+                "{allowed} covers {requested}"
+            );
+        }
+        for (allowed, requested) in [
+            ("gpt-4o", "gpt-4o-mini"),
+            ("gpt-4o", "gpt-*"),
+            ("openai/*", "openai*"),
+            ("openai/*", "anthropic/claude"),
+            ("openai/gpt-*", "openai/*"),
+            ("openai/*", "*"),
+            ("a*c", "a*"),
+            ("", "x"),
+        ] {
+            assert!(
+                !pattern_covers(allowed, requested),
+                "{allowed} must not cover {requested}"
+            );
+        }
     }
 }

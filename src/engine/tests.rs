@@ -1076,13 +1076,15 @@ async fn a_creds_write_narrows_its_role_and_never_widens_it() {
     m.call(
         Operation::Update,
         "roles/dev",
-        json!({"models": ["a", "b"], "max_budget": 5, "allowed_request_metadata": "ticket"}),
+        json!({"models": ["a", "b", "openai/*"], "max_budget": 5, "allowed_request_metadata": "ticket"}),
     )
     .await
     .unwrap();
     for (body, field) in [
         (json!({"ttl": "2h"}), "ttl"),
         (json!({"models": ["c"]}), "models"),
+        (json!({"models": ["*"]}), "models"),
+        (json!({"models": ["openai*"]}), "models"),
         (json!({"models": ""}), "models"),
         (json!({"max_budget": 6}), "max_budget"),
         (json!({"max_budget": 0}), "max_budget"),
@@ -1119,6 +1121,13 @@ async fn a_creds_write_narrows_its_role_and_never_widens_it() {
         r#""duration":"630s""#,
     ] {
         assert!(sent.contains(part), "{part} not in {sent}");
+    }
+    // The role's wildcard covers a model, or a narrower pattern, under it.
+    for models in [json!(["openai/gpt-4o"]), json!(["a", "openai/gpt-*"])] {
+        let resp = m
+            .ok(Operation::Update, "creds/dev", json!({"models": models}))
+            .await;
+        assert_eq!(resp.data["models"], models);
     }
 }
 
