@@ -601,7 +601,13 @@ fn error_message(body: &[u8]) -> String {
             (_, _, Value::String(e)) => e.clone(),
             _ => v.to_string(),
         },
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
+        Err(_) => {
+            let raw = String::from_utf8_lossy(body);
+            match html_title(&raw) {
+                Some(page) => return page,
+                None => raw.into_owned(),
+            }
+        }
     };
     let text = text.trim();
     if text.is_empty() {
@@ -612,6 +618,25 @@ fn error_message(body: &[u8]) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// An HTML page (a gateway's error page, a UI path) told by its title:
+/// its markup says nothing an operator can use.
+fn html_title(text: &str) -> Option<String> {
+    let lower = text.trim_start().to_ascii_lowercase();
+    if !(lower.starts_with("<!doctype html") || lower.starts_with("<html")) {
+        return None;
+    }
+    let title = lower.find("<title").and_then(|start| {
+        let open = start + lower[start..].find('>')? + 1;
+        let close = open + lower[open..].find("</title")?;
+        // Byte offsets of the lowercased ASCII copy hold in the original.
+        text.trim_start().get(open..close).map(str::trim)
+    });
+    Some(match title {
+        Some(t) if !t.is_empty() => format!("an HTML page titled {t:?}, not an API answer"),
+        _ => "an HTML page, not an API answer".to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -164,6 +164,19 @@ async fn unexpected_answers_are_reported() {
     }
 }
 
+#[test]
+fn an_html_page_is_told_by_its_title() {
+    let gateway =
+        b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>...</body></html>";
+    assert_eq!(
+        error_message(gateway),
+        "an HTML page titled \"502 Bad Gateway\", not an API answer"
+    );
+    let untitled = b"  <!DOCTYPE html><html><head><meta charSet=\"utf-8\"/></head></html>";
+    assert_eq!(error_message(untitled), "an HTML page, not an API answer");
+    assert_eq!(error_message(b"<b>not a page</b>"), "<b>not a page</b>");
+}
+
 #[tokio::test]
 async fn timeouts() {
     let stub = stub(200, "{}", Duration::from_secs(3)).await;
