@@ -181,6 +181,33 @@ fn plugin_lifecycle_on_a_real_server(engine: Engine) {
         || (sockets_in(&server).len() <= sockets_before).then_some(()),
     );
 
+    steps.step("tuned onto a mount with data, it is ignored with a warning until fixed");
+    let tune = |value: &str| {
+        let (status, body) = server.post(
+            &format!("sys/mounts/{MOUNT}/tune"),
+            &json!({"options": {"rollback_min_age": value}}),
+        );
+        assert_eq!(status, 204, "{body}");
+        let (status, body) = server.reload_plugin("litellm");
+        assert!((200..300).contains(&status), "reload: {body}");
+        eventually(
+            "roles/dev after the reload",
+            Duration::from_secs(20),
+            || {
+                let (status, body) = server.get(&format!("{MOUNT}/roles/dev"));
+                (status == 200).then_some(body)
+            },
+        )
+    };
+    let body = tune("soon");
+    assert_eq!(body["data"]["max_budget"], 2.5);
+    assert!(
+        body["warnings"].to_string().contains("rollback_min_age"),
+        "{body}"
+    );
+    let body = tune("10m");
+    assert!(body["warnings"].is_null(), "{body}");
+
     steps.step("the plugin logs hclog JSON the server understands");
     let log = server.log_text();
     assert!(
@@ -201,6 +228,25 @@ fn plugin_lifecycle_on_a_real_server(engine: Engine) {
         sockets_in(&server).is_empty().then_some(())
     });
     assert!(!new_pids.is_empty());
+
+    steps.step("a mount option the engine cannot use refuses a new mount, and its process exits");
+    let (status, body) = server.post(
+        "sys/mounts/badopt",
+        &json!({"type": "litellm", "plugin_version": plugin_version(), "options": {"rollback_min_age": "soon"}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        support::error_text(&body).contains("rollback_min_age"),
+        "{body}"
+    );
+    let (_, mounts) = server.get("sys/mounts");
+    assert!(mounts["data"]["badopt/"].is_null(), "{mounts}");
+    // OpenBao forgets a process whose Setup failed, running: it must go.
+    eventually(
+        "the refused mount's process gone",
+        Duration::from_secs(10),
+        || server.plugin_pids().is_empty().then_some(()),
+    );
     steps.step("done");
 }
 per_server!(plugin_lifecycle_on_a_real_server);

@@ -109,18 +109,17 @@ impl Engine {
 
 /// Builds the backend of one mount. `config` holds the mount options.
 pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
-    let rollback_min_age = match options.get(ROLLBACK_MIN_AGE_OPTION) {
-        Some(v) => crate::framework::field::parse_duration(v).ok_or_else(|| {
-            format!("mount option {ROLLBACK_MIN_AGE_OPTION}: {v:?} is not a duration")
-        })?,
-        None => DEFAULT_ROLLBACK_MIN_AGE,
+    let mut unusable = Vec::new();
+    let mut duration_option = |name: &str, default: Duration| match options.get(name) {
+        None => default,
+        Some(v) => crate::framework::field::parse_duration(v).unwrap_or_else(|| {
+            unusable.push(format!("mount option {name}: {v:?} is not a duration"));
+            default
+        }),
     };
-    let min_rotation_period = match options.get(MIN_ROTATION_PERIOD_OPTION) {
-        Some(v) => crate::framework::field::parse_duration(v).ok_or_else(|| {
-            format!("mount option {MIN_ROTATION_PERIOD_OPTION}: {v:?} is not a duration")
-        })?,
-        None => rotation::DEFAULT_MIN_PERIOD,
-    };
+    let rollback_min_age = duration_option(ROLLBACK_MIN_AGE_OPTION, DEFAULT_ROLLBACK_MIN_AGE);
+    let min_rotation_period =
+        duration_option(MIN_ROTATION_PERIOD_OPTION, rotation::DEFAULT_MIN_PERIOD);
     let engine = Arc::new(Engine {
         min_rotation_period,
         ..Engine::new()
@@ -163,6 +162,7 @@ pub fn factory(options: &HashMap<String, String>) -> Result<Backend, String> {
         ],
         ..SpecialPaths::default()
     };
+    backend.unusable_options = (!unusable.is_empty()).then(|| unusable.join("; "));
     backend.wal_rollback = Some(rollback::wal_rollback(
         &engine,
         rollback_min_age,

@@ -139,6 +139,14 @@ pub struct Backend {
     /// tainted through later reloads, so nothing here may destroy what the
     /// mount still needs.
     pub cleanup: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Set by a factory that found mount options it cannot use (the text
+    /// names them) and fell back to its defaults. A new mount is refused
+    /// with it (the `secrets enable` answers 400). A mount that already
+    /// holds data starts anyway, logs it and adds it as a warning to every
+    /// answer: the server accepts a `secrets tune -options=...` without
+    /// asking the plugin, and the next reload or restart must not leave a
+    /// working mount unable to renew or revoke its leases.
+    pub unusable_options: Option<String>,
     periodic: Vec<(PeriodicTask, Mutex<Option<SystemTime>>)>,
     rollback_running: Mutex<()>,
 }
@@ -157,6 +165,7 @@ impl Backend {
             wal_rollback: None,
             invalidate: None,
             cleanup: None,
+            unusable_options: None,
             periodic: Vec::new(),
             rollback_running: Mutex::new(()),
         }
@@ -206,7 +215,16 @@ impl Backend {
             // Boxed: the tick's future is the largest, and every request's
             // future would otherwise be as large while it waits.
             Operation::Rollback => Box::pin(self.tick(req)).await,
-            _ => self.route(req).await,
+            _ => {
+                let answer = self.route(req).await?;
+                Ok(match &self.unusable_options {
+                    Some(problem) => Some(answer.unwrap_or_default().warn(format!(
+                        "{problem}; this mount runs on the defaults until `secrets tune -options` \
+                         fixes it and the plugin is reloaded"
+                    ))),
+                    None => answer,
+                })
+            }
         }
     }
 

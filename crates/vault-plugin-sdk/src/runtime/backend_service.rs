@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use super::broker::{self, Broker, CONN_INFO_TIMEOUT};
@@ -28,23 +29,32 @@ pub(super) struct BackendService {
     factory: Factory,
     broker: Arc<Broker>,
     tls: Arc<rustls::ClientConfig>,
-    mount: RwLock<Option<Arc<Mount>>>,
+    mount: Arc<RwLock<Option<Arc<Mount>>>>,
+    /// Stops the process (see `server::run`).
+    stop: watch::Sender<bool>,
 }
 
 /// Backend type reported to the host: 1 = secrets engine.
 const TYPE_LOGICAL: u32 = 1;
+
+/// How long a process whose `Setup` failed waits before it exits: time for
+/// the host to read the answer. A process serves one mount, so it has
+/// nothing left to do; Vault kills it, OpenBao forgets it running.
+const FAILED_SETUP_EXIT_AFTER: Duration = Duration::from_secs(2);
 
 impl BackendService {
     pub(super) fn new(
         factory: Factory,
         broker: Arc<Broker>,
         tls: Arc<rustls::ClientConfig>,
+        stop: watch::Sender<bool>,
     ) -> Self {
         Self {
             factory,
             broker,
             tls,
-            mount: RwLock::new(None),
+            mount: Arc::default(),
+            stop,
         }
     }
 
@@ -157,11 +167,25 @@ impl BackendRpc for BackendService {
             let channel = broker::dial(&info, Arc::clone(&self.tls))
                 .await
                 .map_err(|e| e.to_string())?;
-            // No storage calls here: at registration time the host has none.
+            // No storage calls here (at registration time the host has
+            // none) unless the options are unusable, which they never are
+            // then: the registration probe sends none.
             let backend = (self.factory)(&args.config)?;
+            let storage = Arc::new(GrpcStorage::new(channel.clone()));
+            if let Some(problem) = &backend.unusable_options {
+                // A mount with data was working: keep it working (see
+                // `Backend::unusable_options`). An empty one is new.
+                match storage.list("").await {
+                    Ok(keys) if !keys.is_empty() => tracing::error!(
+                        problem = %problem,
+                        "mount options ignored: the mount runs on the defaults until they are fixed"
+                    ),
+                    _ => return Err(problem.clone()),
+                }
+            }
             let mount = Mount {
                 backend,
-                storage: Arc::new(GrpcStorage::new(channel.clone())),
+                storage,
                 system: Arc::new(GrpcSystemView::new(channel)),
             };
             *self.mount.write().unwrap() = Some(Arc::new(mount));
@@ -171,7 +195,15 @@ impl BackendRpc for BackendService {
         match &result {
             Ok(()) => tracing::debug!(broker_id = args.broker_id, "backend set up"),
             Err(e) => {
-                tracing::error!(broker_id = args.broker_id, error = %e, "backend setup failed")
+                tracing::error!(broker_id = args.broker_id, error = %e, "backend setup failed");
+                let (mount, stop) = (Arc::clone(&self.mount), self.stop.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(FAILED_SETUP_EXIT_AFTER).await;
+                    if mount.read().unwrap().is_none() {
+                        tracing::debug!("exiting: this process's mount failed to set up");
+                        let _ = stop.send(true);
+                    }
+                });
             }
         }
         Ok(GrpcResponse::new(pb::SetupReply {

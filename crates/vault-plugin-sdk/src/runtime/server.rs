@@ -2,9 +2,10 @@
 //!
 //! The plugin must never outlive its server: it exits on
 //! `GRPCController.Shutdown`, on SIGTERM (also sent by the kernel when the
-//! parent dies, see `mod.rs`), and when no authenticated connection arrives
-//! in time (a host whose gRPC setup failed may simply forget us). The socket
-//! file is removed on every exit path.
+//! parent dies, see `mod.rs`), when no authenticated connection arrives
+//! in time (a host whose gRPC setup failed may simply forget us), and soon
+//! after its mount's `Setup` failed (OpenBao forgets such a process). The
+//! socket file is removed on every exit path.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -189,6 +190,7 @@ pub(super) async fn run(host: HostEnv, factory: Factory) -> Result<(), RuntimeEr
         factory,
         Arc::clone(&broker),
         client_tls,
+        stop_tx.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_SIZE)
     .max_encoding_message_size(MAX_MESSAGE_SIZE);
