@@ -15,7 +15,9 @@ use crate::proto::pb;
 use crate::proto::pb::backend_server::Backend as BackendRpc;
 
 /// Builds a backend for one mount from its Setup config (mount options plus
-/// `plugin_name`, `plugin_version`, ...).
+/// `plugin_name`, `plugin_version`, ...). An error fails the mount, at every
+/// reload and restart too: for options it cannot use, a factory sets
+/// [`Backend::unusable_options`] instead and falls back to its defaults.
 pub type Factory = Arc<dyn Fn(&HashMap<String, String>) -> Result<Backend, String> + Send + Sync>;
 
 /// The mount, as built by `Setup`.
