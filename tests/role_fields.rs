@@ -165,11 +165,17 @@ fn typed_settings_reach_litellm_and_enterprise_ones_say_so(
     let (_, info) = litellm.key_info(key);
     assert_eq!(info["info"]["aliases"]["fast"], MODEL, "{info}");
 
-    steps.step("an Enterprise-only field: LiteLLM's licence message as a 400");
-    ok(
+    steps.step(
+        "an Enterprise-only field: a warning on the role, LiteLLM's licence message as a 400",
+    );
+    let written = ok(
         &server,
         &format!("{MOUNT}/roles/tagged"),
         json!({"models": [MODEL], "key_alias_prefix": prefix, "tags": "team-a"}),
+    );
+    assert!(
+        written["warnings"].to_string().contains("no licence"),
+        "{written}"
     );
     let (status, body) = server.get(&format!("{MOUNT}/creds/tagged"));
     assert_eq!(status, 400, "{body}");

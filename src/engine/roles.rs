@@ -226,6 +226,33 @@ const LIMITS: &[(&str, Limit, &str)] = &[
     ),
 ];
 
+/// Key fields LiteLLM (1.106) refuses to set without an Enterprise licence
+/// (its `LiteLLM_ManagementEndpoint_MetadataFields_Premium`).
+const ENTERPRISE_KEY_FIELDS: &[&str] = &[
+    "tags",
+    "guardrails",
+    "policies",
+    "prompts",
+    "disable_global_guardrails",
+    "allowed_passthrough_routes",
+    "denied_passthrough_routes",
+    "team_member_key_duration",
+    "logging",
+    "secret_manager_settings",
+];
+
+/// A value LiteLLM counts as set (Python's truth).
+fn is_set(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 /// `/key/generate` fields a role's `key_request` may not set: the engine
 /// owns them, or a typed role field does.
 const ENGINE_OWNED_KEY_FIELDS: &[&str] = &[
@@ -343,6 +370,18 @@ impl Role {
 
     pub(super) fn max_ttl(&self) -> Duration {
         Duration::from_secs(self.max_ttl)
+    }
+
+    /// The `/key/generate` fields this role sets that LiteLLM mints only
+    /// with an Enterprise licence (a value that is set: not empty, not
+    /// false, not zero).
+    pub(super) fn enterprise_fields(&self) -> Vec<&'static str> {
+        let fields = self.extra_key_fields();
+        ENTERPRISE_KEY_FIELDS
+            .iter()
+            .copied()
+            .filter(|name| fields.get(*name).is_some_and(is_set))
+            .collect()
     }
 
     /// The `/key/generate` fields beyond the engine's own: the raw
@@ -965,34 +1004,72 @@ async fn change(engine: &Engine, req: &Request, must_exist: bool) -> Result<Opti
     // LiteLLM's word on the team is not worth holding other writes for.
     drop(writing);
     let mut warnings = role.warnings();
-    warnings.extend(unknown_team(engine, req.storage.as_ref(), &role).await);
+    warnings.extend(litellm_warnings(engine, req.storage.as_ref(), &role).await);
     Ok(Response::warnings_only(warnings))
 }
 
-/// A warning when LiteLLM says it has no team by the role's `team_id`:
-/// LiteLLM mints such keys, and every call with them fails. Best effort
-/// (no config, no answer within a few seconds: no warning), and only
-/// a warning, since the team may be created after the role.
-pub(super) async fn unknown_team(
+/// What LiteLLM itself says will fail with this role's keys: a team it does
+/// not have (it mints such keys, and every call with them fails), or
+/// Enterprise fields on a proxy without a licence (it refuses to mint
+/// them). Best effort (no config, no answer within a few seconds: no
+/// warning), and only warnings: the team or the licence may come later.
+pub(super) async fn litellm_warnings(
     engine: &Engine,
     storage: &dyn Storage,
     role: &Role,
-) -> Option<String> {
-    let team = role.team_id.as_deref().filter(|t| !t.is_empty())?;
-    let current = engine.clients.current(storage).await.ok()?;
-    let exists = tokio::time::timeout(TEAM_CHECK_TIMEOUT, current.client.team_exists(team));
-    match exists.await {
-        Ok(Ok(false)) => Some(format!(
-            "team_id {team:?}: LiteLLM at {} has no such team, so every call with this role's \
-             keys fails (404 \"Team doesn't exist\") until it is created there (/team/new)",
-            current.home.base_url
-        )),
-        _ => None,
+) -> Vec<String> {
+    let team = role.team_id.as_deref().filter(|t| !t.is_empty());
+    let enterprise = role.enterprise_fields();
+    if team.is_none() && enterprise.is_empty() {
+        return Vec::new();
     }
+    let Ok(current) = engine.clients.current(storage).await else {
+        return Vec::new();
+    };
+    let (client, url) = (&current.client, &current.home.base_url);
+    let (team_exists, licensed) = tokio::join!(
+        async {
+            match team {
+                Some(team) => litellm_says(client.team_exists(team)).await,
+                None => None,
+            }
+        },
+        async {
+            match enterprise.is_empty() {
+                true => None,
+                false => litellm_says(client.licensed()).await,
+            }
+        },
+    );
+    let mut out = Vec::new();
+    if let (Some(team), Some(false)) = (team, team_exists) {
+        out.push(format!(
+            "team_id {team:?}: LiteLLM at {url} has no such team, so every call with this role's \
+             keys fails (404 \"Team doesn't exist\") until it is created there (/team/new)"
+        ));
+    }
+    if licensed == Some(false) {
+        out.push(format!(
+            "{} need LiteLLM Enterprise, and LiteLLM at {url} has no licence (/health/license): \
+             it refuses to mint this role's keys (creds answers 400) until it has one",
+            enterprise.join(", ")
+        ));
+    }
+    out
 }
 
-/// How long a role write waits for LiteLLM's word on its team.
-const TEAM_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// LiteLLM's yes or no, if it answers within a few seconds.
+async fn litellm_says<E>(
+    check: impl std::future::Future<Output = Result<bool, E>>,
+) -> Option<bool> {
+    tokio::time::timeout(LITELLM_CHECK_TIMEOUT, check)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// How long a role write waits for LiteLLM's word on its team or licence.
+const LITELLM_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let name = req.fields.str("name").unwrap_or_default();

@@ -367,7 +367,7 @@ async fn change_role(
         }
     }
     let mut warnings = role.scope.warnings();
-    warnings.extend(roles::unknown_team(&engine, storage, &role.scope).await);
+    warnings.extend(roles::litellm_warnings(&engine, storage, &role.scope).await);
     Ok(Response::warnings_only(warnings))
 }
 

@@ -2064,3 +2064,44 @@ async fn a_role_naming_a_team_litellm_does_not_have_carries_a_warning() {
     .await;
     assert!(no_team(&w), "{w:?}");
 }
+
+#[tokio::test]
+async fn a_role_with_enterprise_fields_on_a_proxy_without_a_licence_carries_a_warning() {
+    let community = r#"{"has_license":false,"license_type":"community"}"#;
+    let enterprise = r#"{"has_license":true,"license_type":"enterprise"}"#;
+    let no_licence = |w: &[String]| w.iter().any(|w| w.contains("no licence"));
+    // (the licence answer, the role, whether LiteLLM is asked, whether it warns)
+    for (answer, body, asks, warns) in [
+        (Some(community), json!({"tags": "a,b"}), true, true),
+        (Some(community), json!({"guardrails": "pii"}), true, true),
+        (
+            Some(community),
+            json!({"key_request": {"policies": ["p"]}}),
+            true,
+            true,
+        ),
+        // Values LiteLLM takes as unset need no licence.
+        (
+            Some(community),
+            json!({"key_request": {"disable_global_guardrails": false}}),
+            false,
+            false,
+        ),
+        (Some(community), json!({"tags": ""}), false, false),
+        (Some(enterprise), json!({"tags": "a"}), true, false),
+        // A proxy older than /health/license: no word, no warning.
+        (None, json!({"tags": "a"}), true, false),
+    ] {
+        let routes = answer
+            .map(|a| vec![route("GET /health/license", 200, a)])
+            .unwrap_or_default();
+        let (stub, m) = stubbed(routes).await;
+        let resp = m
+            .call(Operation::Update, "roles/dev", body.clone())
+            .await
+            .unwrap();
+        let warnings = resp.map(|r| r.warnings).unwrap_or_default();
+        assert_eq!(no_licence(&warnings), warns, "{body}: {warnings:?}");
+        assert_eq!(stub.count("GET /health/license") > 0, asks, "{body}");
+    }
+}

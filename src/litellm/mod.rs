@@ -291,6 +291,15 @@ impl Client {
         }
     }
 
+    /// Whether the proxy runs with an Enterprise licence (`/health/license`,
+    /// LiteLLM 1.8x and later; an older proxy answers 404, an error here).
+    pub async fn licensed(&self) -> Result<bool, Error> {
+        let answer: Value = self
+            .call(Method::GET, "health/license", None::<&()>)
+            .await?;
+        Ok(answer["license_type"] == "enterprise")
+    }
+
     /// `/key/generate` with a body built by the caller (the admin key
     /// rotation copies fields of an existing key).
     pub async fn generate_key_json(&self, body: &Value) -> Result<(), Error> {
