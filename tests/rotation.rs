@@ -538,6 +538,18 @@ fn static_roles_mint_rotate_and_delete_their_key(engine: Engine, steps: &Steps, 
     assert_eq!(litellm.chat(&k2, MODEL), 200);
     assert_eq!(litellm.count_live_keys_with_alias_prefix(&alias_prefix), 1);
 
+    steps.step("a key deleted in LiteLLM by hand: the next read hands out its successor");
+    assert_eq!(litellm.delete_key(&k2), 200);
+    let (status, body) = server.get(&creds);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["warnings"].to_string().contains("was gone"), "{body}");
+    let replacement = body["data"]["key"].as_str().unwrap().to_string();
+    assert_ne!(replacement, k2);
+    assert_eq!(litellm.chat(&replacement, MODEL), 200);
+    assert_eq!(current_key(), replacement, "the successor is stored");
+    assert_eq!(litellm.count_live_keys_with_alias_prefix(&alias_prefix), 1);
+    let k2 = replacement;
+
     steps.step("a short period: rotated by the periodic tick, the old key in its grace");
     let (status, body) = server.put(
         &role,

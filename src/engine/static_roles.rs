@@ -476,15 +476,32 @@ async fn delete_key(
     Ok(())
 }
 
-async fn read_creds(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
+async fn read_creds(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
     let name = name(&req);
-    let (Some(role), Some(k)) = (
+    let (Some(role), Some(mut k)) = (
         load_role(storage, &name).await?,
         load_key(storage, &name).await?,
     ) else {
         return Err(unknown(&name));
     };
+    // A key deleted in LiteLLM (by hand, or lost with its database) would be
+    // handed out dead until the next rotation: its successor is minted now.
+    let mut replaced = None;
+    if is_gone(&engine, storage, &k).await {
+        let _writing = engine.writes.lock().await;
+        k = match load_key(storage, &name).await? {
+            // Rotated meanwhile.
+            Some(latest) if latest.key != k.key => latest,
+            latest => {
+                let gone = k.key_alias.clone();
+                let next = rotate(&engine, storage, &name, &role, latest).await?;
+                tracing::warn!(role = %name, key_alias = %gone, "static key gone from LiteLLM; rotated on read");
+                replaced = Some(gone);
+                next
+            }
+        };
+    }
     let next = k.last_rotated + role.rotation_period_secs;
     let mut data = Map::new();
     key_data(&role, &k, &mut data);
@@ -494,12 +511,34 @@ async fn read_creds(_: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     data.insert("ttl".into(), json!(next.saturating_sub(unix_now())));
     data.insert("rotation_period".into(), json!(role.rotation_period_secs));
     data.insert("grace_period".into(), json!(role.grace_period_secs));
-    let response = Response::with_data(data);
+    let mut response = Response::with_data(data);
+    if let Some(gone) = replaced {
+        response = response.warn(format!(
+            "the role's key {gone} was gone from LiteLLM (deleted there); this is its successor"
+        ));
+    }
     Ok(Some(match failing_warning(&k) {
         Some(w) => response.warn(w),
         None => response,
     }))
 }
+
+/// Whether LiteLLM says it no longer has `k` (no answer within a few
+/// seconds, or an error: not known to be gone).
+async fn is_gone(engine: &Engine, storage: &dyn Storage, k: &StaticKey) -> bool {
+    let Ok(client) = engine.clients.for_key(storage, Some(&k.home)).await else {
+        return false;
+    };
+    let token = key_token(&k.key);
+    let info = client.key_info(&token);
+    matches!(
+        tokio::time::timeout(GONE_CHECK_TIMEOUT, info).await,
+        Ok(Ok(None))
+    )
+}
+
+/// How long a `static-creds` read waits for LiteLLM's word on its key.
+const GONE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn rotate_now(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();

@@ -1775,6 +1775,38 @@ async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
 }
 
 #[tokio::test]
+async fn a_static_key_deleted_in_litellm_is_replaced_when_read() {
+    for (info, replaced) in [
+        (r#"{"info":[]}"#, true),
+        (r#"{"info":[{"key_alias":"x"}]}"#, false),
+        // No word from LiteLLM: the stored key, as before.
+        (r#"{"error":"down"}"#, false),
+    ] {
+        let status = if info.contains("down") { 500 } else { 200 };
+        let (stub, m) = stubbed(vec![
+            route("POST /key/generate", 200, GENERATED),
+            route("POST /v2/key/info", status, info),
+            route("POST /key/delete", 404, NO_KEYS),
+        ])
+        .await;
+        m.call(
+            Operation::Update,
+            "static-roles/s",
+            json!({"models": ["m"]}),
+        )
+        .await
+        .unwrap();
+        let read = m.ok(Operation::Read, "static-creds/s", json!(null)).await;
+        let warned = read.warnings.iter().any(|w| w.contains("was gone"));
+        assert_eq!(warned, replaced, "{info}: {:?}", read.warnings);
+        let generation = static_key(&m, "s").await.generation;
+        assert_eq!(generation, if replaced { 2 } else { 1 }, "{info}");
+        assert_eq!(read.data["generation"], generation, "{info}");
+        assert_eq!(stub.count("POST /key/generate"), generation as usize);
+    }
+}
+
+#[tokio::test]
 async fn a_failing_rotation_still_keeps_the_current_static_key_alive() {
     let (first, m) = static_role_s(json!({"models": ["m"]})).await;
     // Keys are now minted on a proxy that refuses them; the current key
