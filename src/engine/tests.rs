@@ -1720,7 +1720,13 @@ async fn store_static_key(m: &Mount, name: &str, key: &static_roles::StaticKey) 
 /// A mount against a stub that mints and extends keys, with static role
 /// `s` written from `body`.
 async fn static_role_s(body: Value) -> (Stub, Mount) {
-    let (stub, m) = stubbed(vec![route("POST /key/generate", 200, GENERATED), extends()]).await;
+    let routes = vec![route("POST /key/generate", 200, GENERATED), extends()];
+    static_role_s_on(routes, body).await
+}
+
+/// [`static_role_s`] against a stub with `routes`.
+async fn static_role_s_on(routes: Vec<Route>, body: Value) -> (Stub, Mount) {
+    let (stub, m) = stubbed(routes).await;
     m.call(Operation::Update, "static-roles/s", body)
         .await
         .unwrap();
@@ -1756,19 +1762,12 @@ async fn static_keys_expire_unless_the_tick_moves_them_forward() {
 
 #[tokio::test]
 async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
-    let (_stub, m) = stubbed(vec![
+    let routes = vec![
         route("POST /key/generate", 200, GENERATED),
         key_gone_on_update(),
         route("POST /key/delete", 404, NO_KEYS),
-    ])
-    .await;
-    m.call(
-        Operation::Update,
-        "static-roles/s",
-        json!({"models": ["m"]}),
-    )
-    .await
-    .unwrap();
+    ];
+    let (_stub, m) = static_role_s_on(routes, json!({"models": ["m"]})).await;
     expire_static_key_in(&m, "s", 60).await;
     tick(&m).await;
     assert_eq!(static_key(&m, "s").await.generation, 2);
@@ -1783,19 +1782,12 @@ async fn a_static_key_deleted_in_litellm_is_replaced_when_read() {
         (r#"{"error":"down"}"#, false),
     ] {
         let status = if info.contains("down") { 500 } else { 200 };
-        let (stub, m) = stubbed(vec![
+        let routes = vec![
             route("POST /key/generate", 200, GENERATED),
             route("POST /v2/key/info", status, info),
             route("POST /key/delete", 404, NO_KEYS),
-        ])
-        .await;
-        m.call(
-            Operation::Update,
-            "static-roles/s",
-            json!({"models": ["m"]}),
-        )
-        .await
-        .unwrap();
+        ];
+        let (stub, m) = static_role_s_on(routes, json!({"models": ["m"]})).await;
         let read = m.ok(Operation::Read, "static-creds/s", json!(null)).await;
         let warned = read.warnings.iter().any(|w| w.contains("was gone"));
         assert_eq!(warned, replaced, "{info}: {:?}", read.warnings);
