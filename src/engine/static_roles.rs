@@ -523,17 +523,17 @@ async fn read_creds(engine: Arc<Engine>, req: Request) -> Result<Option<Response
     }))
 }
 
-/// Whether LiteLLM says it no longer has `k` (no answer within a few
-/// seconds, or an error: not known to be gone).
+/// Whether LiteLLM says `k` is gone (no answer within a few seconds, or
+/// any other answer: not known to be gone, so never rotated on a guess).
 async fn is_gone(engine: &Engine, storage: &dyn Storage, k: &StaticKey) -> bool {
     let Ok(client) = engine.clients.for_key(storage, Some(&k.home)).await else {
         return false;
     };
     let token = key_token(&k.key);
-    let info = client.key_info(&token);
+    let deleted = client.key_deleted(&token);
     matches!(
-        tokio::time::timeout(GONE_CHECK_TIMEOUT, info).await,
-        Ok(Ok(None))
+        tokio::time::timeout(GONE_CHECK_TIMEOUT, deleted).await,
+        Ok(Ok(true))
     )
 }
 

@@ -1775,16 +1775,23 @@ async fn a_static_key_deleted_in_litellm_is_replaced_on_the_tick() {
 
 #[tokio::test]
 async fn a_static_key_deleted_in_litellm_is_replaced_when_read() {
-    for (info, replaced) in [
-        (r#"{"info":[]}"#, true),
-        (r#"{"info":[{"key_alias":"x"}]}"#, false),
+    let not_found = r#"{"error":{"message":"Key not found in database","type":"not_found_error","param":"key","code":"404"}}"#;
+    for (status, info, replaced) in [
+        (404, not_found, true),
+        (200, r#"{"key":"x","info":{"status":"deleted"}}"#, true),
+        (200, r#"{"key":"x","info":{"status":"active"}}"#, false),
+        // A key the admin key may not see is not taken for gone.
+        (
+            403,
+            r#"{"error":{"message":"You are not allowed to access this key's info"}}"#,
+            false,
+        ),
         // No word from LiteLLM: the stored key, as before.
-        (r#"{"error":"down"}"#, false),
+        (500, r#"{"error":"down"}"#, false),
     ] {
-        let status = if info.contains("down") { 500 } else { 200 };
         let routes = vec![
             route("POST /key/generate", 200, GENERATED),
-            route("POST /v2/key/info", status, info),
+            route("GET /key/info?key=", status, info),
             route("POST /key/delete", 404, NO_KEYS),
         ];
         let (stub, m) = static_role_s_on(routes, json!({"models": ["m"]})).await;

@@ -192,7 +192,8 @@ const POOL_IDLE: Duration = Duration::from_secs(1);
 
 /// LiteLLM's words when none of the keys of a delete exist (inside a 404).
 const NO_KEYS_FOUND: &str = "No keys found";
-/// LiteLLM's words for a `/key/update` of a key it does not have (inside a 404).
+/// LiteLLM's words for a `/key/update` or `/key/info` of a key it does not
+/// have (inside a 404).
 const KEY_NOT_FOUND: &str = "Key not found";
 /// LiteLLM's words for a `/team/info` of a team it does not have (inside a 404).
 const TEAM_NOT_FOUND: &str = "Team not found";
@@ -287,6 +288,20 @@ impl Client {
         match self.call::<Value>(Method::GET, &path, None::<&()>).await {
             Ok(_) => Ok(true),
             Err(Error::NotFound { message, .. }) if message.contains(TEAM_NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether LiteLLM says key `token` is gone: `/key/info` answers 404 "Key
+    /// not found" or (1.8x and later) shows it archived as deleted. A key the
+    /// admin key may not see (403), or no answer, is not taken for gone:
+    /// `/v2/key/info` would leave out a key it may not see just as one that
+    /// no longer exists.
+    pub async fn key_deleted(&self, token: &str) -> Result<bool, Error> {
+        let path = format!("key/info?{}", query("key", token));
+        match self.call::<Value>(Method::GET, &path, None::<&()>).await {
+            Ok(answer) => Ok(answer["info"]["status"] == "deleted"),
+            Err(Error::NotFound { message, .. }) if message.contains(KEY_NOT_FOUND) => Ok(true),
             Err(e) => Err(e),
         }
     }
