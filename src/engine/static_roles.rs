@@ -479,7 +479,7 @@ async fn delete_key(
 async fn read_creds(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
     let name = name(&req);
-    let (Some(role), Some(mut k)) = (
+    let (Some(mut role), Some(mut k)) = (
         load_role(storage, &name).await?,
         load_key(storage, &name).await?,
     ) else {
@@ -490,16 +490,23 @@ async fn read_creds(engine: Arc<Engine>, req: Request) -> Result<Option<Response
     let mut replaced = None;
     if is_gone(&engine, storage, &k).await {
         let _writing = engine.writes.lock().await;
-        k = match load_key(storage, &name).await? {
-            // Rotated meanwhile.
-            Some(latest) if latest.key != k.key => latest,
-            latest => {
-                let gone = k.key_alias.clone();
-                let next = rotate(&engine, storage, &name, &role, latest).await?;
-                tracing::warn!(role = %name, key_alias = %gone, "static key gone from LiteLLM; rotated on read");
-                replaced = Some(gone);
-                next
-            }
+        // Read again under the lock: the role may have been deleted (no
+        // key may be minted for it then) or rotated meanwhile.
+        let (Some(latest_role), Some(latest)) = (
+            load_role(storage, &name).await?,
+            load_key(storage, &name).await?,
+        ) else {
+            return Err(unknown(&name));
+        };
+        role = latest_role;
+        k = if latest.key != k.key {
+            latest
+        } else {
+            let gone = k.key_alias.clone();
+            let next = rotate(&engine, storage, &name, &role, Some(latest)).await?;
+            tracing::warn!(role = %name, key_alias = %gone, "static key gone from LiteLLM; rotated on read");
+            replaced = Some(gone);
+            next
         };
     }
     let next = k.last_rotated + role.rotation_period_secs;
