@@ -252,9 +252,12 @@ fn sigkill_while_issuing_leaves_no_orphan_after_rollback(
         json!({"models": ["gpt-3.5-turbo"], "key_alias_prefix": prefix, "ttl": "30m"}),
     );
 
-    steps.step("8 readers issuing keys while the plugin is SIGKILLed three times");
+    const READERS: usize = 8;
+    steps.step(format!(
+        "{READERS} readers issuing keys while the plugin is SIGKILLed three times"
+    ));
     let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..8)
+    let readers: Vec<_> = (0..READERS)
         .map(|_| {
             let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
             thread::spawn(move || {
@@ -338,9 +341,11 @@ fn sigkill_while_issuing_leaves_no_orphan_after_rollback(
         litellm.delete_key(key["token"].as_str().unwrap_or_default());
         unclaimed += 1;
     }
+    // At most the issues in flight at each kill: LiteLLM answers several
+    // at once, so one kill can catch more than one in that window.
     assert!(
-        unclaimed <= kills.len(),
-        "{unclaimed} unclaimed keys for {} kills",
+        unclaimed <= READERS * kills.len(),
+        "{unclaimed} unclaimed keys for {} kills of {READERS} readers",
         kills.len()
     );
     assert_keys_match_leases(&server, litellm, &prefix, &["r"]);
