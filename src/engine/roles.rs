@@ -1059,7 +1059,7 @@ pub(super) async fn litellm_warnings(
 }
 
 /// LiteLLM's yes or no, if it answers within a few seconds.
-async fn litellm_says<E>(
+pub(super) async fn litellm_says<E>(
     check: impl std::future::Future<Output = Result<bool, E>>,
 ) -> Option<bool> {
     tokio::time::timeout(LITELLM_CHECK_TIMEOUT, check)
@@ -1068,7 +1068,8 @@ async fn litellm_says<E>(
         .ok()
 }
 
-/// How long a role write waits for LiteLLM's word on its team or licence.
+/// How long a best-effort check waits for LiteLLM's word (a role's team or
+/// licence, a static key's existence).
 const LITELLM_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn delete(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {

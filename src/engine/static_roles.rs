@@ -537,15 +537,8 @@ async fn is_gone(engine: &Engine, storage: &dyn Storage, k: &StaticKey) -> bool 
         return false;
     };
     let token = key_token(&k.key);
-    let deleted = client.key_deleted(&token);
-    matches!(
-        tokio::time::timeout(GONE_CHECK_TIMEOUT, deleted).await,
-        Ok(Ok(true))
-    )
+    roles::litellm_says(client.key_deleted(&token)).await == Some(true)
 }
-
-/// How long a `static-creds` read waits for LiteLLM's word on its key.
-const GONE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn rotate_now(engine: Arc<Engine>, req: Request) -> Result<Option<Response>> {
     let storage = req.storage.as_ref();
